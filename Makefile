@@ -1,0 +1,31 @@
+# The verbs. `make demo` and `make test` are the two a newcomer needs.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: install demo test lint typecheck unit bench bench-smoke clean
+
+install:
+	scripts/install.sh test
+
+demo:
+	scripts/install.sh demo
+	$(PY) -m scripts.demo
+
+lint:
+	$(VENV)/bin/ruff check services tests bench scripts loadtest
+	$(VENV)/bin/ruff format --check services tests bench scripts loadtest
+
+typecheck:
+	$(VENV)/bin/mypy
+
+test: install lint typecheck
+	scripts/pytest.sh tests
+
+unit:
+	scripts/pytest.sh tests -m unit
+
+bench: install
+	$(PY) bench/overhead.py --out bench/out
+
+clean:
+	rm -rf run bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Installs what `make demo` and `make test` need on a fresh Debian machine; safe to run again.
+# Usage: scripts/install.sh [demo|test|bench]   (test and bench imply demo)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+what="${1:-test}"
+venv="${LLMWATCH_VENV:-.venv}"
+cache="${LLMWATCH_CACHE:-$HOME/.cache/llmwatch}"
+mkdir -p "$cache"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+
+apt_install() {
+  # Debian packages for the real Prometheus, Alertmanager, node-exporter and nginx (bench).
+  local missing=()
+  for pair in "$@"; do
+    local bin="${pair%%:*}" pkg="${pair##*:}"
+    command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing: ${missing[*]} -- install them (Debian: apt-get install ${missing[*]}) and run again" >&2
+    exit 1
+  fi
+  say "apt-get install ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+apt_install prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
+  amtool:prometheus-alertmanager
+if [ "$what" != demo ]; then
+  apt_install prometheus-node-exporter:prometheus-node-exporter nginx:nginx-light
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  say "python venv in $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --upgrade pip
+fi
+extras=""
+[ "$what" != demo ] && extras="[test]"
+# Skip pip when pyproject.toml has not changed since the last install into this venv.
+stamp="$venv/.llmwatch-install-$what"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+  say "pip install -e .$extras"
+  "$venv/bin/pip" install -q -e ".$extras"
+  touch "$stamp"
+fi
+
+if [ "$what" != demo ]; then
+  # LiteLLM pins its own FastAPI/pydantic stack: it lives in its own venv, cached outside the clone.
+  litellm_venv="$cache/litellm-venv"
+  if [ ! -x "$litellm_venv/bin/litellm" ]; then
+    say "LiteLLM proxy (benchmark comparison) in $litellm_venv"
+    python3 -m venv "$litellm_venv"
+    "$litellm_venv/bin/pip" install -q --upgrade pip
+    "$litellm_venv/bin/pip" install -q "litellm[proxy]==1.110.2"
+  fi
+fi
+say "install ($what) done"
