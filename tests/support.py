@@ -89,8 +89,9 @@ def llmwatch_cmd(*args: str) -> list[str]:
 
 
 @contextlib.contextmanager
-def running(args: list[str], log_path: Path, ready_url: str, env: dict[str, str] | None = None,
-            timeout: float = 20.0) -> Iterator[Proc]:
+def running(
+    args: list[str], log_path: Path, ready_url: str, env: dict[str, str] | None = None, timeout: float = 20.0
+) -> Iterator[Proc]:
     """Start a process, wait for ``ready_url`` to answer 200, and always stop it afterwards."""
     proc = Proc(args, log_path, env)
     try:

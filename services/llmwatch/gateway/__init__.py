@@ -1,0 +1,1 @@
+"""The gateway: an OpenAI-compatible proxy that writes one access-log line and one metric update per request."""

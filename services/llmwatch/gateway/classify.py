@@ -1,0 +1,46 @@
+"""What a generation request is and who sent it, read from the parsed body and headers.
+
+`task` marks Open WebUI's background generations (chat title, tags, follow-ups, search queries, autocomplete):
+their prompts are built from templates that all begin with "### Task:". They are told apart so that they do not
+pollute user-facing latency SLOs. A client can also say so with the header `X-Llmwatch-Kind: task`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TASK_MARKER = "### Task:"
+
+
+def request_kind(body: dict[str, Any], kind_header: bytes | None) -> str:
+    if kind_header is not None:
+        declared = kind_header.decode("latin-1").strip().lower()
+        if declared in ("chat", "task"):
+            return declared
+    text = last_user_text(body)
+    return "task" if text is not None and text.lstrip().startswith(TASK_MARKER) else "chat"
+
+
+def last_user_text(body: dict[str, Any]) -> str | None:
+    """The last user message's text (chat), or the prompt (completions)."""
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        for message in reversed(messages):
+            if isinstance(message, dict) and message.get("role") == "user":
+                return _text_of(message.get("content"))
+        return None
+    prompt = body.get("prompt")
+    if isinstance(prompt, str):
+        return prompt
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+        return prompt[0]
+    return None
+
+
+def _text_of(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # multimodal parts: keep the text ones
+        parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        return "".join(parts)
+    return None

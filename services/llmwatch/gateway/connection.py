@@ -1,0 +1,93 @@
+"""The client side of one ASGI HTTP exchange: body with a limit, response sends, disconnect watching."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from llmwatch.gateway.errors import GatewayError
+
+_JSON = (b"content-type", b"application/json")
+
+
+class ClientGone(Exception):
+    """The client went away before the gateway could answer."""
+
+
+class ClientConnection:
+    __slots__ = ("_finished", "_receive", "_send", "_watcher", "gone", "started")
+
+    def __init__(self, receive: Any, send: Any) -> None:
+        self._receive = receive
+        self._send = send
+        self._watcher: asyncio.Task[None] | None = None
+        self._finished = False
+        self.started = False
+        self.gone = False
+
+    async def read_body(self, limit: int, content_length: bytes | None) -> bytes:
+        if content_length is not None and content_length.isdigit() and int(content_length) > limit:
+            raise _too_large(limit)
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.gone = True
+                raise ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def watch_disconnect(self) -> None:
+        """From here on, a client disconnect cancels the current task (and with it the upstream request)."""
+        task = asyncio.current_task()
+        if task is not None:
+            self._watcher = asyncio.create_task(self._watch(task))
+
+    async def _watch(self, task: asyncio.Task[Any]) -> None:
+        while True:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                break
+        if not self._finished:
+            self.gone = True
+            task.cancel()
+
+    def stop_watching(self) -> None:
+        self._finished = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+        await self._send({"type": "http.response.start", "status": status, "headers": headers})
+
+    async def send_body(self, body: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def end(self, body: bytes = b"") -> None:
+        self._finished = True
+        await self._send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def send_error(self, error: GatewayError, request_id: str) -> None:
+        """Answer with the OpenAI error envelope; mid-stream, as a final SSE `error` event (as vLLM does)."""
+        if self.gone or self._finished:
+            return
+        body = error.body()
+        if self.started:
+            await self.end(b"data: " + body + b"\n\n")
+            return
+        headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]
+        await self.start(error.status, headers)
+        await self.end(body)
+
+
+def _too_large(limit: int) -> GatewayError:
+    return GatewayError("body_too_large", f"The request body is larger than {limit} bytes; shorten the prompt or "
+                        "raise the gateway's --max-body-bytes.")  # fmt: skip

@@ -1,0 +1,83 @@
+"""Incremental SSE scanning on bytes: events are found however the upstream splits them, never re-serialised.
+
+In pass-through mode the caller forwards every chunk as it came; the scanner only reads it. In strip mode (the
+gateway added `stream_options.include_usage` for its own accounting) complete events are forwarded as soon as
+their blank line arrives, minus the usage-only event the client did not ask for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import orjson
+
+DONE = b"[DONE]"
+
+# Called with each event's parsed JSON object; returns True when the event is usage-only.
+OnChunk = Callable[[dict[str, object], float], bool]
+
+
+class SSEScanner:
+    __slots__ = ("_buf", "_data", "_hold", "_on_chunk", "_strip", "done", "malformed")
+
+    def __init__(self, on_chunk: OnChunk, strip_usage: bool) -> None:
+        self._on_chunk = on_chunk
+        self._strip = strip_usage
+        self._buf = b""  # an unfinished line
+        self._data: list[bytes] = []  # data lines of the event in progress
+        self._hold = bytearray()  # strip mode: complete lines of the event in progress
+        self.done = False  # saw `data: [DONE]`
+        self.malformed = 0  # data events that were not JSON
+
+    def feed(self, chunk: bytes, now: float) -> bytes:
+        """Scan ``chunk``; return the bytes to forward to the client now."""
+        buf = self._buf + chunk if self._buf else chunk
+        strip = self._strip
+        out: list[bytes] = []
+        seg = 0  # strip mode: start of the current event's bytes within buf
+        pos = 0
+        find = buf.find
+        while (nl := find(b"\n", pos)) >= 0:
+            end = nl - 1 if nl > pos and buf[nl - 1] == 13 else nl  # tolerate \r\n
+            if end == pos:  # blank line: the event is complete
+                keep = self._end_event(now) if self._data else True
+                if strip:
+                    if keep:
+                        if self._hold:
+                            out.append(bytes(self._hold))
+                        out.append(buf[seg : nl + 1])
+                    self._hold.clear()
+                    seg = nl + 1
+            elif buf.startswith(b"data:", pos):
+                start = pos + 6 if buf[pos + 5 : pos + 6] == b" " else pos + 5
+                self._data.append(buf[start:end])
+            pos = nl + 1
+        self._buf = buf[pos:]
+        if not strip:
+            return chunk
+        self._hold += buf[seg:pos]
+        return b"".join(out)
+
+    def flush(self) -> bytes:
+        """At end of stream: whatever is still held (an event with no closing blank line)."""
+        keep = self._end_event(0.0) if self._data else True
+        rest = bytes(self._hold) + self._buf if self._strip and keep else b""
+        self._hold.clear()
+        self._buf = b""
+        return rest
+
+    def _end_event(self, now: float) -> bool:
+        data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
+        self._data = []
+        if data == DONE:
+            self.done = True
+            return True
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self.malformed += 1
+            return True
+        if not isinstance(obj, dict):
+            return True
+        usage_only = self._on_chunk(obj, now)
+        return not (usage_only and self._strip)

@@ -1,0 +1,78 @@
+"""The SSE scanner: same accounting for any split of the bytes; usage chunk stripped only when asked."""
+
+from __future__ import annotations
+
+import itertools
+
+import orjson
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmwatch.gateway.accounting import CompletionAccounting
+from llmwatch.gateway.sse import SSEScanner
+from tests.vllm_chunks import r1_stream
+
+pytestmark = pytest.mark.unit
+
+STREAM = r1_stream(["Let", " me", " think", "你好"], ["The", " answer", " is 4."])
+
+
+def _scan(data: bytes, cuts: list[int], strip: bool) -> tuple[bytes, CompletionAccounting, SSEScanner]:
+    acct = CompletionAccounting(keep_text=True)
+    scanner = SSEScanner(acct.on_chunk, strip)
+    out = []
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(data))), len(data)]
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+        out.append(scanner.feed(data[a:b], float(i)))
+    out.append(scanner.flush())
+    return b"".join(out), acct, scanner
+
+
+def _summary(acct: CompletionAccounting) -> tuple[object, ...]:
+    acct.finish()
+    return (acct.token_counts(True), acct.finish_reason, "".join(acct.reasoning_text), "".join(acct.answer_text),
+            acct.reasoning_deltas, acct.answer_deltas)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=40), strip=st.booleans())
+def test_any_split_gives_the_same_accounting(cuts: list[int], strip: bool) -> None:
+    whole_out, whole, _ = _scan(STREAM, [], strip)
+    split_out, split, scanner = _scan(STREAM, cuts, strip)
+    assert _summary(split) == _summary(whole)
+    assert split_out == whole_out
+    assert scanner.done
+
+
+def test_pass_through_forwards_every_byte_unchanged() -> None:
+    out, acct, _ = _scan(STREAM, [7, 100, 101, 333], strip=False)
+    assert out == STREAM
+    assert acct.token_counts(True) == (11, 8, 5, 19)  # round(8 * 4/7): the silent </think> token is apportioned too
+
+
+def test_strip_mode_removes_only_the_usage_chunk() -> None:
+    out, acct, _ = _scan(STREAM, [50, 51, 52], strip=True)
+    events = [e for e in out.split(b"\n\n") if e]
+    payloads = [e.removeprefix(b"data: ") for e in events]
+    assert payloads[-1] == b"[DONE]"
+    parsed = [orjson.loads(p) for p in payloads[:-1]]
+    assert all(p["choices"] for p in parsed), "a usage-only chunk reached the client"
+    assert len(parsed) == 1 + 4 + 3 + 1
+    assert acct.usage is not None and acct.usage["completion_tokens"] == 8
+
+
+def test_crlf_line_endings_and_comments_are_tolerated() -> None:
+    data = STREAM.replace(b"\n", b"\r\n")
+    data = b": keep-alive\r\n\r\n" + data
+    out, acct, scanner = _scan(data, [3, 90], strip=False)
+    assert out == data
+    assert scanner.done
+    assert _summary(acct)[0] == (11, 8, 5, 19)
+
+
+def test_malformed_event_is_counted_and_forwarded() -> None:
+    data = b"data: {not json}\n\n" + STREAM
+    out, _, scanner = _scan(data, [], strip=True)
+    assert scanner.malformed == 1
+    assert out.startswith(b"data: {not json}\n\n")
