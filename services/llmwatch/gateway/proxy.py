@@ -100,11 +100,12 @@ class Proxy:
             raise GatewayError(
                 "not_found", f"No route {rec.path}: the OpenAI API is under /v1/ (e.g. /v1/chat/completions)."
             )
-        body = await conn.read_body(self._s.max_body_bytes, h.get(b"content-length"))
         generation = rec.method == "POST" and rec.path in GENERATION_PATHS
-        strip = False
         if generation:
             rec.kind = "chat"  # until the body says otherwise; a malformed request still counts as user traffic
+        body = await conn.read_body(self._s.max_body_bytes, h.get(b"content-length"))
+        strip = False
+        if generation:
             body, strip = self._prepare_generation(body, rec, h)
         upstream = self._pool.pick()
         rec.upstream = upstream.base
