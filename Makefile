@@ -9,7 +9,7 @@ install:
 
 demo:
 	scripts/install.sh demo
-	$(PY) -m scripts.demo
+	$(VENV)/bin/llmwatch demo
 
 lint:
 	$(VENV)/bin/ruff check services tests bench scripts loadtest

@@ -1,0 +1,144 @@
+"""The compose stack's configs, rewritten for processes on 127.0.0.1, and the processes themselves.
+
+The project's prometheus/ and alertmanager/ files name compose services (`gateway:4000`); here every service runs
+on 127.0.0.1 with its own port, so targets and URLs are rewritten and the rule files are used unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Ports:
+    engine: int = 8000
+    gateway: int = 4000
+    relay: int = 9099
+    prometheus: int = 9090
+    alertmanager: int = 9093
+    node_exporter: int = 9100
+
+    def by_service(self) -> dict[str, int]:
+        """Compose service name (and alias) -> local port."""
+        return {
+            "engine": self.engine, "vllm": self.engine, "sim": self.engine, "gateway": self.gateway,
+            "relay": self.relay, "prometheus": self.prometheus, "localhost": self.prometheus,
+            "alertmanager": self.alertmanager, "node-exporter": self.node_exporter,
+        }  # fmt: skip
+
+
+def _local_target(target: str, ports: dict[str, int]) -> str | None:
+    host, _, _ = target.partition(":")
+    port = ports.get(host)
+    return None if port is None else f"127.0.0.1:{port}"
+
+
+def local_prometheus_config(repo: Path, ports: Ports, running: set[str], interval: str | None = None) -> dict[str, Any]:
+    """prometheus/prometheus.yml with 127.0.0.1 targets; jobs whose service is not running locally are dropped."""
+    config: dict[str, Any] = yaml.safe_load((repo / "prometheus/prometheus.yml").read_text())
+    by_service = ports.by_service()
+    local = {name: port for name, port in by_service.items() if name in running or name == "localhost"}
+    if interval is not None:
+        config["global"]["scrape_interval"] = interval
+        config["global"]["evaluation_interval"] = interval
+    config["rule_files"] = [str(repo / "prometheus" / pattern) for pattern in config.get("rule_files", [])]
+    jobs = []
+    for job in config.get("scrape_configs", []):
+        if interval is not None:
+            job.pop("scrape_interval", None)
+        for static in job.get("static_configs", []):
+            static["targets"] = [t for t in (_local_target(x, local) for x in static["targets"]) if t]
+        if any(static["targets"] for static in job.get("static_configs", [])):
+            jobs.append(job)
+    config["scrape_configs"] = jobs
+    for am in config.get("alerting", {}).get("alertmanagers", []):
+        for static in am.get("static_configs", []):
+            static["targets"] = [f"127.0.0.1:{ports.alertmanager}"]
+    return config
+
+
+_URL_HOST = re.compile(r"http://([a-z0-9-]+):(\d+)")
+
+
+def local_alertmanager_config(repo: Path, ports: Ports) -> str:
+    """alertmanager/alertmanager.yml with every http://service:port URL pointed at 127.0.0.1."""
+    text = (repo / "alertmanager/alertmanager.yml").read_text()
+    by_service = ports.by_service()
+
+    def swap(match: re.Match[str]) -> str:
+        port = by_service.get(match.group(1))
+        return match.group(0) if port is None else f"http://127.0.0.1:{port}"
+
+    return _URL_HOST.sub(swap, text)
+
+
+@dataclass
+class LocalStack:
+    """Child processes with their output in ``run_dir``; ``stop`` ends them all, newest first."""
+
+    run_dir: Path
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def start(self, name: str, args: list[str], ready_url: str | None, timeout: float = 30.0) -> None:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        out = (self.run_dir / f"{name}.log").open("wb")
+        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir)
+        self.procs[name] = proc
+        if ready_url is not None:
+            self.wait_ready(name, ready_url, timeout)
+
+    def wait_ready(self, name: str, url: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                tail = (self.run_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}:\n{tail}")
+            try:
+                if httpx.get(url, timeout=1.0).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} was not ready at {url} within {timeout}s; see {self.run_dir / name}.log")
+
+    def stop(self) -> None:
+        for name, proc in reversed(list(self.procs.items())):
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    log.warning("%s did not stop in 10 s; killing it", name)
+                    proc.kill()
+                    proc.wait()
+        self.procs.clear()
+
+
+def llmwatch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "llmwatch.cli", *args]
+
+
+def binary(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        raise RuntimeError(f"{name} is not installed: on Debian, scripts/install.sh demo installs it")
+    return path
+
+
+def write_yaml(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
