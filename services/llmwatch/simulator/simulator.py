@@ -1,0 +1,126 @@
+"""The simulator's state: engine, metrics, faults and the per-request decisions shared by both endpoints."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from llmwatch.simulator.engine import Engine, EngineConfig
+from llmwatch.simulator.faults import Decision, Faults
+from llmwatch.simulator.metrics import Collector, EngineMetrics, build_collectors, cache_config_labels
+from llmwatch.simulator.profiles import PROFILES
+from llmwatch.simulator.sequence import Listener, Sequence
+from llmwatch.simulator.settings import SimSettings
+from llmwatch.simulator.textgen import Generation
+
+VLLM_VERSION = "0.33.0"
+DEFAULT_SLOW_MS = 2000.0  # `X-Sim-Fault: slow` when no --ttft-delay-ms is set
+
+
+class StartupError(RuntimeError):
+    """The configuration cannot serve, as vLLM refuses to start."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one request will produce: its tokens (already cut to the limit) and why it ends."""
+
+    tokens: list[str]
+    finish_reason: str
+    think_end: int
+
+
+class Simulator:
+    def __init__(
+        self, settings: SimSettings, registry: CollectorRegistry, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        profile = PROFILES[settings.gpu_profile]
+        blocks = settings.num_gpu_blocks_override or profile.num_gpu_blocks(settings.gpu_memory_utilization)
+        if blocks <= 0:
+            raise StartupError(
+                "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` "
+                "when initializing the engine."
+            )
+        self.num_gpu_blocks = blocks
+        self.collectors: dict[str, Collector] = build_collectors(registry, settings.max_model_len)
+        cache_info = cache_config_labels(settings.gpu_memory_utilization, blocks, settings.num_gpu_blocks_override)
+        self.metrics = EngineMetrics(self.collectors, settings.served_model_name, cache_info)
+        self.faults = Faults.model_validate(
+            {
+                "error_rate": settings.error_rate,
+                "error_status": settings.error_status,
+                "empty_rate": settings.empty_rate,
+                "ttft_delay_ms": settings.ttft_delay_ms,
+                "latency_multiplier": settings.latency_multiplier,
+                "stall_rate": settings.stall_rate,
+                "stall_seconds": settings.stall_seconds,
+                "drop_rate": settings.drop_rate,
+            }
+        )
+        config = EngineConfig(settings.max_num_seqs, settings.max_num_batched_tokens, blocks, settings.speed)
+        self.engine = Engine(profile, config, self.metrics, lambda: self.faults, clock)
+        self.rng = random.Random(settings.seed)
+        self.ready_at = clock() + settings.startup_seconds
+        self.started = int(time.time())
+        self.admitted = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.clock() >= self.ready_at
+
+    def request_base_id(self, header: str | None, body_id: str | None) -> str:
+        """vLLM's _base_request_id: the X-Request-Id header, else the body's request_id, else a random uuid."""
+        return header or body_id or uuid.uuid4().hex
+
+    def plan(self, gen: Generation, prompt_tokens: int, max_tokens: int | None, empty: bool) -> Plan:
+        if empty:
+            return Plan([], "stop", gen.think_end)
+        limit = self.settings.max_model_len - prompt_tokens
+        if max_tokens is not None:
+            limit = min(limit, max_tokens)
+        if len(gen.tokens) > limit:
+            return Plan(gen.tokens[:limit], "length", gen.think_end)
+        return Plan(gen.tokens, "stop", gen.think_end)
+
+    def sequence(
+        self,
+        request_id: str,
+        prompt_tokens: int,
+        plan: Plan,
+        max_tokens: int | None,
+        decision: Decision,
+        listener: Listener,
+    ) -> Sequence:
+        now = self.clock()
+        faults = self.faults
+        delay_ms = faults.ttft_delay_ms or (DEFAULT_SLOW_MS if decision.slow else 0.0)
+        if decision.slow and faults.ttft_delay_ms:
+            delay_ms *= 2
+        seq = Sequence(
+            request_id=request_id,
+            prompt_tokens=prompt_tokens,
+            tokens=plan.tokens,
+            finish_reason=plan.finish_reason,
+            listener=listener,
+            arrival=now,
+            max_tokens_param=max_tokens,
+            not_before=now + delay_ms / 1000.0,
+        )
+        warmup = self.settings.warmup_requests
+        if self.admitted < warmup:
+            share = (warmup - self.admitted) / warmup
+            seq.extra_prefill_s = self.settings.warmup_penalty_ms / 1000.0 * share / self.settings.speed
+        self.admitted += 1
+        middle = max(1, len(plan.tokens) // 2)
+        if decision.stall and len(plan.tokens) > 1:
+            seq.stall_at, seq.stall_seconds = middle, faults.stall_seconds
+        if decision.drop and len(plan.tokens) > 1:
+            seq.drop_at = middle
+        return seq

@@ -1,0 +1,72 @@
+"""/metrics of a real `llmwatch sim` equals metric_spec.VLLM_METRICS: names, types, labels, buckets."""
+
+from __future__ import annotations
+
+import math
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmwatch.simulator.metric_spec import REMOVED_METRICS, VLLM_METRICS, histogram_buckets
+
+pytestmark = pytest.mark.integration
+SPEC_PREFIXES = ("vllm:", "http_")
+
+
+def _families(sim_url: str) -> dict[str, object]:
+    text = httpx.get(f"{sim_url}/metrics").text
+    assert not any(removed in text for removed in REMOVED_METRICS)
+    # `*_created` are prometheus_client's creation timestamps (vLLM exposes them too), not families of the spec
+    return {
+        f.name: f
+        for f in text_string_to_metric_families(text)
+        if f.name.startswith(SPEC_PREFIXES) and not f.name.endswith("_created")
+    }
+
+
+def test_exposition_equals_the_spec(sim_url: str) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 5, "stream": True}
+    with httpx.stream("POST", f"{sim_url}/v1/chat/completions", json=body) as response:
+        assert response.status_code == 200
+        response.read()
+    families = _families(sim_url)
+    assert set(families) == {spec.name for spec in VLLM_METRICS}
+    for spec in VLLM_METRICS:
+        family = families[spec.name]
+        assert family.type == spec.type, spec.name  # type: ignore[attr-defined]
+        samples = family.samples  # type: ignore[attr-defined]
+        assert samples, f"{spec.name} has no sample"
+        for sample in samples:
+            labels = set(sample.labels) - {"le", "quantile"}
+            assert labels == set(spec.labels), (spec.name, sample.labels)
+        if spec.type == "histogram":
+            bounds = sorted({float(s.labels["le"]) for s in samples if s.name.endswith("_bucket")})
+            assert bounds == [*map(float, histogram_buckets(spec, 4096)), math.inf], spec.name
+
+
+def _sample(families: dict[str, object], name: str, **labels: str) -> float:
+    family = families[name]
+    for sample in family.samples:  # type: ignore[attr-defined]
+        if all(sample.labels.get(k) == v for k, v in labels.items()) and not sample.name.endswith("_created"):
+            return float(sample.value)
+    raise AssertionError(f"no {name} sample with {labels}")
+
+
+def test_values_follow_the_requests(sim_url: str) -> None:
+    body = {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 7}
+    for _ in range(2):
+        assert httpx.post(f"{sim_url}/v1/chat/completions", json=body).status_code == 200
+    assert httpx.post(f"{sim_url}/v1/chat/completions", json={**body, "model": "x"}).status_code == 404
+    f = _families(sim_url)
+    model = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert _sample(f, "vllm:generation_tokens", model_name=model, engine="0") == 14
+    assert _sample(f, "vllm:prompt_tokens", model_name=model, engine="0") == 2 * 6
+    assert _sample(f, "vllm:request_success", finished_reason="length") == 2
+    assert _sample(f, "vllm:request_success", finished_reason="stop") == 0
+    assert _sample(f, "vllm:cache_config_info", block_size="16", gpu_memory_utilization="0.9", engine="0") == 1
+    assert _sample(f, "vllm:engine_sleep_state", sleep_state="awake") == 1
+    assert _sample(f, "http_requests", handler="/v1/chat/completions", status="2xx", method="POST") == 2
+    assert _sample(f, "http_requests", handler="/v1/chat/completions", status="4xx", method="POST") == 1
+    ttft_count = [s for s in f["vllm:time_to_first_token_seconds"].samples if s.name.endswith("_count")]  # type: ignore[attr-defined]
+    assert ttft_count[0].value == 2

@@ -1,0 +1,99 @@
+"""The scheduler in-process: FIFO beyond --max-num-seqs, continuous batching, recompute preemption."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from llmwatch.simulator.engine import Engine, EngineConfig
+from llmwatch.simulator.faults import Faults
+from llmwatch.simulator.metrics import EngineMetrics, build_collectors, cache_config_labels
+from llmwatch.simulator.profiles import PROFILES
+from llmwatch.simulator.sequence import Sequence
+
+pytestmark = pytest.mark.unit
+MODEL = "m"
+
+
+class Recorder:
+    """A listener that keeps what the engine told it."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+        self.finish: str | None = None
+        self.first_at: float | None = None
+
+    def emit(self, seq: Sequence, start: int, end: int, finish: str | None) -> bool:
+        if start == 0 and self.first_at is None:
+            self.first_at = asyncio.get_running_loop().time()
+        self.tokens += end - start
+        self.finish = finish or self.finish
+        return True
+
+    def drop(self, seq: Sequence) -> None:
+        raise AssertionError("no drop expected")
+
+
+def _engine(blocks: int, max_num_seqs: int) -> tuple[Engine, CollectorRegistry]:
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(build_collectors(registry, 4096), MODEL, cache_config_labels(0.9, blocks, None))
+    config = EngineConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=512, num_gpu_blocks=blocks, speed=20.0)
+    return Engine(PROFILES["h100"], config, metrics, lambda: Faults()), registry
+
+
+def _seq(engine: Engine, n: int, prompt: int = 20) -> tuple[Sequence, Recorder]:
+    rec = Recorder()
+    seq = Sequence(f"r{n}", prompt, ["x"] * 39 + [""], "stop", rec, engine.clock())
+    return seq, rec
+
+
+def _value(registry: CollectorRegistry, name: str) -> float:
+    value = registry.get_sample_value(name, {"model_name": MODEL, "engine": "0"})
+    assert value is not None, name
+    return value
+
+
+async def _run_all(engine: Engine, seqs: list[Sequence], observe: list[float] | None = None) -> None:
+    task = asyncio.create_task(engine.run())
+    for seq in seqs:
+        engine.submit(seq)
+    try:
+        if observe is not None:
+            await asyncio.sleep(0.002)
+            observe.append(len(engine.waiting))
+        await asyncio.wait_for(asyncio.gather(*(s.done for s in seqs)), timeout=10)
+    finally:
+        task.cancel()
+
+
+async def test_requests_beyond_max_num_seqs_wait_in_fifo_order() -> None:
+    engine, registry = _engine(blocks=10_000, max_num_seqs=2)
+    pairs = [_seq(engine, i) for i in range(5)]
+    waiting: list[float] = []
+    await _run_all(engine, [s for s, _ in pairs], waiting)
+    assert waiting == [3]
+    firsts = [rec.first_at for _, rec in pairs]
+    assert all(f is not None for f in firsts)
+    assert firsts == sorted(firsts)  # type: ignore[type-var]
+    assert all(rec.tokens == 40 and rec.finish == "stop" for _, rec in pairs)
+    assert _value(registry, "vllm:generation_tokens_total") == 5 * 40
+    assert _value(registry, "vllm:num_requests_waiting") == 0
+    assert _value(registry, "vllm:num_preemptions_total") == 0
+
+
+async def test_exhausted_kv_cache_preempts_and_recomputes() -> None:
+    # 3 sequences of 20 prompt + 40 output tokens need 4 blocks each; 6 blocks hold one and a half
+    engine, registry = _engine(blocks=6, max_num_seqs=3)
+    pairs = [_seq(engine, i) for i in range(3)]
+    await _run_all(engine, [s for s, _ in pairs])
+    assert _value(registry, "vllm:num_preemptions_total") > 0
+    assert all(rec.tokens == 40 and rec.finish == "stop" for _, rec in pairs)
+    assert (
+        registry.get_sample_value(
+            "vllm:request_success_total", {"model_name": MODEL, "engine": "0", "finished_reason": "stop"}
+        )
+        == 3
+    )
+    assert engine.free_blocks == 6
