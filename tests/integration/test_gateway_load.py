@@ -57,11 +57,13 @@ def test_thousand_concurrent_requests_with_faults(start_gateway: GatewayFactory,
     assert counted == dict(logged)
     # Every fault showed up, and each is told apart.
     assert logged[503] > 0 and logged[400] == len(range(0, N, 97))
-    assert logged[502] > 0, "dropped streams are logged as upstream_stream_broken"
-    assert {line["error_type"] for line in lines if line["status"] == 502} == {"upstream_stream_broken"}
+    broken = collections.Counter(line["error_type"] for line in lines if line["status"] == 502)
+    assert broken["upstream_stream_broken"] > 0, "streams dropped mid-way are logged as upstream_stream_broken"
+    assert set(broken) <= {"upstream_stream_broken", "upstream_disconnect"}
     # What the client saw agrees with the log, except that broken streams had already sent a 200 header.
     assert client_statuses[503] == logged[503] and client_statuses[400] == logged[400]
-    assert client_statuses[200] == logged[200] + logged[502]
+    assert client_statuses[502] == broken["upstream_disconnect"]
+    assert client_statuses[200] == logged[200] + broken["upstream_stream_broken"]
     empties = sum(line["empty_response"] for line in lines)
     assert empties > 0 and total(metrics, "llmwatch_empty_responses_total") == empties
     assert total(metrics, "llmwatch_tokens_total", type="completion") == sum(

@@ -14,7 +14,7 @@ from llmwatch.gateway.settings import GatewaySettings
 
 def main(argv: list[str]) -> int:
     settings = CliApp.run(GatewaySettings, cli_args=argv)
-    disable_created_metrics()  # *_created series double the exposition and no dashboard reads them
+    disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard reads them
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     uvicorn.run(

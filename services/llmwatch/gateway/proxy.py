@@ -180,9 +180,9 @@ class Proxy:
                 "upstream_unreachable", f"Cannot reach the engine at {upstream.base}: {exc.strerror}."
             ) from None
         except aiohttp.ClientError as exc:
-            kind = "upstream_stream_broken" if conn.started else "upstream_unreachable"
+            kind = "upstream_stream_broken" if conn.started else "upstream_disconnect"
             raise GatewayError(
-                kind, f"The engine at {upstream.base} broke the connection ({type(exc).__name__})."
+                kind, f"The engine at {upstream.base} closed the connection ({type(exc).__name__})."
             ) from None
 
     async def _relay_stream(

