@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
 
 from llmwatch.simulator.engine import Engine, EngineConfig
 from llmwatch.simulator.faults import Decision, Faults
@@ -50,6 +50,10 @@ class Simulator:
             )
         self.num_gpu_blocks = blocks
         self.collectors: dict[str, Collector] = build_collectors(registry, settings.max_model_len)
+        # Not a vLLM series: lets rules and dashboards tell a simulated engine from a real one (no GPU to expect).
+        Gauge(
+            "llmwatch_sim_info", "1 while the engine is llmwatch's simulator.", ("gpu_profile",), registry=registry
+        ).labels(settings.gpu_profile).set(1)
         cache_info = cache_config_labels(settings.gpu_memory_utilization, blocks, settings.num_gpu_blocks_override)
         self.metrics = EngineMetrics(self.collectors, settings.served_model_name, cache_info)
         self.faults = Faults.model_validate(

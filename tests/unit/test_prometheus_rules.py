@@ -1,0 +1,210 @@
+"""Prometheus config and rules: promtool's own checks and unit tests, plus the repo's rules about the rules.
+
+- promtool check config / check rules / test rules must pass (output shown on failure);
+- every alert has a promtool test that fires and one that stays quiet; every computed rule has an expression test;
+- alerts carry severity, component, summary, a "Check first" description and a runbook anchor that exists;
+- thresholds live only in thresholds.yml; rules never name hosts; metric names match the gateway, relay and
+  simulator (vLLM) contracts, and never the removed vLLM names or DCGM profiling fields.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from tests.support import REPO, need_binary
+
+PROM = REPO / "prometheus"
+RULES = sorted((PROM / "rules").glob("*.yml"))
+TESTS = sorted((PROM / "tests").glob("*.yml"))
+DOCS = REPO / "docs" / "alerting.md"
+JOBS = {"gateway", "vllm", "node", "dcgm", "alertmanager", "relay", "prometheus"}
+# dcgm-exporter default counters we use, plus the clock-event field under its DCGM >= 3.3 and older names.
+DCGM_FIELDS = {
+    "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_XID_ERRORS",
+    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "DCGM_FI_DEV_GPU_UTIL",
+    "DCGM_FI_DEV_POWER_USAGE",
+}  # fmt: skip
+CONSTANT = re.compile(r"^\s*vector\(\s*[-+0-9.eE]+\s*\)\s*$")
+
+
+def promtool(*args: str | Path) -> None:
+    done = subprocess.run(
+        [need_binary("promtool"), *map(str, args)], capture_output=True, text=True, timeout=60, cwd=REPO
+    )
+    assert done.returncode == 0, f"promtool {' '.join(map(str, args))} failed:\n{done.stdout}\n{done.stderr}"
+
+
+def load(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def rules(path: Path) -> list[dict[str, Any]]:
+    return [rule for group in load(path)["groups"] for rule in group["rules"]]
+
+
+ALERTS = rules(PROM / "rules" / "alerts.yml")
+RECORDED = [r for path in RULES for r in rules(path) if "record" in r]
+
+
+@pytest.mark.integration
+def test_promtool_check_config() -> None:
+    promtool("check", "config", PROM / "prometheus.yml")
+
+
+@pytest.mark.integration
+def test_promtool_check_rules() -> None:
+    promtool("check", "rules", *RULES)
+
+
+@pytest.mark.integration
+def test_promtool_unit_tests() -> None:
+    promtool("test", "rules", *TESTS)
+
+
+# Everything below is pure: YAML and Python only.
+
+
+@pytest.mark.unit
+def test_every_alert_has_a_firing_and_a_quiet_promtool_test() -> None:
+    fires: set[str] = set()
+    quiet: set[str] = set()
+    for path in TESTS:
+        for case in load(path)["tests"]:
+            for check in case.get("alert_rule_test", []):
+                (fires if check.get("exp_alerts") else quiet).add(check["alertname"])
+    names = {a["alert"] for a in ALERTS}
+    assert not names - fires, f"alerts with no promtool test that fires: {sorted(names - fires)}"
+    assert not names - quiet, f"alerts with no promtool test that stays quiet: {sorted(names - quiet)}"
+    assert not (fires | quiet) - names, f"tests for alerts that do not exist: {sorted((fires | quiet) - names)}"
+
+
+@pytest.mark.unit
+def test_every_computed_rule_has_an_expression_test() -> None:
+    tested = " ".join(
+        check["expr"] for path in TESTS for case in load(path)["tests"] for check in case.get("promql_expr_test", [])
+    )
+    computed = {r["record"] for r in RECORDED if not CONSTANT.match(r["expr"])}
+    missing = {name for name in computed if not re.search(rf"(?<![\w:]){re.escape(name)}(?![\w:])", tested)}
+    assert not missing, f"recording rules with no promql_expr_test: {sorted(missing)}"
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens."""
+    headings = re.findall(r"^#{1,6}\s+(.+?)\s*$", markdown, flags=re.MULTILINE)
+    return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in headings}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("alert", ALERTS, ids=[a["alert"] for a in ALERTS])
+def test_alert_has_severity_component_summary_check_first_and_a_runbook_anchor(alert: dict[str, Any]) -> None:
+    labels, notes = alert.get("labels", {}), alert.get("annotations", {})
+    assert labels.get("severity") in {"critical", "warning"}
+    assert labels.get("component") in {"gateway", "engine", "gpu", "monitoring", "relay"}
+    assert notes.get("summary")
+    assert "Check first:" in notes.get("description", "")
+    runbook = notes.get("runbook_url", "")
+    assert runbook == f"docs/alerting.md#{alert['alert'].lower()}"
+    assert runbook.split("#")[1] in anchors(DOCS.read_text()), f"no heading for {runbook} in docs/alerting.md"
+
+
+@pytest.mark.unit
+def test_thresholds_live_in_thresholds_yml_only() -> None:
+    defined = {r["record"] for r in rules(PROM / "rules" / "thresholds.yml") if r["record"].startswith("threshold:")}
+    used: set[str] = set()
+    for path in RULES:
+        for rule in rules(path):
+            used |= set(re.findall(r"threshold:[\w:]+", rule["expr"]))
+            if path.name != "thresholds.yml":
+                assert "record" not in rule or not rule["record"].startswith("threshold:"), rule["record"]
+    assert used <= defined, f"thresholds used but not defined: {sorted(used - defined)}"
+    assert defined <= used, f"thresholds defined but never used: {sorted(defined - used)}"
+    for alert in ALERTS:
+        literals = {float(n) for n in re.findall(r"(?:[<>]=?|[!=]=)\s*(\d+(?:\.\d+)?)", alert["expr"])}
+        assert literals <= {0.0, 1.0}, f"{alert['alert']} compares with {literals}: put it in thresholds.yml"
+
+
+@pytest.mark.unit
+def test_rules_do_not_depend_on_host_names() -> None:
+    hosts = ("127.0.0.1", "localhost", "gateway:", "engine:", "node-exporter", "dcgm-exporter", "relay:", "instance=")
+    for path in RULES:
+        for rule in rules(path):
+            for host in hosts:
+                assert host not in rule["expr"], f"{rule.get('alert') or rule.get('record')} names {host}"
+
+
+def exposed_names(registry: CollectorRegistry) -> set[str]:
+    names: set[str] = set()
+    for family in registry.collect():
+        if family.type == "counter":
+            names.add(family.name + "_total")
+        elif family.type == "histogram":
+            names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
+        else:
+            names.add(family.name)
+    return names
+
+
+@pytest.mark.unit
+def test_metric_names_match_the_gateway_relay_simulator_and_dcgm_contracts() -> None:
+    from llmwatch.gateway.metrics import GatewayMetrics
+    from llmwatch.relay.metrics import RelayMetrics
+    from llmwatch.simulator.metric_spec import REMOVED_METRICS, VLLM_METRICS
+    from llmwatch.simulator.settings import SimSettings
+    from llmwatch.simulator.simulator import Simulator
+
+    registry = CollectorRegistry()
+    GatewayMetrics(registry)
+    RelayMetrics(registry, ["dingtalk"])
+    Simulator(SimSettings(), registry)  # its llmwatch_sim_info; its vllm:* names are checked against the spec below
+    ours = exposed_names(registry)
+    vllm = set()
+    for spec in VLLM_METRICS:
+        suffixes = ("_bucket", "_sum", "_count") if spec.type == "histogram" else ("",)
+        vllm |= {spec.exposed_name + s for s in suffixes}
+    text = " ".join(r["expr"] for path in RULES for r in rules(path))
+    for name in set(re.findall(r"(?<![\w:])(vllm:\w+|llmwatch_\w+|DCGM_\w+)", text)):
+        assert name not in REMOVED_METRICS
+        if name.startswith("vllm:"):
+            assert name in vllm, f"{name} is not a vLLM 0.33 metric (simulator metric_spec)"
+        elif name.startswith("llmwatch_"):
+            assert name in ours, f"{name} is not exposed by the gateway, the relay or the simulator"
+        else:
+            assert name in DCGM_FIELDS, f"{name}: not a dcgm-exporter field this stack relies on"
+    assert "DCGM_FI_PROF" not in text  # missing on GeForce cards: never alert on them, or on their absence
+
+
+@pytest.mark.unit
+def test_prometheus_yml_scrapes_every_service_with_one_label_scheme() -> None:
+    config = load(PROM / "prometheus.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == JOBS
+    expected = {
+        "gateway": "gateway:4000", "vllm": "engine:8000", "node": "node-exporter:9100", "dcgm": "dcgm-exporter:9400",
+        "alertmanager": "alertmanager:9093", "relay": "relay:9099", "prometheus": "localhost:9090",
+    }  # fmt: skip
+    for name, job in jobs.items():
+        if name == "dcgm":  # found by DNS: the sim profile has no dcgm-exporter to list
+            (sd,) = job["dns_sd_configs"]
+            assert f"{sd['names'][0]}:{sd['port']}" == expected[name]
+            assert job["relabel_configs"] == [{"target_label": "service", "replacement": "dcgm-exporter"}]
+            continue
+        (static,) = job["static_configs"]
+        assert static["targets"] == [expected[name]]
+        assert static["labels"]["service"], f"job {name} has no service label"
+    assert config["rule_files"] == ["rules/*.yml"]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
+    assert config["global"]["external_labels"] == {"stack": "llmwatch"}
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("path", [PROM / "prometheus.yml", *RULES, *TESTS], ids=lambda p: p.name)
+def test_config_files_start_with_a_two_line_header(path: Path) -> None:
+    first, second = path.read_text().splitlines()[:2]
+    assert first.startswith("# ") and second.startswith("# "), f"{path.name} needs a two-line header comment"
