@@ -81,6 +81,16 @@ def start_gateway(demo: Demo) -> None:
     demo.notes.append(f"gateway (OpenAI API) http://127.0.0.1:{p.gateway}/v1   metrics: /metrics")
 
 
+def start_relay(demo: Demo) -> None:
+    p = demo.settings.ports
+    # No IM is configured locally: the relay's log target writes each message to run/demo/relay.log instead.
+    # LLMWATCH_RELAY_* in the environment (DingTalk/WeCom/Feishu URLs) are honoured, so a real group can be tried.
+    demo.stack.start("relay", llmwatch(
+        "relay", "--host", "127.0.0.1", "--port", str(p.relay), "--log-target",
+    ), f"http://127.0.0.1:{p.relay}/healthz")  # fmt: skip
+    demo.notes.append(f"relay (alerts -> IM) http://127.0.0.1:{p.relay}   messages: {demo.settings.run_dir}/relay.log")
+
+
 def start_alertmanager(demo: Demo) -> None:
     p, run = demo.settings.ports, demo.settings.run_dir.resolve()
     config = run / "alertmanager.yml"
@@ -137,6 +147,7 @@ P99_QUERY = "histogram_quantile(0.99, sum by (le) (rate(llmwatch_request_duratio
 STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("simulator", start_engine),
     ("gateway", start_gateway),
+    ("relay", start_relay),
     ("Alertmanager", start_alertmanager),
     ("Prometheus", start_prometheus),
     ("traffic", send_traffic),
