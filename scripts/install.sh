@@ -57,7 +57,8 @@ if [ "$what" != demo ]; then
     say "LiteLLM proxy (benchmark comparison) in $litellm_venv"
     python3 -m venv "$litellm_venv"
     "$litellm_venv/bin/pip" install -q --upgrade pip
-    "$litellm_venv/bin/pip" install -q "litellm[proxy]==1.110.2"
+    # --no-deps: the frozen set is complete; the resolver would chase litellm[proxy]'s unpublished pins.
+    "$litellm_venv/bin/pip" install -q --no-deps -r bench/litellm-requirements.txt
   fi
 fi
 say "install ($what) done"

@@ -1,0 +1,1 @@
+"""The gateway overhead benchmark: `python bench/overhead.py` (or `make bench`); see docs/benchmark.md."""

@@ -1,0 +1,155 @@
+"""What does the llmwatch gateway cost? Every path (direct, gateway, LiteLLM, nginx) in one run, same upstream.
+
+    python bench/overhead.py --out bench/out            # full run (make bench): a few minutes
+    python bench/overhead.py --quick --out /tmp/b       # smoke run: seconds, numbers meaningless
+    python bench/overhead.py --profile --out bench/out  # py-spy profile of the gateway under streaming load
+
+Writes results.json and RESULTS.md into --out; see docs/benchmark.md for how to read them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script (make bench): make `bench.*` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import orjson
+
+from bench import paths, profile, report
+from bench.procs import Child, cpu_layout, free_port
+from bench.runner import WORKLOADS, LoadGen, Plan, run_all
+
+log = logging.getLogger("bench.overhead")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="bench/overhead.py",
+        description=__doc__.split("\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__,
+    )
+    p.add_argument("--out", type=Path, default=paths.BENCH / "out", help="directory for results.json and RESULTS.md")
+    p.add_argument("--quick", action="store_true", help="smoke mode: 1 repetition, a few requests per run")
+    p.add_argument("--paths", default=",".join(paths.ORDER), help="comma-separated subset of %(default)s")
+    p.add_argument("--workloads", default=",".join(w.name for w in WORKLOADS), help="subset of %(default)s")
+    p.add_argument("--reps", type=int, default=3, help="repetitions; each metric is the median of their medians")
+    p.add_argument("--duration", type=float, default=2.0, help="seconds per measured run")
+    p.add_argument("--warmup", type=float, default=0.5, help="seconds of warm-up before each measured run")
+    p.add_argument("--no-pin", action="store_true", help="do not pin the proxy apart from upstream + load generator")
+    p.add_argument(
+        "--require",
+        default="direct,gateway,nginx",
+        help="paths that must run; the others are skipped with a reason when unavailable",
+    )
+    p.add_argument("--profile", action="store_true", help="profile the gateway with py-spy instead of benchmarking")
+    p.add_argument("--profile-seconds", type=float, default=10.0, help="how long --profile samples")
+    p.add_argument("--profile-format", choices=("speedscope", "flamegraph"), default="speedscope")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    args.out.mkdir(parents=True, exist_ok=True)
+    proxy_cpus, load_cpus = cpu_layout(not args.no_pin)
+    layout = (
+        f"proxy on CPU {proxy_cpus}, upstream + load generator on CPU {load_cpus}"
+        if proxy_cpus
+        else "none (all processes share all CPUs)"
+    )
+    wanted = [p.strip() for p in args.paths.split(",") if p.strip()]
+    required = {p.strip() for p in args.require.split(",") if p.strip()}
+    skipped: dict[str, str] = {}
+    for name in list(wanted):
+        why = paths.why_unavailable(name) if name != "direct" else None
+        if why is not None:
+            if name in required:
+                log.error("%s is required but unavailable: %s", name, why)
+                return 2
+            skipped[name] = why
+            wanted.remove(name)
+            log.warning("skipping %s: %s", name, why)
+    if "direct" not in wanted:
+        wanted.insert(0, "direct")  # every ratio is against it
+    workloads = [w for w in WORKLOADS if w.name in args.workloads.split(",")]
+    machine = report.machine(paths.litellm_venv())  # before we load it: the load average says who else is busy
+
+    with tempfile.TemporaryDirectory(prefix="llmwatch-bench-") as tmp:
+        work = Path(tmp)
+        upstream_port = free_port()
+        upstream = Child(
+            "upstream",
+            [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
+            work,
+            cpus=load_cpus,
+            cwd=paths.REPO,
+        )
+        loadgen: LoadGen | None = None
+        targets: list[paths.Target] = []
+        try:
+            upstream.wait_http(f"http://127.0.0.1:{upstream_port}/health", 15.0)
+            if args.profile:
+                return profile.run(
+                    upstream_port, work, args.out, args.profile_seconds, args.profile_format, proxy_cpus, load_cpus
+                )
+            targets = paths.start_all(wanted, upstream_port, work, proxy_cpus)
+            loadgen = LoadGen(work, load_cpus)
+            if args.quick:  # one request per concurrent client, short streams: seconds, even through LiteLLM
+                plan = Plan(reps=1, duration=None, warmup=None, requests=1, warmup_requests=2)
+                workloads = [dataclasses.replace(w, max_tokens=min(w.max_tokens, 32)) for w in workloads]
+            else:
+                plan = Plan(reps=args.reps, duration=args.duration, warmup=args.warmup)
+            log.info("paths %s; workloads %s; %s", wanted, [w.name for w in workloads], plan)
+            results = run_all(targets, workloads, plan, loadgen, upstream.pid)
+        finally:
+            if loadgen is not None:
+                loadgen.close()
+            paths.stop_all(targets)
+            upstream.stop()
+            _keep_logs(work, args.out)
+
+    doc = report.document(
+        results,
+        workloads,
+        wanted,
+        skipped,
+        plan,
+        {"proxy_cpus": proxy_cpus, "load_cpus": load_cpus, "layout": layout},
+        machine,
+        args.quick,
+        " ".join(["python", "bench/overhead.py", *(argv if argv is not None else sys.argv[1:])]),
+    )
+    (args.out / "results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+    md = report.markdown(doc)
+    (args.out / "RESULTS.md").write_text(md)
+    sys.stdout.write(md)
+    failed = {
+        f"{wl}/{path}": e["total_errors"]
+        for wl, per in doc["results"].items()
+        for path, e in per.items()
+        if e["total_errors"]
+    }
+    if failed:
+        log.error("requests failed (see results.json error_samples): %s", failed)
+        return 1
+    return 0
+
+
+def _keep_logs(work: Path, out: Path) -> None:
+    """Copy the children's logs next to the results, for post-mortems (the tmp dir goes away)."""
+    logs = out / "logs"
+    logs.mkdir(exist_ok=True)
+    for path in [*work.glob("*.log"), *work.glob("nginx/*.log")]:
+        name = f"nginx-{path.name}" if path.parent.name == "nginx" else path.name
+        (logs / name).write_bytes(path.read_bytes()[-1_000_000:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,150 @@
+"""The request paths under test, all in front of the same upstream: direct, llmwatch gateway, LiteLLM, nginx.
+
+Each path is started as a child process with a fresh port; ``start_all`` launches them together and then waits,
+so LiteLLM's slow import overlaps the others' start-up. A path that cannot run here is skipped with a reason,
+never silently.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.procs import Child, free_port
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+ORDER = ("direct", "gateway", "litellm", "nginx")
+
+
+@dataclass
+class Target:
+    """One path: where the load generator sends requests, and the proxy process whose CPU we count (None: direct)."""
+
+    name: str
+    url: str
+    proc: Child | None = None
+    ready_url: str = ""
+    ready_timeout: float = 30.0
+
+
+def render(template: Path, dest: Path, values: dict[str, str]) -> Path:
+    """Fill ``{{name}}`` placeholders (``$`` is nginx's, so string.Template will not do)."""
+    text = template.read_text()
+    for key, value in values.items():
+        text = text.replace("{{" + key + "}}", value)
+    if "{{" in text:
+        raise ValueError(f"{template.name}: unfilled placeholder in\n{text}")
+    dest.write_text(text)
+    return dest
+
+
+def litellm_venv() -> Path:
+    cache = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
+    return cache / "litellm-venv"
+
+
+def why_unavailable(name: str) -> str | None:
+    """None if ``name`` can run on this machine, else what is missing and how to get it."""
+    if name == "gateway" and importlib.util.find_spec("llmwatch.gateway.main") is None:
+        return "llmwatch.gateway.main is not importable (gateway not built yet, or package not installed: make install)"
+    if name == "litellm" and not (litellm_venv() / "bin" / "litellm").exists():
+        return f"no LiteLLM venv at {litellm_venv()} (scripts/install.sh test creates it)"
+    if name == "nginx" and shutil.which("nginx") is None:
+        return "nginx not on PATH (Debian: apt-get install nginx-light)"
+    return None
+
+
+def _gateway(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
+    port = free_port()
+    args = [
+        sys.executable,
+        "-m",
+        "llmwatch.cli",
+        "gateway",
+        "--upstream",
+        upstream,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-file",
+        str(work / "gateway-access.log"),
+    ]
+    proc = Child("gateway", args, work, cpus=cpus, cwd=REPO)
+    url = f"http://127.0.0.1:{port}"
+    return Target("gateway", url, proc, f"{url}/readyz", 30.0)
+
+
+def _litellm(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
+    port = free_port()
+    config = render(BENCH / "litellm.yaml", work / "litellm.yaml", {"api_base": f"{upstream}/v1"})
+    env = {"LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY_DISABLED": "True"}
+    args = [
+        str(litellm_venv() / "bin" / "litellm"),
+        "--config",
+        str(config),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--num_workers",
+        "1",
+    ]
+    proc = Child("litellm", args, work, env=env, cpus=cpus, cwd=work)
+    url = f"http://127.0.0.1:{port}"
+    return Target("litellm", url, proc, f"{url}/health/liveliness", 120.0)
+
+
+def _nginx(upstream_port: int, work: Path, cpus: Sequence[int] | None) -> Target:
+    port = free_port()
+    prefix = work / "nginx"
+    prefix.mkdir(exist_ok=True)
+    # As root, nginx drops its worker to `nobody`, who could not write under our tmp prefix.
+    user = "user root;" if os.geteuid() == 0 else ""
+    conf = render(
+        BENCH / "nginx.conf.template",
+        prefix / "nginx.conf",
+        {"user": user, "prefix": str(prefix), "port": str(port), "upstream_port": str(upstream_port)},
+    )
+    nginx = shutil.which("nginx") or "nginx"
+    args = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"]
+    proc = Child("nginx", args, work, cpus=cpus)
+    url = f"http://127.0.0.1:{port}"
+    return Target("nginx", url, proc, f"{url}/health", 15.0)
+
+
+def start_all(names: Sequence[str], upstream_port: int, work: Path, cpus: Sequence[int] | None) -> list[Target]:
+    """Start every named path (direct needs nothing), then wait until each answers; stops them all on failure."""
+    upstream = f"http://127.0.0.1:{upstream_port}"
+    targets: list[Target] = []
+    try:
+        for name in names:
+            if name == "direct":
+                targets.append(Target("direct", upstream))
+            elif name == "gateway":
+                targets.append(_gateway(upstream, work, cpus))
+            elif name == "litellm":
+                targets.append(_litellm(upstream, work, cpus))
+            elif name == "nginx":
+                targets.append(_nginx(upstream_port, work, cpus))
+            else:
+                raise ValueError(f"unknown path {name!r}; choose from {', '.join(ORDER)}")
+        for target in targets:
+            if target.proc is not None:
+                target.proc.wait_http(target.ready_url, target.ready_timeout)
+    except BaseException:
+        stop_all(targets)
+        raise
+    return targets
+
+
+def stop_all(targets: Sequence[Target]) -> None:
+    for target in targets:
+        if target.proc is not None:
+            target.proc.stop()

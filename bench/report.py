@@ -1,0 +1,228 @@
+"""The benchmark's outputs: the JSON document, the gateway goals, and the Markdown table."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.metadata
+import os
+import platform
+import re
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.runner import Plan, Results, Workload
+from bench.stats import Summary, combine, versus_direct
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _cpu_model() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or "unknown"
+    match = re.search(r"^model name\s*:\s*(.+)$", text, re.M)
+    return match.group(1).strip() if match else "unknown"
+
+
+def _nginx_version() -> str | None:
+    try:
+        out = subprocess.run(["nginx", "-v"], capture_output=True, text=True, timeout=5).stderr
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.strip().split("/")[-1] or None
+
+
+def machine(litellm_venv: Path) -> dict[str, Any]:
+    litellm = sorted(litellm_venv.glob("lib/python*/site-packages/litellm-*.dist-info"))
+    return {
+        "nproc": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)),
+        "cpu_model": _cpu_model(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "uvicorn": _version("uvicorn"),
+        "uvloop": _version("uvloop"),
+        "aiohttp": _version("aiohttp"),
+        "fastapi": _version("fastapi"),
+        "httpx": _version("httpx"),
+        "llmwatch": _version("llmwatch"),
+        "nginx": _nginx_version(),
+        "litellm": litellm[-1].name.removeprefix("litellm-").removesuffix(".dist-info") if litellm else None,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def _gap(key: str, wl: str, doc: dict[str, Any], path: str) -> float | None:
+    entry = doc["results"].get(wl, {}).get(path)
+    return None if entry is None else entry["vs_direct"].get(key)
+
+
+def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The gateway's targets (issue 7), each with the measured value and whether it holds; None if not measured."""
+    added = _gap("lat_p50_ms_added", "json-c1", doc, "gateway")
+    ttft = _gap("ttft_p50_ms_added", "sse-c1", doc, "gateway")
+    probe = _gap("ttft_p50_ms_added", "ttft-c1", doc, "gateway")
+    tput = _gap("tokens_per_s_x", "sse-c64", doc, "gateway")
+    litellm = _gap("lat_p50_ms_added", "json-c1", doc, "litellm")
+    share = None if added is None or not litellm else max(added, 0.0) / litellm
+    rows = [
+        ("added p50 latency, non-streamed, c=1", added, "<= 1 ms", added is not None and added <= 1.0, "ms"),
+        ("added p50 TTFT, streamed, c=1", ttft, "<= 1 ms", ttft is not None and ttft <= 1.0, "ms"),
+        ("added p50 TTFT, 1-token stream probe, c=1", probe, "<= 1 ms", probe is not None and probe <= 1.0, "ms"),
+        ("tokens/s at 64 streams vs direct", tput, ">= 0.8x", tput is not None and tput >= 0.8, "x"),
+        (
+            "added p50 latency vs LiteLLM's, non-streamed, c=1",
+            share,
+            "<= 1/20 (0.05)",
+            share is not None and share <= 0.05,
+            "share",
+        ),
+    ]
+    return [
+        {"goal": g, "value": v, "target": t, "ok": ok if v is not None else None, "unit": u} for g, v, t, ok, u in rows
+    ]
+
+
+def document(
+    results: Results,
+    workloads: Sequence[Workload],
+    paths: Sequence[str],
+    skipped: dict[str, str],
+    plan: Plan,
+    pinning: dict[str, Any],
+    machine_info: dict[str, Any],
+    quick: bool,
+    command: str,
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "schema": 1,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "quick": quick,
+        "command": command,
+        "machine": {**machine_info, "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]},
+        "plan": vars(plan),
+        "pinning": pinning,
+        "paths": list(paths),
+        "skipped": skipped,
+        "workloads": [{**vars(w), "label": w.label} for w in workloads],
+        "results": {},
+    }
+    for wl in workloads:
+        per_path = results.reps.get(wl.name, {})
+        medians = {path: combine(reps) for path, reps in per_path.items()}
+        direct = medians.get("direct", {})
+        out["results"][wl.name] = {
+            path: {
+                "median": medians[path],
+                "vs_direct": versus_direct(medians[path], direct),
+                "reps": reps,
+                "total_errors": sum(int((r.get("errors") or 0) + (r.get("warmup_errors") or 0)) for r in reps),
+                "error_samples": results.errors.get(wl.name, {}).get(path, []),
+            }
+            for path, reps in per_path.items()
+        }
+    out["goals"] = goals(out)
+    return out
+
+
+GOAL_FORMAT = {"ms": "{:+.3f} ms", "x": "{:.3f}x", "share": "{:.3f}"}
+
+
+def _num(v: float | None, fmt: str = "{:.2f}") -> str:
+    return "–" if v is None else fmt.format(v)
+
+
+def _cell(m: Summary, r: Summary, key: str, is_direct: bool) -> str:
+    value = m.get(key)
+    if key in ("rps", "tokens_per_s"):
+        base, extra = _num(value, "{:.0f}"), r.get(f"{key}_x")
+        return base if is_direct or extra is None else f"{base} ({extra:.2f}x)"
+    extra = r.get(f"{key}_added")
+    return _num(value) if is_direct or extra is None else f"{_num(value)} ({extra:+.2f})"
+
+
+def markdown(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    lines = [
+        "# Gateway overhead benchmark",
+        "",
+        f"{doc['date']} · {m['nproc']} CPU ({m['cpu_model']}) · Linux {m['kernel']} · Python {m['python']} · "
+        f"uvicorn {m['uvicorn']} · uvloop {m['uvloop']} · aiohttp {m['aiohttp']} · nginx {m['nginx']} · "
+        f"LiteLLM {m['litellm']} · load average at start {m['loadavg_at_start']}, at end {m['loadavg_at_end']}",
+        "",
+        f"`{doc['command']}`: {doc['plan']['reps']} repetition(s), median of medians; "
+        f"pinning: {doc['pinning']['layout']}."
+        + (" **Quick smoke run: the numbers mean nothing.**" if doc["quick"] else ""),
+        "",
+    ]
+    if doc["skipped"]:
+        lines += [*(f"Skipped **{name}**: {why}" for name, why in doc["skipped"].items()), ""]
+    lines += ["## Gateway goals", "", "| goal | measured | target | result |", "|---|---|---|---|"]
+    for g in doc["goals"]:
+        verdict = {True: "PASS", False: "FAIL", None: "not measured"}[g["ok"]]
+        value = "–" if g["value"] is None else GOAL_FORMAT[g["unit"]].format(g["value"])
+        lines.append(f"| {g['goal']} | {value} | {g['target']} | {verdict} |")
+    lines += [
+        "",
+        "TTFT is checked twice: on `sse-c1` (the first token races a burst of 255 more, sent with no pacing, through",
+        "every process on the box) and on the 1-token probe `ttft-c1` (the per-request cost alone, as with real",
+        "token gaps of ~10 ms). The LiteLLM row compares the gateway's added p50 latency with LiteLLM's.",
+    ]
+    cols = ("rps", "tokens_per_s", "lat_p50_ms", "lat_p99_ms", "ttft_p50_ms", "ttft_p99_ms")
+    lines += [
+        "",
+        "## Results",
+        "",
+        "Latencies in ms with the added ms against direct in brackets; throughputs with the factor of direct.",
+        "CPU: seconds of CPU the proxy process tree used per 1,000 requests, and its share of one core.",
+    ]
+    for wl in doc["workloads"]:
+        lines += [
+            "",
+            f"### {wl['label']} (`{wl['name']}`)",
+            "",
+            "| path | req/s | tokens/s | p50 | p99 | TTFT p50 | TTFT p99 | proxy CPU s/1k req | proxy CPU | errors |",
+            "|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for path, entry in doc["results"][wl["name"]].items():
+            med, rel = entry["median"], entry["vs_direct"]
+            cells = [_cell(med, rel, key, path == "direct") for key in cols]
+            share = med.get("proxy_cpu_share")
+            lines.append(
+                f"| {path} | {' | '.join(cells)} | {_num(med.get('proxy_cpu_s_per_1k'), '{:.3f}')} | "
+                f"{_num(None if share is None else share * 100, '{:.0f}%')} | {entry['total_errors']} |"
+            )
+    lines += [
+        "",
+        "## Upstream and load generator (is the harness the bottleneck?)",
+        "",
+        "Share of one core while the direct path runs; the upstream must stay well below the proxies' cost.",
+        "",
+        "The last column is CPU used by processes not ours (other users of a shared machine), in cores, the worst",
+        "path's median: anything much above 0 means the run was disturbed; re-run on a quiet machine.",
+        "",
+        "| workload | upstream CPU s/1k req | upstream CPU | load generator CPU | other processes (cores) |",
+        "|---|---|---|---|---|",
+    ]
+    for wl in doc["workloads"]:
+        per_path = doc["results"][wl["name"]]
+        d = per_path.get("direct", {}).get("median", {})
+        others = [v for e in per_path.values() if (v := e["median"].get("other_cpu_share")) is not None]
+        lines.append(
+            f"| {wl['name']} | {_num(d.get('upstream_cpu_s_per_1k'), '{:.3f}')} | "
+            f"{_num(_pct(d.get('upstream_cpu_share')), '{:.0f}%')} | "
+            f"{_num(_pct(d.get('loadgen_cpu_share')), '{:.0f}%')} | {_num(max(others, default=None))} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _pct(v: float | None) -> float | None:
+    return None if v is None else v * 100

@@ -1,0 +1,86 @@
+"""`bench/overhead.py --quick` end to end: every path completes its requests without errors. Nothing about speed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support import REPO, need_binary
+
+pytestmark = pytest.mark.integration
+
+WORKLOADS = {
+    "json-c1": (False, 1),
+    "json-c16": (False, 16),
+    "sse-c1": (True, 1),
+    "sse-c16": (True, 16),
+    "sse-c64": (True, 64),
+    "ttft-c1": (True, 1),
+}
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    need_binary("nginx")
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "overhead.py"), "--quick", "--out", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, f"overhead.py --quick exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    return json.loads((out / "results.json").read_text()), out
+
+
+def test_every_path_ran_or_says_why_not(quick_run: tuple[dict[str, Any], Path]) -> None:
+    doc, _ = quick_run
+    assert doc["quick"] is True
+    assert {"direct", "gateway", "nginx"} <= set(doc["paths"])
+    if "litellm" not in doc["paths"]:
+        assert "venv" in doc["skipped"]["litellm"], doc["skipped"]
+    assert set(doc["paths"]).isdisjoint(doc["skipped"])
+    assert [w["name"] for w in doc["workloads"]] == list(WORKLOADS)
+
+
+def test_every_path_completed_every_request(quick_run: tuple[dict[str, Any], Path]) -> None:
+    doc, _ = quick_run
+    for wl, (stream, concurrency) in WORKLOADS.items():
+        for path in doc["paths"]:
+            entry = doc["results"][wl][path]
+            med = entry["median"]
+            assert entry["total_errors"] == 0, (wl, path, entry["error_samples"])
+            assert med["requests"] >= concurrency, (wl, path, med)
+            assert med["lat_p50_ms"] > 0 and med["lat_p99_ms"] >= med["lat_p50_ms"], (wl, path, med)
+            if stream:
+                assert med["tokens_per_s"] > 0 and 0 < med["ttft_p50_ms"] <= med["lat_p99_ms"], (wl, path, med)
+            else:
+                assert med["ttft_p50_ms"] is None and med["tokens_per_s"] is None, (wl, path, med)
+            # A proxy's CPU is counted; the direct path has none.
+            assert (med["proxy_cpu_s_per_1k"] is None) == (path == "direct"), (wl, path, med)
+            if path != "direct":
+                assert entry["vs_direct"]["lat_p50_ms_added"] is not None
+                assert entry["vs_direct"]["rps_x"] > 0
+
+
+def test_outputs_table_goals_and_a_production_like_gateway(quick_run: tuple[dict[str, Any], Path]) -> None:
+    doc, out = quick_run
+    assert [g["target"] for g in doc["goals"]] == ["<= 1 ms", "<= 1 ms", "<= 1 ms", ">= 0.8x", "<= 1/20 (0.05)"]
+    # Every goal but the LiteLLM comparison needs only direct + gateway, which always run.
+    assert all(g["value"] is not None and g["ok"] in (True, False) for g in doc["goals"][:4]), doc["goals"]
+    md = (out / "RESULTS.md").read_text()
+    assert "| path | req/s | tokens/s | p50 | p99 | TTFT p50 | TTFT p99 |" in md
+    for path in doc["paths"]:
+        assert f"| {path} |" in md
+    assert doc["machine"]["nproc"] >= 1 and doc["machine"]["python"]
+    # The gateway ran as in production: one JSON access-log line per proxied request, written to its file.
+    lines = (out / "logs" / "gateway-access.log").read_text().splitlines()
+    proxied = sum(doc["results"][wl]["gateway"]["median"]["requests"] for wl in WORKLOADS)
+    assert len(lines) >= proxied
+    assert all(json.loads(line) for line in lines[-5:])
