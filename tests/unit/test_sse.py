@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from llmwatch.gateway.accounting import CompletionAccounting
 from llmwatch.gateway.sse import SSEScanner
-from tests.vllm_chunks import inline_stream, r1_stream
+from tests.vllm_chunks import r1_stream
 
 pytestmark = pytest.mark.unit
 
@@ -76,40 +76,3 @@ def test_malformed_event_is_counted_and_forwarded() -> None:
     out, _, scanner = _scan(data, [], strip=True)
     assert scanner.malformed == 1
     assert out.startswith(b"data: {not json}\n\n")
-
-
-_pieces = st.lists(st.sampled_from(["", " ", "\n\n", "x", "4", "</think>", "<think>", "答", 'q"uote']), max_size=12)
-
-
-@settings(max_examples=300, deadline=None)
-@given(reasoning=_pieces, answer=_pieces, field=st.sampled_from(["reasoning", "reasoning_content"]),
-       inline=st.booleans(), finish=st.sampled_from(["stop", "length"]))  # fmt: skip
-def test_the_byte_fast_path_accounts_exactly_like_a_full_parse(
-    reasoning: list[str], answer: list[str], field: str, inline: bool, finish: str
-) -> None:
-    data = inline_stream(reasoning + answer, finish) if inline else r1_stream(reasoning, answer, finish, field)
-    results = []
-    for use_quick in (False, True):
-        acct = CompletionAccounting()
-        scanner = SSEScanner(acct.on_chunk, strip_usage=True, quick=acct.quick if use_quick else None)
-        out = b"".join(scanner.feed(event + b"\n\n", float(i)) for i, event in enumerate(data.split(b"\n\n")))
-        acct.finish()
-        results.append((out, acct.token_counts(True), acct.finish_reason, acct.first_token_at, acct.answer_at,
-                        acct.answer_blank, acct.reasoning_deltas, acct.answer_deltas))  # fmt: skip
-    assert results[0] == results[1]
-
-
-def test_the_fast_path_takes_plain_deltas_only() -> None:
-    acct = CompletionAccounting()
-    parsed: list[dict[str, object]] = []
-
-    def on_chunk(obj: dict[str, object], now: float) -> bool:
-        parsed.append(obj)
-        return acct.on_chunk(obj, now)
-
-    scanner = SSEScanner(on_chunk, strip_usage=False, quick=acct.quick)
-    scanner.feed(r1_stream(["a", "b", "c"], ["x", "y"]), 0.0)
-    # Parsed: the role chunk, the first reasoning delta (first token), the first answer delta (answer time), the
-    # finish chunk and the usage chunk; the other two deltas were counted from their bytes.
-    assert len(parsed) == 5
-    assert acct.token_counts(True) == (11, 6, 4, 17)

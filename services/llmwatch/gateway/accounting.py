@@ -12,8 +12,6 @@ from typing import Any
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
-_CONTENT_DELTA = b'"delta":{"content":"'
-_REASONING_DELTAS = (b'"delta":{"reasoning":"', b'"delta":{"reasoning_content":"')
 
 
 class CompletionAccounting:
@@ -86,33 +84,6 @@ class CompletionAccounting:
                 self._on_content(content, now)
             if self.finish_reason is None:
                 self.finish_reason = choice.get("finish_reason")
-        return False
-
-    def quick(self, data: bytes, now: float) -> bool:
-        """Account a plain one-choice delta from its bytes alone; False when it needs a full JSON parse.
-
-        After the first token, most events only bump a count; parsing them was the largest share of the gateway's
-        per-chunk CPU (bench/RESULTS.md). Anything unusual (finish, usage, error, several choices, text still needed
-        to decide reasoning vs answer or blank vs not) takes the full path, so both give the same result.
-        """
-        if self.first_token_at is None or self._keep_text or b'"finish_reason":null' not in data:
-            return False
-        if b'"usage"' in data or b'"error"' in data or data.count(b'"delta"') != 1:
-            return False
-        if b'"content":"' in data:
-            if self.answer_at is None or not (self._parser_seen or self.inline_done) or b'"reasoning' in data:
-                return False
-            at = data.find(_CONTENT_DELTA)
-            if at < 0 or data[at + len(_CONTENT_DELTA)] == 34:  # an empty string: nothing to count
-                return False
-            self.answer_deltas += 1
-            return True
-        for pattern in _REASONING_DELTAS:
-            at = data.find(pattern)
-            if at >= 0 and data[at + len(pattern)] != 34:
-                self._parser_seen = True
-                self.reasoning_deltas += 1
-                return True
         return False
 
     def _on_reasoning(self, text: str, now: float) -> None:

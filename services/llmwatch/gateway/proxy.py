@@ -194,7 +194,7 @@ class Proxy:
         strip: bool,
         rid: bytes,
     ) -> None:
-        scanner = SSEScanner(acct.on_chunk, strip, acct.quick)
+        scanner = SSEScanner(acct.on_chunk, strip)
         await conn.start(resp.status, client_headers(list(resp.raw_headers), rid))
         send = conn.send_body
         clock = time.perf_counter

@@ -15,16 +15,13 @@ DONE = b"[DONE]"
 
 # Called with each event's parsed JSON object; returns True when the event is usage-only.
 OnChunk = Callable[[dict[str, object], float], bool]
-# Called first with each event's raw bytes; returns True when it accounted for the event without a parse.
-Quick = Callable[[bytes, float], bool]
 
 
 class SSEScanner:
-    __slots__ = ("_buf", "_data", "_hold", "_on_chunk", "_quick", "_strip", "done", "malformed")
+    __slots__ = ("_buf", "_data", "_hold", "_on_chunk", "_strip", "done", "malformed")
 
-    def __init__(self, on_chunk: OnChunk, strip_usage: bool, quick: Quick | None = None) -> None:
+    def __init__(self, on_chunk: OnChunk, strip_usage: bool) -> None:
         self._on_chunk = on_chunk
-        self._quick = quick
         self._strip = strip_usage
         self._buf = b""  # an unfinished line
         self._data: list[bytes] = []  # data lines of the event in progress
@@ -75,8 +72,6 @@ class SSEScanner:
         if data == DONE:
             self.done = True
             return True
-        if self._quick is not None and self._quick(data, now):
-            return True  # a plain delta, never a usage-only event
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
