@@ -45,6 +45,15 @@ def test_any_split_gives_the_same_accounting(cuts: list[int], strip: bool) -> No
     assert scanner.done
 
 
+@pytest.mark.parametrize("strip", [False, True])
+def test_one_event_per_chunk_takes_the_short_path_with_the_same_result(strip: bool) -> None:
+    boundaries = [i + 2 for i in range(len(STREAM)) if STREAM[i : i + 2] == b"\n\n"]
+    aligned_out, aligned, _ = _scan(STREAM, boundaries, strip)
+    whole_out, whole, _ = _scan(STREAM, [], strip)
+    assert _summary(aligned) == _summary(whole)
+    assert aligned_out == whole_out
+
+
 def test_pass_through_forwards_every_byte_unchanged() -> None:
     out, acct, _ = _scan(STREAM, [7, 100, 101, 333], strip=False)
     assert out == STREAM

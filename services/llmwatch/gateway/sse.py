@@ -31,6 +31,17 @@ class SSEScanner:
 
     def feed(self, chunk: bytes, now: float) -> bytes:
         """Scan ``chunk``; return the bytes to forward to the client now."""
+        # The usual case (vLLM writes one event per write): exactly one `data: ...\n\n`, nothing pending.
+        if (
+            not self._buf
+            and not self._data
+            and chunk[:6] == b"data: "
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk[-1:] == b"\n"
+        ):
+            self._data.append(chunk[6:-2])
+            keep = self._end_event(now)
+            return chunk if keep or not self._strip else b""
         buf = self._buf + chunk if self._buf else chunk
         strip = self._strip
         out: list[bytes] = []
