@@ -21,7 +21,7 @@ from llmwatch.relay.metrics import RelayMetrics
 from llmwatch.relay.render import Message, Renderer
 from llmwatch.relay.target import Target
 from llmwatch.relay.wecom import WeComTarget
-from tests.unit.test_relay_fake_im import (
+from tests.fake_im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
     SECRETS,

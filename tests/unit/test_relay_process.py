@@ -15,8 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, wait_until
-from tests.unit.test_relay_fake_im import (
+from tests.fake_im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
     SECRETS,
@@ -25,6 +24,7 @@ from tests.unit.test_relay_fake_im import (
     feishu_url,
     wecom_url,
 )
+from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, wait_until
 from tests.unit.test_relay_render import payload
 
 pytestmark = pytest.mark.integration

@@ -9,21 +9,25 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import yaml
+from pydantic import BaseModel
 
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class Ports:
+class Ports(BaseModel):
+    """Local port of each service (`--ports.gateway 14000`, or LLMWATCH_DEMO_PORTS='{"gateway": 14000}')."""
+
     engine: int = 8000
     gateway: int = 4000
     relay: int = 9099
@@ -95,6 +99,8 @@ class LocalStack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str], ready_url: str | None, timeout: float = 30.0) -> None:
+        if ready_url is not None:
+            _refuse_taken_port(name, ready_url)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         out = (self.run_dir / f"{name}.log").open("wb")
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir)
@@ -127,6 +133,18 @@ class LocalStack:
                     proc.kill()
                     proc.wait()
         self.procs.clear()
+
+
+def _refuse_taken_port(name: str, url: str) -> None:
+    # Otherwise another process on the port would answer the readiness probe while ours dies on "address in use".
+    parts = urlsplit(url)
+    with socket.socket() as probe:
+        probe.settimeout(0.5)
+        if probe.connect_ex((parts.hostname or "127.0.0.1", parts.port or 80)) == 0:
+            raise RuntimeError(
+                f"port {parts.port} for {name} is already in use (another demo?): stop it, or pick free ports with "
+                f"--ports.<service> <port> (services: {', '.join(Ports.model_fields)})"
+            )
 
 
 def llmwatch(*args: str) -> list[str]:
