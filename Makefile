@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint typecheck unit bench bench-smoke clean
+.PHONY: install demo test lint typecheck unit bench clean
 
 install:
 	scripts/install.sh test
@@ -12,8 +12,8 @@ demo:
 	$(VENV)/bin/llmwatch demo
 
 lint:
-	$(VENV)/bin/ruff check services tests bench scripts loadtest
-	$(VENV)/bin/ruff format --check services tests bench scripts loadtest
+	$(VENV)/bin/ruff check services tests bench elasticsearch
+	$(VENV)/bin/ruff format --check services tests bench elasticsearch
 
 typecheck:
 	$(VENV)/bin/mypy
@@ -24,7 +24,8 @@ test: install lint typecheck
 unit:
 	scripts/pytest.sh tests -m unit
 
-bench: install
+bench:
+	scripts/install.sh bench
 	$(PY) bench/overhead.py --out bench/out
 
 clean:

@@ -61,4 +61,8 @@ if [ "$what" != demo ]; then
     "$litellm_venv/bin/pip" install -q --no-deps -r bench/litellm-requirements.txt
   fi
 fi
+if [ "$what" = test ]; then
+  # The real Open WebUI for the end-to-end test (a ~3 GB venv, cached outside the clone; a no-op once there).
+  scripts/install-open-webui.sh
+fi
 say "install ($what) done"

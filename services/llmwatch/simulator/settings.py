@@ -45,6 +45,7 @@ class SimSettings(BaseSettings):
         if value not in (429, 500, 503):
             raise ValueError("error_status must be 429, 500 or 503")
         return value
+
     empty_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered 200 with no tokens.")
     ttft_delay_ms: float = Field(0.0, ge=0, description="Extra queueing before every request's prefill.")
     latency_multiplier: float = Field(1.0, gt=0, description="Multiplies every engine step (a slower card).")
