@@ -9,15 +9,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote_plus, urlsplit
 
 import httpx
 
 from llmwatch.relay.render import Message
-from llmwatch.relay.target import post_json, secret_parts
+from llmwatch.relay.target import SignedWebhook, post_json
 
 
 def sign(secret: str, timestamp_ms: int) -> str:
@@ -42,14 +40,8 @@ def body(message: Message) -> dict[str, Any]:
     return {"msgtype": "markdown", "markdown": {"title": message.title, "text": text}}
 
 
-class DingTalkTarget:
+class DingTalkTarget(SignedWebhook):
     name = "dingtalk"
-
-    def __init__(self, url: str, secret: str | None = None, clock: Callable[[], float] = time.time) -> None:
-        self._url = url
-        self._secret = secret
-        self._clock = clock
-        self._secrets = secret_parts(url, secret)
 
     async def send(self, client: httpx.AsyncClient, message: Message) -> None:
         url = self._url

@@ -9,14 +9,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 
 from llmwatch.relay.render import Message
-from llmwatch.relay.target import post_json, secret_parts
+from llmwatch.relay.target import SignedWebhook, post_json
 
 
 def sign(secret: str, timestamp_s: int) -> str:
@@ -44,14 +42,8 @@ def card(message: Message) -> dict[str, Any]:
     }
 
 
-class FeishuTarget:
+class FeishuTarget(SignedWebhook):
     name = "feishu"
-
-    def __init__(self, url: str, secret: str | None = None, clock: Callable[[], float] = time.time) -> None:
-        self._url = url
-        self._secret = secret
-        self._clock = clock
-        self._secrets = secret_parts(url, secret)
 
     async def send(self, client: httpx.AsyncClient, message: Message) -> None:
         payload: dict[str, Any] = {"msg_type": "interactive", "card": card(message)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
@@ -65,6 +66,18 @@ async def post_json(
     problem = verdict(answer) if isinstance(answer, dict) else "the answer is not a JSON object"
     if problem is not None:
         raise DeliveryError(redact(problem, secrets))
+
+
+class SignedWebhook:
+    """A bot webhook URL with an optional signing secret (DingTalk, Feishu); each send signs anew with ``clock``."""
+
+    name: str
+
+    def __init__(self, url: str, secret: str | None = None, clock: Callable[[], float] = time.time) -> None:
+        self._url = url
+        self._secret = secret
+        self._clock = clock
+        self._secrets = secret_parts(url, secret)
 
 
 class LogTarget:

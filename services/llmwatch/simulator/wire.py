@@ -30,17 +30,29 @@ def usage_dict(prompt: int, completion: int) -> dict[str, Any]:
     }
 
 
-class ChatFrames:
-    """`chat.completion.chunk` frames of one request."""
+class _Frames:
+    """What every stream frame of one request starts with, and its usage-only chunk."""
+
+    object_type = b""
 
     def __init__(self, request_id: str, created: int, model: str, prompt_tokens: int, continuous_usage: bool) -> None:
-        self.head = b'data: {"id":%b,"object":"chat.completion.chunk","created":%d,"model":%b,"choices":[' % (
+        self.head = b'data: {"id":%b,"object":"%b","created":%d,"model":%b,"choices":[' % (
             orjson.dumps(request_id),
+            self.object_type,
             created,
             orjson.dumps(model),
         )
         self.prompt_tokens = prompt_tokens
         self.continuous = continuous_usage
+
+    def usage(self, completion: int) -> bytes:
+        return self.head + b'],"usage":%b}\n\n' % _usage(self.prompt_tokens, completion)
+
+
+class ChatFrames(_Frames):
+    """`chat.completion.chunk` frames of one request."""
+
+    object_type = b"chat.completion.chunk"
 
     def _tail(self, completion: int) -> bytes:
         if self.continuous:
@@ -66,21 +78,11 @@ class ChatFrames:
             )
         return self.head + choice + self._tail(completion)
 
-    def usage(self, completion: int) -> bytes:
-        return self.head + b'],"usage":%b}\n\n' % _usage(self.prompt_tokens, completion)
 
-
-class CompletionFrames:
+class CompletionFrames(_Frames):
     """`text_completion` stream frames of one request (every field present, as vLLM dumps them)."""
 
-    def __init__(self, request_id: str, created: int, model: str, prompt_tokens: int, continuous_usage: bool) -> None:
-        self.head = b'data: {"id":%b,"object":"text_completion","created":%d,"model":%b,"choices":[' % (
-            orjson.dumps(request_id),
-            created,
-            orjson.dumps(model),
-        )
-        self.prompt_tokens = prompt_tokens
-        self.continuous = continuous_usage
+    object_type = b"text_completion"
 
     def token(self, text: str, finish: str | None, completion: int) -> bytes:
         reason = b"null" if finish is None else b'"%b"' % finish.encode()
@@ -97,9 +99,6 @@ class CompletionFrames:
             b'{"index":0,"text":%b,"logprobs":null,"finish_reason":%b,"stop_reason":null,'
             b'"prompt_token_ids":null,"token_ids":null}],"usage":%b}\n\n' % (orjson.dumps(text), reason, usage)
         )
-
-    def usage(self, completion: int) -> bytes:
-        return self.head + b'],"usage":%b}\n\n' % _usage(self.prompt_tokens, completion)
 
 
 def chat_response(
