@@ -76,9 +76,13 @@ def test_api_keys_map_to_names_and_never_reach_the_log(
     assert _post(gw, CHAT, Authorization="Bearer sk-alice-secret").status_code == 200
     ok = _post(gw, CHAT, Authorization="Bearer sk-owui-secret", **{"X-OpenWebUI-User-Name": "bob"})
     assert ok.status_code == 200
-    lines = gw.wait_lines(4)
-    assert [line["status"] for line in lines] == [401, 401, 200, 200]
-    assert [line["user"] for line in lines] == [None, None, "alice", "bob"]
+    # Open WebUI percent-encodes UTF-8 names in the header.
+    named = _post(gw, CHAT, Authorization="Bearer sk-owui-secret",
+                  **{"X-OpenWebUI-User-Name": "Zo%C3%AB %E5%BC%A0%E4%B8%89"})  # fmt: skip
+    assert named.status_code == 200
+    lines = gw.wait_lines(5)
+    assert [line["status"] for line in lines] == [401, 401, 200, 200, 200]
+    assert [line["user"] for line in lines] == [None, None, "alice", "bob", "Zoë 张三"]
     raw = gw.log_path.read_text()
     for secret in ("sk-alice-secret", "sk-owui-secret", "sk-wrong"):
         assert secret not in raw

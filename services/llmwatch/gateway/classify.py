@@ -2,7 +2,9 @@
 
 `task` marks Open WebUI's background generations (chat title, tags, follow-ups, search queries, autocomplete):
 their prompts are built from templates that all begin with "### Task:". They are told apart so that they do not
-pollute user-facing latency SLOs. A client can also say so with the header `X-Llmwatch-Kind: task`.
+pollute user-facing latency SLOs. One template with that opening wraps a real user question: the RAG template
+("Respond to the user query using the provided context ...") put in front of a chat with files or web search, so
+it stays `chat`. A client can also say so with the header `X-Llmwatch-Kind: task|chat`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 TASK_MARKER = "### Task:"
+# Open WebUI's RAG_TEMPLATE: a user's own question under a "### Task:" heading (docs/open-webui.md).
+USER_QUERY_TASKS = ("Respond to the user query",)
 
 
 def request_kind(body: dict[str, Any], kind_header: bytes | None) -> str:
@@ -18,7 +22,12 @@ def request_kind(body: dict[str, Any], kind_header: bytes | None) -> str:
         if declared in ("chat", "task"):
             return declared
     text = last_user_text(body)
-    return "task" if text is not None and text.lstrip().startswith(TASK_MARKER) else "chat"
+    if text is None:
+        return "chat"
+    text = text.lstrip()
+    if not text.startswith(TASK_MARKER):
+        return "chat"
+    return "chat" if text[len(TASK_MARKER) :].lstrip().startswith(USER_QUERY_TASKS) else "task"
 
 
 def last_user_text(body: dict[str, Any]) -> str | None:

@@ -11,6 +11,7 @@ import logging
 import time
 import uuid
 from typing import Any
+from urllib.parse import unquote
 
 import aiohttp
 import orjson
@@ -95,7 +96,8 @@ class Proxy:
                     "unauthorized", "Missing or invalid API key: send `Authorization: Bearer <key>` with a key "
                     "listed in the gateway's --api-keys file.",
                 )  # fmt: skip
-        rec.user = _text(h.get(b"x-openwebui-user-name")) or _text(h.get(b"x-openwebui-user-id")) or key_name
+        # Open WebUI percent-encodes the UTF-8 name ("Zo%C3%AB"); header values are latin-1 otherwise.
+        rec.user = _unquoted(h.get(b"x-openwebui-user-name")) or _text(h.get(b"x-openwebui-user-id")) or key_name
         if not rec.path.startswith("/v1/"):
             raise GatewayError(
                 "not_found", f"No route {rec.path}: the OpenAI API is under /v1/ (e.g. /v1/chat/completions)."
@@ -233,3 +235,7 @@ class Proxy:
 
 def _text(value: bytes | None) -> str | None:
     return value.decode("utf-8", "replace")[:200] if value else None
+
+
+def _unquoted(value: bytes | None) -> str | None:
+    return unquote(value.decode("latin-1"))[:200] if value else None
