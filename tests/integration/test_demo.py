@@ -9,7 +9,6 @@ are stopped by the demo's own shutdown, which is what this test is for (a termin
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import re
@@ -32,7 +31,7 @@ SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").
 REQUESTS = 12
 # Every port of llmwatch.demo.localstack.Ports gets a free one: none is left at its default, so a developer's running
 # stack on 4000/8000/9090... neither clashes with the test nor answers in its place.
-PORT_NAMES = tuple(f.name for f in dataclasses.fields(Ports))
+PORT_NAMES = tuple(Ports.model_fields)
 STARTED = ("engine", "gateway", "relay", "prometheus", "alertmanager")  # the demo runs no node-exporter
 
 
