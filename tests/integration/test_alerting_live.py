@@ -296,7 +296,7 @@ def relay_env(base: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("alerting-live")
-    ports = Ports(*(free_port() for _ in range(6)))
+    ports = Ports(**{name: free_port() for name in Ports.model_fields})
     url = {name: f"http://127.0.0.1:{port}" for name, port in vars(ports).items()}
     prom_config = local_prometheus_config(REPO, ports, {"engine", "gateway", "relay", "alertmanager",
                                                         "node-exporter"}, SCRAPE_INTERVAL)  # fmt: skip
