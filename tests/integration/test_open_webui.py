@@ -1,12 +1,14 @@
 """The real Open WebUI, driven by headless Chromium, through the gateway to the simulator.
 
-Checks what the gateway assumes about Open WebUI against the installed version (scripts/install-open-webui.sh):
-the X-OpenWebUI-User-* headers give `user`, background generations are logged as `kind: task`, and the usage
-chunk that `--always-return-usage` forwards is what makes Open WebUI show token usage under a reply.
+Checks what the gateway assumes about Open WebUI against the installed version (scripts/install-open-webui.sh),
+set up as docker-compose.yml ships it: Open WebUI with compose's DEFAULT_MODEL_METADATA (the `usage` capability on,
+built-in tools off), the gateway without --always-return-usage. A recording proxy in front of the gateway shows
+what Open WebUI itself sent: it asks for usage (stream_options.include_usage) and sends no `tools`, and the usage
+then shows under the reply with the gateway's exact counts. The X-OpenWebUI-User-* headers give `user`, and
+background generations are logged as `kind: task`.
 
-Open WebUI gets two connections to the same simulator: `with_usage` (gateway with --always-return-usage, models
-under their own id) and `plain` (gateway without it, models under the `plain.` prefix), so one browser session can
-compare both.
+A second connection (models under the `always.` prefix) goes to a gateway with --always-return-usage; its model
+has the `usage` capability turned off by a per-model override, so there the flag alone brings the usage.
 """
 
 from __future__ import annotations
@@ -23,14 +25,16 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import Gateway, GatewayFactory
+from tests.e2e.recording_proxy import RecordingProxy
 from tests.support import REPO, Samples, free_port, need_binary, running, scrape, total, wait_until
 
 pytestmark = pytest.mark.integration
 
 MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
-PLAIN_PREFIX = "plain"
+ALWAYS_MODEL = f"always.{MODEL}"
 API_KEY = "sk-llmwatch-open-webui-test"
 # WEBUI_AUTH=false signs everyone in as this admin (open_webui/routers/auths.py: name "User", admin@localhost).
 DEFAULT_USER = "User"
@@ -40,6 +44,7 @@ TASK_PROMPTS = {
     "tags": "### Task:\nGenerate 1-3 broad tags categorizing the main themes",
     "follow-ups": "### Task:\nPredict 3-5 useful messages this user might naturally send next",
 }
+COMPLETIONS = "/v1/chat/completions"
 
 CACHE = Path(os.environ.get("LLMWATCH_CACHE") or Path.home() / ".cache" / "llmwatch")
 OPEN_WEBUI = CACHE / "open-webui-venv" / "bin" / "open-webui"
@@ -53,21 +58,33 @@ if not OPEN_WEBUI.exists():
     )
 
 
+def compose_setup() -> str:
+    """Open WebUI's DEFAULT_MODEL_METADATA from docker-compose.yml, after checking compose's gateway has no flag."""
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert "--always-return-usage" not in services["gateway"]["command"], "compose changed: update this test"
+    metadata: str = services["open-webui"]["environment"]["DEFAULT_MODEL_METADATA"]
+    return metadata
+
+
 @contextlib.contextmanager
-def open_webui(tmp_path: Path, with_usage: Gateway, plain: Gateway) -> Iterator[str]:
-    """A running Open WebUI (offline, throw-away data dir) with one OpenAI connection per gateway; its URL."""
+def open_webui(tmp_path: Path, *connections: str) -> Iterator[str]:
+    """A running Open WebUI (offline, throw-away data dir) with one OpenAI connection per base URL; its URL.
+
+    The second connection's models appear under the `always.` prefix.
+    """
     port = free_port()
     env = {
         "DATA_DIR": str(tmp_path / "open-webui-data"),
         "WEBUI_AUTH": "false",
         "WEBUI_SECRET_KEY": "llmwatch-test-secret",
         "ENABLE_OLLAMA_API": "false",
-        "OPENAI_API_BASE_URL": f"{with_usage.url}/v1",
-        "OPENAI_API_BASE_URLS": f"{with_usage.url}/v1;{plain.url}/v1",
+        "OPENAI_API_BASE_URL": f"{connections[0]}/v1",
+        "OPENAI_API_BASE_URLS": ";".join(f"{url}/v1" for url in connections),
         "OPENAI_API_KEY": API_KEY,
-        "OPENAI_API_KEYS": f"{API_KEY};{API_KEY}",
-        "OPENAI_API_CONFIGS": json.dumps({"1": {"prefix_id": PLAIN_PREFIX}}),
+        "OPENAI_API_KEYS": ";".join(API_KEY for _ in connections),
+        "OPENAI_API_CONFIGS": json.dumps({"1": {"prefix_id": "always"}}),
         "DEFAULT_MODELS": MODEL,
+        "DEFAULT_MODEL_METADATA": compose_setup(),
         "ENABLE_FORWARD_USER_INFO_HEADERS": "true",
         # Nothing from the internet: no hub downloads, no update check, no embedding model at startup; attached
         # files go into the prompt whole instead of through an embedding model.
@@ -83,12 +100,27 @@ def open_webui(tmp_path: Path, with_usage: Gateway, plain: Gateway) -> Iterator[
         yield url
 
 
-def start_gateways(start_gateway: GatewayFactory, sim_url: str, tmp_path: Path) -> tuple[Gateway, Gateway]:
-    """Two gateways in front of the simulator, with and without --always-return-usage, logging content."""
+def start_gateway_for_ui(start_gateway: GatewayFactory, sim_url: str, tmp_path: Path, *flags: str) -> Gateway:
+    """A gateway in front of the simulator that knows Open WebUI's key and logs content."""
     keys = tmp_path / "api-keys"
     keys.write_text(f"open-webui={API_KEY}\n")
-    content = ("--api-keys", str(keys), "--log-content", "--log-content-max-chars", "20000")
-    return start_gateway(sim_url, "--always-return-usage", *content), start_gateway(sim_url, *content)
+    return start_gateway(sim_url, "--api-keys", str(keys), "--log-content", "--log-content-max-chars", "20000", *flags)
+
+
+@contextlib.contextmanager
+def signed_in(ui_url: str) -> Iterator[httpx.Client]:
+    """A client for Open WebUI's own HTTP API, signed in as the admin (WEBUI_AUTH=false takes any credentials)."""
+    with httpx.Client(base_url=ui_url, timeout=30) as client:
+        signin = client.post("/api/v1/auths/signin", json={"email": "", "password": ""})
+        client.headers["Authorization"] = f"Bearer {signin.raise_for_status().json()['token']}"
+        yield client
+
+
+def capabilities(client: httpx.Client, model: str) -> dict[str, Any]:
+    """The model's capabilities as Open WebUI resolved them (defaults merged with per-model overrides)."""
+    models = client.get("/api/models").raise_for_status().json()["data"]
+    found: dict[str, Any] = next(m for m in models if m["id"] == model)["info"]["meta"]["capabilities"]
+    return found
 
 
 def browser_chat(ui_url: str, model: str, message: str, screenshot: Path) -> dict[str, Any]:
@@ -106,6 +138,14 @@ def browser_chat(ui_url: str, model: str, message: str, screenshot: Path) -> dic
     report: dict[str, Any] = json.loads(lines[-1])
     assert done.returncode == 0 and "error" not in report, f"browser step failed ({screenshot}): {report}"
     return report
+
+
+def sent_chat(proxy: RecordingProxy, question: str) -> dict[str, Any]:
+    """The one chat-completions body Open WebUI sent whose last message is ``question``."""
+    bodies = [r.body for r in proxy.requests(COMPLETIONS) if r.body["messages"][-1]["content"] == question]
+    assert len(bodies) == 1, [r.body for r in proxy.requests(COMPLETIONS)]
+    body: dict[str, Any] = bodies[0]
+    return body
 
 
 def generations(gateway: Gateway) -> list[dict[str, Any]]:
@@ -132,23 +172,45 @@ def words(text: str) -> str:
 
 
 def test_chat_through_open_webui(sim_url: str, start_gateway: GatewayFactory, tmp_path: Path) -> None:
-    with_usage, plain = start_gateways(start_gateway, sim_url, tmp_path)
-    with open_webui(tmp_path, with_usage, plain) as ui:
-        question = "Why is the sky blue at noon"
-        shown = browser_chat(ui, MODEL, question, tmp_path / "with-usage.png")
-        hidden = browser_chat(ui, f"{PLAIN_PREFIX}.{MODEL}", "How do tides work", tmp_path / "plain.png")
+    compose = start_gateway_for_ui(start_gateway, sim_url, tmp_path)
+    always = start_gateway_for_ui(start_gateway, sim_url, tmp_path, "--always-return-usage")
+    question, always_question = "Why is the sky blue at noon", "How do tides work"
+    with (
+        RecordingProxy(compose.url) as compose_wire,
+        RecordingProxy(always.url) as always_wire,
+        open_webui(tmp_path, compose_wire.url, always_wire.url) as ui,
+        signed_in(ui) as client,
+    ):
+        # Open WebUI has per-model overrides (Workspace -> Models), not per-connection ones: turn `usage` off for the
+        # `always.` model only. Its capabilities are compose's defaults merged under the override.
+        override = {"id": ALWAYS_MODEL, "name": ALWAYS_MODEL, "meta": {"capabilities": {"usage": False}}, "params": {}}
+        client.post("/api/v1/models/create", json=override).raise_for_status()
+        assert capabilities(client, MODEL) == {"usage": True, "builtin_tools": False}
+        assert capabilities(client, ALWAYS_MODEL) == {"usage": False, "builtin_tools": False}
+
+        shown = browser_chat(ui, MODEL, question, tmp_path / "compose.png")
+        by_flag = browser_chat(ui, ALWAYS_MODEL, always_question, tmp_path / "always-return-usage.png")
 
         # Title generation runs alongside the reply, tags and follow-ups after it: wait for all three on both
         # connections, so that nothing is in flight when Open WebUI stops.
-        for gateway in (with_usage, plain):
+        for gateway in (compose, always):
             for task, head in TASK_PROMPTS.items():
                 wait_until(partial(logged_prompt, gateway, head), 60, f"the {task} generation at {gateway.url}")
 
+    # What Open WebUI sent, as compose sets it up: it asks for usage itself, and sends no tool schemas.
+    sent = sent_chat(compose_wire, question)
+    assert sent["stream"] is True and sent.get("stream_options") == {"include_usage": True}, sorted(sent)
+    assert "tools" not in sent and "tool_choice" not in sent, sorted(sent)
+    # The `always.` model, usage off: no stream_options (and still no tools); only the gateway's flag adds usage.
+    sent_always = sent_chat(always_wire, always_question)
+    assert sent_always["stream"] is True and "stream_options" not in sent_always, sorted(sent_always)
+    assert "tools" not in sent_always and "tool_choice" not in sent_always, sorted(sent_always)
+
     # The browser shows the simulator's reply: reasoning collapsed, then the answer the gateway logged.
-    chat_lines = [line for line in generations(with_usage) if line["kind"] == "chat"]
+    chat_lines = [line for line in generations(compose) if line["kind"] == "chat"]
     assert len(chat_lines) == 1, chat_lines
     chat = chat_lines[0]
-    assert (shown["selected_model"], hidden["selected_model"]) == (MODEL, f"{PLAIN_PREFIX}.{MODEL}")
+    assert (shown["selected_model"], by_flag["selected_model"]) == (MODEL, ALWAYS_MODEL)
     assert shown["reasoning_present"] and not shown["reasoning_expanded"], shown
     assert shown["reasoning_label"].startswith("Thought"), shown
     assert words(shown["answer_text"]) == words(chat["completion"]), (shown["answer_text"], chat["completion"])
@@ -162,23 +224,22 @@ def test_chat_through_open_webui(sim_url: str, start_gateway: GatewayFactory, tm
     assert chat["completion_tokens"] == chat["reasoning_tokens"] + chat["answer_tokens"], chat
     assert chat["reasoning_tokens"] > 0 and chat["answer_tokens"] > 0, chat
 
-    # Usage under the reply: shown with --always-return-usage, and the numbers are the gateway's exact counts.
-    assert shown["usage_shown"] and shown["info_button"], shown
-    ui_usage = usage_numbers(shown["usage_text"])
-    assert ui_usage["prompt_tokens"] == chat["prompt_tokens"], (ui_usage, chat)
-    assert ui_usage["completion_tokens"] == chat["completion_tokens"], (ui_usage, chat)
-    assert ui_usage["total_tokens"] == chat["total_tokens"], (ui_usage, chat)
-    assert str(chat["completion_tokens"]) in shown["usage_tooltip"], shown
-    # Without the flag Open WebUI (which sends no stream_options by default) gets no usage and shows none,
-    # while the gateway still counted the tokens through the include_usage it injected.
-    assert not hidden["usage_shown"] and not hidden["info_button"], hidden
-    plain_chat = [line for line in generations(plain) if line["kind"] == "chat"]
-    assert len(plain_chat) == 1 and plain_chat[0]["completion_tokens"], plain_chat
-    assert hidden["answer_text"] and words(hidden["answer_text"]) == words(plain_chat[0]["completion"]), hidden
+    # Usage under both replies, and the numbers are the gateway's exact counts: on the compose connection because
+    # Open WebUI asked for it, on the `always.` one because of the flag.
+    always_chat = [line for line in generations(always) if line["kind"] == "chat"]
+    assert len(always_chat) == 1 and always_chat[0]["prompt"] == always_question, always_chat
+    assert by_flag["answer_text"] and words(by_flag["answer_text"]) == words(always_chat[0]["completion"]), by_flag
+    for report, line in ((shown, chat), (by_flag, always_chat[0])):
+        assert report["usage_shown"] and report["info_button"], report
+        ui_usage = usage_numbers(report["usage_text"])
+        assert ui_usage["prompt_tokens"] == line["prompt_tokens"], (ui_usage, line)
+        assert ui_usage["completion_tokens"] == line["completion_tokens"], (ui_usage, line)
+        assert ui_usage["total_tokens"] == line["total_tokens"], (ui_usage, line)
+        assert f"completion_tokens: {line['completion_tokens']}" in report["usage_tooltip"], report
 
     # Background generations: every "### Task:" prompt is logged as a task, never as chat, with the same user;
     # each connection saw exactly one chat and one of each default task.
-    for gateway in (with_usage, plain):
+    for gateway in (compose, always):
         seen = []
         for line in generations(gateway):
             assert (line["kind"] == "task") == line["prompt"].lstrip().startswith("### Task:"), line
@@ -189,7 +250,7 @@ def test_chat_through_open_webui(sim_url: str, start_gateway: GatewayFactory, tm
 
     # Exact tokens end to end: once the engine has finished every request the gateways logged, their token sums
     # are the engine's own counters.
-    logged = generations(with_usage) + generations(plain)
+    logged = generations(compose) + generations(always)
 
     def engine_done() -> Samples | None:
         samples = scrape(sim_url + "/metrics")
@@ -200,17 +261,11 @@ def test_chat_through_open_webui(sim_url: str, start_gateway: GatewayFactory, tm
     assert total(engine, "vllm:generation_tokens_total") == sum(line["completion_tokens"] for line in logged)
 
 
-class KindMismatch(AssertionError):
-    """The one expected failure below; any other assertion error is a real failure."""
-
-
 def test_chat_with_attached_file_is_chat(sim_url: str, start_gateway: GatewayFactory, tmp_path: Path) -> None:
-    with_usage, plain = start_gateways(start_gateway, sim_url, tmp_path)
+    gateway = start_gateway_for_ui(start_gateway, sim_url, tmp_path)
     question = "Which port does the gateway listen on"
-    with open_webui(tmp_path, with_usage, plain) as ui, httpx.Client(base_url=ui, timeout=30) as client:
-        # Open WebUI's own HTTP API: sign in (WEBUI_AUTH=false takes any credentials), upload a file, chat with it.
-        token = client.post("/api/v1/auths/signin", json={"email": "", "password": ""}).json()["token"]
-        client.headers["Authorization"] = f"Bearer {token}"
+    with open_webui(tmp_path, gateway.url) as ui, signed_in(ui) as client:
+        # Open WebUI's own HTTP API: upload a file, chat with it.
         upload = client.post(
             "/api/v1/files/", params={"process": "true"}, files={"file": ("notes.txt", b"port 4000\n")}
         )
@@ -226,11 +281,10 @@ def test_chat_with_attached_file_is_chat(sim_url: str, start_gateway: GatewayFac
             assert reply.status_code == 200, reply.read()
             reply.read()
         line = wait_until(
-            lambda: next((x for x in generations(with_usage) if x["stream"] and x["prompt"].endswith(question)), None),
+            lambda: next((x for x in generations(gateway) if x["stream"] and x["prompt"].endswith(question)), None),
             20,
             "the streamed chat with the attached file in the access log",
         )
-    assert line["status"] == 200 and line["user"] == DEFAULT_USER, line
+    # Open WebUI's RAG template wraps the question under a "### Task:" heading; it is still the user's chat.
     assert line["prompt"].startswith("### Task:\nRespond to the user query using the provided context"), line
-    if line["kind"] != "chat":
-        raise KindMismatch(f"a user's chat with an attached file was logged as kind={line['kind']!r}")
+    assert (line["kind"], line["status"], line["user"]) == ("chat", 200, DEFAULT_USER), line
