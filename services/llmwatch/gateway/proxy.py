@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
-import uuid
 from typing import Any
 from urllib.parse import unquote
 
@@ -84,7 +84,7 @@ class Proxy:
     async def _serve(self, scope: dict[str, Any], conn: ClientConnection, rec: RequestRecord) -> None:
         h = {k: v for k, v in scope["headers"] if k in _WANTED}
         rid = h.get(b"x-request-id", b"").decode("latin-1").strip()
-        rec.request_id = rid if 0 < len(rid) <= 200 else uuid.uuid4().hex
+        rec.request_id = rid if 0 < len(rid) <= 200 else os.urandom(16).hex()  # uuid4().hex without the UUID object
         client = scope.get("client")
         rec.client_ip = client[0] if client else None
         rec.user_agent = _text(h.get(b"user-agent"))
