@@ -26,11 +26,13 @@ TESTS = sorted((PROM / "tests").glob("*.yml"))
 DOCS = REPO / "docs" / "alerting.md"
 JOBS = {"gateway", "vllm", "node", "dcgm", "alertmanager", "relay", "prometheus"}
 # dcgm-exporter default counters we use, plus the clock-event field under its DCGM >= 3.3 and older names.
+# What dcgm-exporter collects in the compose stack (its counters file), plus the pre-DCGM-3.3 name of the clock
+# reasons field that the rules read as a fallback.
 DCGM_FIELDS = {
-    "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE", "DCGM_FI_DEV_XID_ERRORS",
-    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", "DCGM_FI_DEV_GPU_UTIL",
-    "DCGM_FI_DEV_POWER_USAGE",
-}  # fmt: skip
+    line.split(",")[0].strip()
+    for line in (REPO / "dcgm-exporter/counters.csv").read_text().splitlines()
+    if line.strip() and not line.startswith("#")
+} | {"DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"}
 CONSTANT = re.compile(r"^\s*vector\(\s*[-+0-9.eE]+\s*\)\s*$")
 
 
