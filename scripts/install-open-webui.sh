@@ -13,20 +13,11 @@ cache="${LLMWATCH_CACHE:-$HOME/.cache/llmwatch}"
 venv="$cache/open-webui-venv"
 node_prefix="$cache/e2e-node"
 mkdir -p "$cache"
-
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+# shellcheck source=scripts/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # Headless Chromium from Debian: Playwright drives it by executablePath; its own browser download is never used.
-if ! command -v chromium >/dev/null 2>&1; then
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "chromium is missing -- install it (Debian: apt-get install chromium) and run again" >&2
-    exit 1
-  fi
-  say "apt-get install chromium"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >/dev/null
-fi
+apt_install chromium:chromium,fonts-dejavu-core
 
 # The stamp names the pinned versions, so bumping one of them reinstalls.
 stamp="$venv/.llmwatch-open-webui-$OPEN_WEBUI_VERSION-torch-$TORCH_VERSION"

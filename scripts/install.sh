@@ -9,25 +9,8 @@ venv="${LLMWATCH_VENV:-.venv}"
 cache="${LLMWATCH_CACHE:-$HOME/.cache/llmwatch}"
 mkdir -p "$cache"
 
-say() { printf '\033[1m==> %s\033[0m\n' "$*"; }
-
-apt_install() {
-  # Debian packages for the real Prometheus, Alertmanager, node-exporter and nginx (bench).
-  local missing=()
-  for pair in "$@"; do
-    local bin="${pair%%:*}" pkg="${pair##*:}"
-    command -v "$bin" >/dev/null 2>&1 || missing+=("$pkg")
-  done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-    echo "missing: ${missing[*]} -- install them (Debian: apt-get install ${missing[*]}) and run again" >&2
-    exit 1
-  fi
-  say "apt-get install ${missing[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
+# shellcheck source=scripts/lib.sh
+. scripts/lib.sh
 
 apt_install prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
   amtool:prometheus-alertmanager

@@ -194,3 +194,16 @@ class FakeIM:
             server.shutdown()
             server.server_close()
             thread.join(5)
+
+
+def relay_env(base: str, backoff: float, backoff_max: float) -> dict[str, str]:
+    """`llmwatch relay` environment that sends to all three fakes under ``base`` (signed where the IM signs)."""
+    return {
+        "LLMWATCH_RELAY_DINGTALK_URL": dingtalk_url(base),
+        "LLMWATCH_RELAY_DINGTALK_SECRET": DINGTALK_SECRET,
+        "LLMWATCH_RELAY_WECOM_URL": wecom_url(base),
+        "LLMWATCH_RELAY_FEISHU_URL": feishu_url(base),
+        "LLMWATCH_RELAY_FEISHU_SECRET": FEISHU_SECRET,
+        "LLMWATCH_RELAY_BACKOFF_SECONDS": str(backoff),
+        "LLMWATCH_RELAY_BACKOFF_MAX_SECONDS": str(backoff_max),
+    }

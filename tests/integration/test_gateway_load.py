@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import GatewayFactory
-from tests.support import free_port, llmwatch_cmd, running, total
+from tests.support import free_port, running, sim_cmd, total
 
 pytestmark = pytest.mark.integration
 
@@ -39,9 +39,8 @@ async def _storm(url: str) -> collections.Counter[int]:
 
 def test_thousand_concurrent_requests_with_faults(start_gateway: GatewayFactory, tmp_path: Path) -> None:
     port = free_port()
-    sim = llmwatch_cmd(
-        "sim", "--host", "127.0.0.1", "--port", str(port), "--startup-seconds", "0", "--gpu-profile", "h100",
-        "--reasoning-parser", "deepseek_r1", "--max-num-seqs", "256", "--seed", "7",
+    sim = sim_cmd(
+        port, "--gpu-profile", "h100", "--reasoning-parser", "deepseek_r1", "--max-num-seqs", "256", "--seed", "7",
         "--error-rate", "0.1", "--error-status", "503", "--drop-rate", "0.05", "--empty-rate", "0.05",
     )  # fmt: skip
     with running(sim, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):

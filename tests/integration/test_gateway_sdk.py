@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from tests.conftest import Gateway, GatewayFactory
-from tests.support import REPO, free_port, llmwatch_cmd, running, scrape, total
+from tests.support import REPO, free_port, running, scrape, sim_cmd, total
 
 pytestmark = pytest.mark.integration
 
@@ -143,8 +143,7 @@ def test_legacy_completions_and_models(start_gateway: GatewayFactory, sim_url: s
 def inline_sim(tmp_path: Path) -> Iterator[str]:
     """The simulator with no reasoning parser: R1's thinking arrives inline in `content`."""
     port = free_port()
-    args = llmwatch_cmd("sim", "--host", "127.0.0.1", "--port", str(port), "--startup-seconds", "0",
-                        "--gpu-profile", "h100")  # fmt: skip
+    args = sim_cmd(port, "--gpu-profile", "h100")
     with running(args, tmp_path / "sim-inline.log", f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"
 

@@ -8,15 +8,14 @@ import httpx
 import openai
 import pytest
 
-from tests.support import free_port, llmwatch_cmd, running
+from tests.support import free_port, llmwatch_cmd, running, sim_cmd
 
 pytestmark = pytest.mark.integration
 
 
 def test_inline_think_mode_and_admin_disabled(tmp_path: Path) -> None:
     port = free_port()
-    args = llmwatch_cmd("sim", "--host", "127.0.0.1", "--port", str(port), "--startup-seconds", "0",
-                        "--gpu-profile", "h100", "--seed", "3")  # fmt: skip
+    args = sim_cmd(port, "--gpu-profile", "h100", "--seed", "3")
     with running(args, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):
         url = f"http://127.0.0.1:{port}"
         client = openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)

@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import free_port, llmwatch_cmd, running, wait_until
+from tests.support import free_port, running, sim_cmd, wait_until
 
 pytestmark = pytest.mark.integration
 MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
@@ -43,8 +43,7 @@ async def _burst(url: str, n: int, max_tokens: int) -> list[tuple[float, str]]:
 
 
 def _sim(port: int, *extra: str) -> list[str]:
-    return llmwatch_cmd("sim", "--host", "127.0.0.1", "--port", str(port), "--startup-seconds", "0",
-                        "--warmup-requests", "0", "--reasoning-parser", "deepseek_r1", *extra)  # fmt: skip
+    return sim_cmd(port, "--warmup-requests", "0", "--reasoning-parser", "deepseek_r1", *extra)
 
 
 def test_concurrency_above_max_num_seqs_queues_and_raises_ttft(tmp_path: Path) -> None:

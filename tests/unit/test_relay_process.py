@@ -15,31 +15,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fake_im import (
-    DINGTALK_SECRET,
-    FEISHU_SECRET,
-    SECRETS,
-    FakeIM,
-    dingtalk_url,
-    feishu_url,
-    wecom_url,
-)
+from tests.fake_im import SECRETS, FakeIM, relay_env
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, wait_until
 from tests.unit.test_relay_render import payload
 
 pytestmark = pytest.mark.integration
-
-
-def relay_env(base: str) -> dict[str, str]:
-    return {
-        "LLMWATCH_RELAY_DINGTALK_URL": dingtalk_url(base),
-        "LLMWATCH_RELAY_DINGTALK_SECRET": DINGTALK_SECRET,
-        "LLMWATCH_RELAY_WECOM_URL": wecom_url(base),
-        "LLMWATCH_RELAY_FEISHU_URL": feishu_url(base),
-        "LLMWATCH_RELAY_FEISHU_SECRET": FEISHU_SECRET,
-        "LLMWATCH_RELAY_BACKOFF_SECONDS": "0.05",
-        "LLMWATCH_RELAY_BACKOFF_MAX_SECONDS": "0.2",
-    }
 
 
 def relay_args(port: int) -> list[str]:
@@ -60,7 +40,8 @@ def test_relay_process_retries_until_each_im_has_the_message(tmp_path: Path) -> 
     with fake.serve() as base:
         port = free_port()
         relay = f"http://127.0.0.1:{port}"
-        with running(relay_args(port), tmp_path / "relay.log", f"{relay}/healthz", env=relay_env(base)) as proc:
+        env = relay_env(base, 0.05, 0.2)
+        with running(relay_args(port), tmp_path / "relay.log", f"{relay}/healthz", env=env) as proc:
             answer = httpx.post(f"{relay}/alertmanager", json=payload(), timeout=5)
             assert answer.status_code == 202, answer.text
             for target in ("dingtalk", "wecom", "feishu"):
@@ -125,7 +106,7 @@ def test_real_alertmanager_webhook_reaches_the_ims_through_the_relay(tmp_path: P
         relay = f"http://127.0.0.1:{relay_port}/healthz"
         am = f"http://127.0.0.1:{am_port}"
         with (
-            running(relay_args(relay_port), tmp_path / "relay.log", relay, env=relay_env(base)),
+            running(relay_args(relay_port), tmp_path / "relay.log", relay, env=relay_env(base, 0.05, 0.2)),
             running(am_args, tmp_path / "am.log", f"{am}/-/ready"),
         ):
             now = datetime.now(UTC).isoformat()

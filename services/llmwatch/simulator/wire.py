@@ -129,19 +129,10 @@ def chat_response(
         "stop_reason": None,
         "token_ids": None,
     }
-    return {
-        "id": request_id,
-        "object": "chat.completion",
-        "created": created,
-        "model": model,
-        "choices": [choice],
-        "service_tier": None,
-        "system_fingerprint": None,
-        "usage": usage_dict(prompt, completion),
-        "prompt_logprobs": None,
-        "prompt_token_ids": None,
-        "kv_transfer_params": None,
-    }
+    return _response(
+        "chat.completion", request_id, created, model, choice, prompt, completion,
+        prompt_logprobs=None, prompt_token_ids=None, kv_transfer_params=None,
+    )  # fmt: skip
 
 
 def completion_response(
@@ -157,16 +148,24 @@ def completion_response(
         "prompt_logprobs": None,
         "prompt_token_ids": None,
     }
+    return _response("text_completion", request_id, created, model, choice, prompt, completion, kv_transfer_params=None)
+
+
+def _response(
+    object_type: str, request_id: str, created: int, model: str, choice: dict[str, Any], prompt: int,
+    completion: int, **tail: None,
+) -> dict[str, Any]:  # fmt: skip
+    """A non-streamed response in vLLM's field order; ``tail`` holds the fields that follow `usage`."""
     return {
         "id": request_id,
-        "object": "text_completion",
+        "object": object_type,
         "created": created,
         "model": model,
         "choices": [choice],
         "service_tier": None,
         "system_fingerprint": None,
         "usage": usage_dict(prompt, completion),
-        "kv_transfer_params": None,
+        **tail,
     }
 
 
