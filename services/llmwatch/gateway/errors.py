@@ -15,7 +15,6 @@ ERRORS: dict[str, tuple[int, str]] = {
     "upstream_timeout": (504, "upstream_error"),
     "upstream_stream_broken": (502, "upstream_error"),
     "upstream_disconnect": (502, "upstream_error"),
-    "no_upstream": (503, "upstream_error"),
     "internal_error": (500, "internal_error"),
 }
 
