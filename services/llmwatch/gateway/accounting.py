@@ -19,7 +19,6 @@ class CompletionAccounting:
         "_keep_text",
         "_parser_seen",
         "_pending",
-        "_pending_chars",
         "_pending_nonblank_at",
         "_pending_text",
         "_prefix",
@@ -30,7 +29,6 @@ class CompletionAccounting:
         "finish_reason",
         "first_token_at",
         "inline_done",
-        "reasoning_chars",
         "reasoning_deltas",
         "reasoning_text",
         "stream_error",
@@ -46,14 +44,12 @@ class CompletionAccounting:
         self.answer_at: float | None = None
         self.reasoning_deltas = 0
         self.answer_deltas = 0
-        self.reasoning_chars = 0
         self.reasoning_text: list[str] = []
         self.answer_text: list[str] = []
         # Content seen before we know whether it is inline reasoning or answer.
         self._parser_seen = False
         self.inline_done = False
         self._pending = 0
-        self._pending_chars = 0
         self._pending_text: list[str] = []
         self._pending_nonblank_at: float | None = None
         self._prefix = ""
@@ -91,7 +87,6 @@ class CompletionAccounting:
         if self.first_token_at is None:
             self.first_token_at = now
         self.reasoning_deltas += 1
-        self.reasoning_chars += len(text)
         if self._keep_text:
             self.reasoning_text.append(text)
 
@@ -119,7 +114,6 @@ class CompletionAccounting:
 
     def _hold(self, text: str, now: float) -> None:
         self._pending += 1
-        self._pending_chars += len(text)
         if self._keep_text:
             self._pending_text.append(text)
         if self._pending_nonblank_at is None and text.strip():
@@ -128,13 +122,12 @@ class CompletionAccounting:
     def _settle(self, as_reasoning: bool) -> None:
         if as_reasoning:
             self.reasoning_deltas += self._pending
-            self.reasoning_chars += self._pending_chars
             self.reasoning_text.extend(self._pending_text)
         else:
             self.answer_deltas += self._pending
             self.answer_at = self._pending_nonblank_at
             self.answer_text.extend(self._pending_text)
-        self._pending, self._pending_chars, self._pending_text = 0, 0, []
+        self._pending, self._pending_text = 0, []
 
     def _on_answer(self, text: str, now: float, count: bool = True) -> None:
         self.answer_deltas += count
@@ -165,11 +158,10 @@ class CompletionAccounting:
                 reasoning, content = "", choice.get("text") or ""
             if not reasoning:
                 reasoning, content = split_inline_think(content)
-            self.reasoning_chars = len(reasoning)
             self.reasoning_deltas = 1 if reasoning else 0
             self.answer_deltas = 1 if content else 0
             self.answer_text = [content]
-            self.reasoning_text = [reasoning] if reasoning else []
+            self.reasoning_text = [reasoning]
 
     # -- results ----------------------------------------------------------------------------------------------
     @property
@@ -198,7 +190,8 @@ class CompletionAccounting:
         if streamed:
             thought, said = self.reasoning_deltas, self.answer_deltas
         else:
-            thought, said = self.reasoning_chars, sum(map(len, self.answer_text))
+            # Non-streamed bodies always keep their texts (on_response).
+            thought, said = sum(map(len, self.reasoning_text)), sum(map(len, self.answer_text))
         if not thought:
             return 0
         if not said:

@@ -23,17 +23,11 @@ class Recorder:
         self._content_chars = content_chars
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._learned: set[str] = set()
-        self.lines = 0
 
     def record(self, rec: RequestRecord) -> None:
-        line = self._log_line(rec)
-        self._observe(rec, line)
-
-    def _log_line(self, rec: RequestRecord) -> dict[str, Any]:
         line = rec.line(time.perf_counter(), self._content_chars)
         self._log.write(line)
-        self.lines += 1
-        return line
+        self._observe(rec, line)
 
     def _model_label(self, model: str | None, status: int) -> str:
         # Bounded: only names the upstream serves (from /v1/models, or that it just answered 2xx for).

@@ -41,7 +41,7 @@ class SSEScanner:
         ):
             self._data.append(chunk[6:-2])
             keep = self._end_event(now)
-            return chunk if keep or not self._strip else b""
+            return chunk if keep else b""  # only strip mode ever drops an event
         buf = self._buf + chunk if self._buf else chunk
         strip = self._strip
         out: list[bytes] = []
