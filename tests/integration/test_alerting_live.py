@@ -43,6 +43,7 @@ from tests.fake_im import (
     expected_feishu_sign,
     relay_env,
 )
+from tests.promql import QUOTED, panels_of, promql_metric_names, variable_expr
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, scrape, sim_cmd, total, wait_until
 
 # --- time compression of the real rule files ---------------------------------------------------------------------
@@ -56,7 +57,6 @@ AM_TIMINGS = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1m
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 _DURATION = r"(?:\d+(?:ms|[smhdwy]))+"
 _PART = re.compile(r"(\d+)(ms|[smhdwy])")
-_STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`")
 _RANGE = re.compile(rf"\[\s*(?P<range>{_DURATION})\s*(?::\s*(?P<step>(?:{_DURATION})?)\s*)?\]")
 _OFFSET = re.compile(rf"\boffset(?P<space>\s+)(?P<sign>-?)(?P<offset>{_DURATION})")
 
@@ -87,7 +87,7 @@ def scale_expr(expr: str, factor: float, min_window_s: float) -> str:
         return f"offset{m['space']}{m['sign']}{duration(seconds(m['offset']) / factor)}"
 
     out, last = [], 0
-    for string in _STRING.finditer(expr):
+    for string in QUOTED.finditer(expr):
         code = expr[last : string.start()]
         out += [_OFFSET.sub(scale_offset, _RANGE.sub(scale_range, code)), string.group(0)]
         last = string.end()
@@ -446,17 +446,6 @@ HOST_SENSORS = {
     "node_thermal_zone_temp",
     "node_hwmon_temp_celsius",
 }
-_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
-_IDENT = re.compile(r"(?<![\w:.])([A-Za-z_:][\w:]*)(\s*\()?")
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right",
-             "inf", "nan"}  # fmt: skip
-
-
-def series_read(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects (strings, matchers, windows, label lists and calls stripped)."""
-    text = _STRING.sub('""', expr)
-    text = _LABEL_LIST.sub(" ", re.sub(r"\{[^{}]*\}", " ", re.sub(r"\[[^\]]*\]", " ", text)))
-    return {m[1] for m in _IDENT.finditer(text) if not m[2] and m[1].lower() not in _KEYWORDS}
 
 
 def substitute(expr: str, variables: dict[str, str]) -> str:
@@ -466,12 +455,6 @@ def substitute(expr: str, variables: dict[str, str]) -> str:
         return variables[name]
 
     return re.sub(r"\$\{(?P<a>\w+)(?::\w+)?\}|\$(?P<b>\w+)|\[\[(?P<c>\w+)\]\]", value, expr)
-
-
-def walk(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in panels:
-        yield panel
-        yield from walk(panel.get("panels", []))
 
 
 def dashboard_queries() -> dict[str, str]:
@@ -487,10 +470,10 @@ def dashboard_queries() -> dict[str, str]:
         for var in templating:
             if var["type"] == "query":
                 query = var["query"]["query"] if isinstance(var["query"], dict) else var["query"]
-                m = re.fullmatch(r"label_values\((.*),\s*(\w+)\s*\)", query.strip(), re.S)
-                assert m, f"{path.name} ${var['name']}: unexpected variable query {query!r}"
-                out[f"{path.name} variable ${var['name']} (label {m[2]})"] = substitute(m[1], variables)
-        for panel in walk(board.get("panels", [])):
+                expr = variable_expr(query)
+                assert expr, f"{path.name} ${var['name']}: no PromQL in variable query {query!r}"
+                out[f"{path.name} variable ${var['name']}"] = substitute(expr, variables)
+        for panel in panels_of(board):
             for target in panel.get("targets", []):
                 source = (target.get("datasource") or panel.get("datasource") or {}).get("type", "prometheus")
                 if source == "elasticsearch":  # the access-log panel: Lucene, checked by the logs tests
@@ -523,7 +506,7 @@ def has_data(answer: dict[str, Any]) -> bool:
 
 
 def needs_data(expr: str, node_names: set[str]) -> bool:
-    names = series_read(expr)
+    names = promql_metric_names(expr)
     if names and all(GPU_SERIES.match(name) for name in names):
         return False
     return not (names & HOST_SENSORS and not names & HOST_SENSORS & node_names)

@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.promql import QUOTED, panels_of, promql_metric_names, variable_expr
 from tests.support import REPO, free_port, need_binary, running
 
 GRAFANA = REPO / "grafana"
@@ -30,62 +31,11 @@ GRAFANA_BUILTIN_UIDS = {"-- Grafana --", "grafana"}
 GRAFANA_BUILTIN_VARS = {"__rate_interval", "__interval", "__interval_ms", "__range", "__range_s", "__range_ms"}
 REMOVED_IN_VLLM_033 = {"vllm:gpu_cache_usage_perc", "vllm:time_per_output_token_seconds"}
 
-# --- PromQL: which metric names does an expression read? ---------------------------------------------------------
-_NAME_MATCHER = re.compile(r"__name__\s*(=~?)\s*\"([^\"]*)\"")
-_STRING = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`")
-_GRAFANA_VAR = re.compile(r"\$\{[^}]*\}|\$\w+|\[\[\w+\]\]")
-_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
-_MATCHERS = re.compile(r"\{[^{}]*\}")
-_RANGE = re.compile(r"\[[^\[\]]*\]")
-_TOKEN = re.compile(
-    r"(?P<number>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:ms|[smhdwy])?)"
-    r"|(?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)(?P<call>\s*\()?"
-)
-_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right",
-             "atan2", "inf", "nan"}  # fmt: skip
-
-
-def promql_metric_names(expr: str) -> set[str]:
-    """Metric names an expression selects: strings, matchers, ranges, label lists, calls and keywords stripped."""
-    names = set()
-    for op, value in _NAME_MATCHER.findall(expr):
-        if op == "=~":
-            raise ValueError(f"cannot check a regex metric name {value!r} in {expr!r}: select it by name")
-        names.add(value)
-    text = _STRING.sub('""', expr)
-    text = _GRAFANA_VAR.sub(" 1 ", text)
-    text = _LABEL_LIST.sub(" ", text)
-    text = _MATCHERS.sub(" ", text)
-    text = _RANGE.sub(" ", text)
-    for match in _TOKEN.finditer(text):
-        ident = match["ident"]
-        if ident and not match["call"] and ident.lower() not in _KEYWORDS:
-            names.add(ident)
-    return names
-
-
-def variable_expr(query: str) -> str | None:
-    """The PromQL inside a Grafana Prometheus variable query (label_values(expr, label), query_result(expr))."""
-    query = query.strip()
-    if m := re.fullmatch(r"label_values\((.*),\s*[A-Za-z_]\w*\s*\)", query, re.S):
-        return m[1]
-    if m := re.fullmatch(r"query_result\((.*)\)", query, re.S):
-        return m[1]
-    if re.fullmatch(r"label_values\(\s*[A-Za-z_]\w*\s*\)|label_names\(\)|metrics\(.*\)", query, re.S):
-        return None
-    return query
-
 
 # --- Dashboards -------------------------------------------------------------------------------------------------
 def load(path: Path) -> dict[str, Any]:
     data: dict[str, Any] = json.loads(path.read_text())
     return data
-
-
-def panels_of(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
-    for panel in dash.get("panels", []):
-        yield panel
-        yield from panel.get("panels", [])  # a collapsed row keeps its panels inside
 
 
 def expressions(dash: dict[str, Any]) -> Iterator[tuple[str, str]]:
@@ -173,7 +123,7 @@ def lucene_fields(dash: dict[str, Any]) -> set[str]:
         for target in panel.get("targets", [])
         if (target.get("datasource") or panel.get("datasource") or {}).get("type") == "elasticsearch"
     ]
-    return {field for q in queries for field in re.findall(r"(?<![\w.@])([A-Za-z_@][\w.@]*)\s*:", _STRING.sub("", q))}
+    return {field for q in queries for field in re.findall(r"(?<![\w.@])([A-Za-z_@][\w.@]*)\s*:", QUOTED.sub("", q))}
 
 
 def undefined_variables(dash: dict[str, Any]) -> set[str]:

@@ -1,0 +1,60 @@
+"""Reading Grafana dashboards and PromQL in tests: which metric names an expression selects, which panels a
+dashboard holds. Shared by the offline dashboard checks and the live Prometheus test."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+_NAME_MATCHER = re.compile(r"__name__\s*(=~?)\s*\"([^\"]*)\"")
+# A quoted PromQL (or Lucene) string, with escapes: what name-scanning regexes must not look inside.
+QUOTED = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`")
+_GRAFANA_VAR = re.compile(r"\$\{[^}]*\}|\$\w+|\[\[\w+\]\]")
+_LABEL_LIST = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\)")
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_RANGE = re.compile(r"\[[^\[\]]*\]")
+_TOKEN = re.compile(
+    r"(?P<number>0[xX][0-9a-fA-F]+|(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?(?:ms|[smhdwy])?)"
+    r"|(?P<ident>[A-Za-z_:][A-Za-z0-9_:]*)(?P<call>\s*\()?"
+)
+_KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right",
+             "atan2", "inf", "nan"}  # fmt: skip
+
+
+def promql_metric_names(expr: str) -> set[str]:
+    """Metric names an expression selects: strings, matchers, ranges, label lists, calls and keywords stripped."""
+    names = set()
+    for op, value in _NAME_MATCHER.findall(expr):
+        if op == "=~":
+            raise ValueError(f"cannot check a regex metric name {value!r} in {expr!r}: select it by name")
+        names.add(value)
+    text = QUOTED.sub('""', expr)
+    text = _GRAFANA_VAR.sub(" 1 ", text)
+    text = _LABEL_LIST.sub(" ", text)
+    text = _MATCHERS.sub(" ", text)
+    text = _RANGE.sub(" ", text)
+    for match in _TOKEN.finditer(text):
+        ident = match["ident"]
+        if ident and not match["call"] and ident.lower() not in _KEYWORDS:
+            names.add(ident)
+    return names
+
+
+def variable_expr(query: str) -> str | None:
+    """The PromQL inside a Grafana Prometheus variable query (label_values(expr, label), query_result(expr))."""
+    query = query.strip()
+    if m := re.fullmatch(r"label_values\((.*),\s*[A-Za-z_]\w*\s*\)", query, re.S):
+        return m[1]
+    if m := re.fullmatch(r"query_result\((.*)\)", query, re.S):
+        return m[1]
+    if re.fullmatch(r"label_values\(\s*[A-Za-z_]\w*\s*\)|label_names\(\)|metrics\(.*\)", query, re.S):
+        return None
+    return query
+
+
+def panels_of(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every panel, including those a collapsed row keeps inside it."""
+    for panel in dash.get("panels", []):
+        yield panel
+        yield from panel.get("panels", [])
