@@ -37,18 +37,18 @@ _spec = importlib.util.find_spec("compose")
 COMPOSE_BIN = Path(_spec.origin).parent / "docker-compose" if _spec and _spec.origin else Path("docker-compose")
 
 # How each profile is started: the default reads COMPOSE_PROFILES=gpu from .env; the flag replaces it.
-PROFILES = {"gpu": (), "sim": ("sim",)}
+PROFILES = {"gpu": (), "sim": ("sim",), "cpu": ("cpu",)}
 BOTH = tuple(PROFILES)
 GPU_ONLY = {"vllm", "dcgm-exporter"}
 SIM_ONLY = {"sim"}
-ENGINES = {"vllm", "sim"}
+ENGINES = {"vllm", "sim", "llama"}
 # What may be published on all host interfaces; everything else only on 127.0.0.1, or not at all.
 UIS = {"open-webui", "grafana", "kibana"}
 # Host paths outside the repository a service may bind (read-only), and who does.
 HOST_MOUNTS = {("node-exporter", "/"), ("filebeat", "/var/lib/docker/containers"), ("filebeat", "/var/run/docker.sock")}
 # Ports each service listens on inside the network (the shared contract); checked against compose below.
 LISTEN = {
-    "vllm": {8000}, "sim": {8000}, "gateway": {4000}, "relay": {9099}, "prometheus": {9090},
+    "vllm": {8000}, "sim": {8000}, "llama": {8000}, "gateway": {4000}, "relay": {9099}, "prometheus": {9090},
     "alertmanager": {9093}, "node-exporter": {9100}, "dcgm-exporter": {9400}, "grafana": {3000},
     "elasticsearch": {9200}, "logstash": {5044, 9600}, "kibana": {5601}, "open-webui": {8080},
     "filebeat": {5066}, "setup": set(),

@@ -108,7 +108,7 @@ def anchors(markdown: str) -> set[str]:
 def test_alert_has_severity_component_summary_check_first_and_a_runbook_anchor(alert: dict[str, Any]) -> None:
     labels, notes = alert.get("labels", {}), alert.get("annotations", {})
     assert labels.get("severity") in {"critical", "warning"}
-    assert labels.get("component") in {"gateway", "engine", "gpu", "monitoring", "relay"}
+    assert labels.get("component") in {"gateway", "engine", "gpu", "cpu", "monitoring", "relay"}
     assert notes.get("summary")
     assert "Check first:" in notes.get("description", "")
     runbook = notes.get("runbook_url", "")
