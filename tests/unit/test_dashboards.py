@@ -20,6 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.llamacpp import capture_names
 from tests.promql import QUOTED, panels_of, promql_metric_names, variable_expr
 from tests.support import REPO, free_port, need_binary, running
 
@@ -204,7 +205,7 @@ def dashboards() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def offline_names() -> set[str]:
-    return gateway_names() | vllm_names() | dcgm_names() | recording_rule_names()
+    return gateway_names() | vllm_names() | dcgm_names() | recording_rule_names() | capture_names()
 
 
 # --- Unit tests -------------------------------------------------------------------------------------------------

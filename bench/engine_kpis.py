@@ -1,0 +1,224 @@
+"""Measure llama.cpp serving KPIs through the llmwatch gateway: TTFT, per-stream and aggregate tokens/s, memory.
+
+    python bench/engine_kpis.py --model MODEL.gguf --label "2-core x86 VM, q4_k_m" [--streams 1,4] [--out DIR]
+
+Starts llama-server (as the `cpu` compose profile runs it) and `llmwatch gateway` in front of it, then for each
+concurrency N sends rounds of N streamed chat requests through the gateway with `ignore_eos` and a fixed
+`max_tokens`, so every request generates the same number of tokens whatever the (random) weights say. Prints one
+markdown table row per N; writes kpis.json and the processes' logs to --out.
+
+- TTFT: client-side, request sent to the first streamed token; the gateway's own ttft_ms is reported beside it.
+- per-stream tok/s: (completion tokens - 1) / (last token - first token) per request, median over requests.
+- aggregate tok/s: all completion tokens of a round / the round's wall time, median over rounds.
+- req/s: requests completed / wall time at that concurrency (fixed-length answers: a capacity figure).
+- memory: llama-server's peak resident set (VmHWM); on a GPU also the process's GPU memory from nvidia-smi.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+MODEL_NAME = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
+# About 60 prompt tokens with the distill's template: a short chat question, as in the load test.
+PROMPT = (
+    "You are helping an operator size a small inference server. Explain, step by step, how the number of "
+    "concurrent requests changes time to first token and tokens per second on a CPU, and what to watch."
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"engine_kpis: {what} exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"engine_kpis: {what} not ready at {url} after {timeout}s")
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def gpu_bytes(pid: int) -> int | None:
+    """The engine's GPU memory; where nvidia-smi cannot see processes (a VM), all used memory of GPU 0."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+
+    def query(*args: str) -> list[list[str]]:
+        out = subprocess.run(["nvidia-smi", *args, "--format=csv,noheader,nounits"], capture_output=True, text=True)
+        return [[p.strip() for p in line.split(",")] for line in out.stdout.splitlines() if line.strip()]
+
+    for row in query("--query-compute-apps=pid,used_memory"):
+        if row[0] == str(pid):
+            return int(row[1]) * 1024 * 1024
+    rows = query("--query-gpu=memory.used")
+    return int(rows[0][0]) * 1024 * 1024 if rows else None
+
+
+async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int) -> dict[str, Any]:
+    body = {
+        "model": MODEL_NAME,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": max_tokens,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "ignore_eos": True,
+        "temperature": 0.6,
+    }
+    sent = time.perf_counter()
+    first = last = None
+    usage: dict[str, Any] = {}
+    async with client.stream("POST", url + "/v1/chat/completions", json=body) as resp:
+        if resp.status_code != 200:
+            raise SystemExit(f"engine_kpis: HTTP {resp.status_code}: {(await resp.aread())[:300]!r}")
+        async for line in resp.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            usage = chunk.get("usage") or usage
+            for choice in chunk.get("choices") or []:
+                delta = choice.get("delta") or {}
+                if delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning"):
+                    now = time.perf_counter()
+                    first = first or now
+                    last = now
+    if first is None or last is None or not usage:
+        raise SystemExit("engine_kpis: a stream carried no tokens or no usage")
+    tokens = int(usage["completion_tokens"])
+    return {
+        "ttft_s": first - sent,
+        "stream_tok_s": (tokens - 1) / (last - first) if last > first else float("nan"),
+        "completion_tokens": tokens,
+        "prompt_tokens": int(usage["prompt_tokens"]),
+    }
+
+
+async def measure(url: str, streams: int, rounds: int, max_tokens: int) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    aggregate: list[float] = []
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0)) as client:
+        started = time.perf_counter()
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            batch = await asyncio.gather(*(one_request(client, url, max_tokens) for _ in range(streams)))
+            aggregate.append(sum(r["completion_tokens"] for r in batch) / (time.perf_counter() - t0))
+            results += batch
+        wall = time.perf_counter() - started
+    return {
+        "streams": streams,
+        "requests": len(results),
+        "prompt_tokens": results[0]["prompt_tokens"],
+        "completion_tokens": results[0]["completion_tokens"],
+        "ttft_ms_median": 1000 * statistics.median(r["ttft_s"] for r in results),
+        "ttft_ms_max": 1000 * max(r["ttft_s"] for r in results),
+        "stream_tok_s_median": statistics.median(r["stream_tok_s"] for r in results),
+        "aggregate_tok_s_median": statistics.median(aggregate),
+        "req_s": len(results) / wall,
+    }
+
+
+def gateway_ttft(log_path: Path, skip: int) -> list[float]:
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    return [line["ttft_ms"] for line in lines[skip:] if line.get("ttft_ms") is not None]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--model", type=Path, required=True, help="GGUF file (scripts/make-gguf.py makes one)")
+    p.add_argument("--label", required=True, help="what ran: hardware and model type, printed in the table")
+    p.add_argument("--server", type=Path, default=CACHE / "llama.cpp" / "bin" / "llama-server")
+    p.add_argument("--streams", default="1,4", help="comma-separated concurrencies (default %(default)s)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds of N concurrent requests per concurrency")
+    p.add_argument("--max-tokens", type=int, default=128)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--server-args", default="", help="extra llama-server flags, e.g. '--n-gpu-layers 99'")
+    p.add_argument("--out", type=Path, default=Path("bench/out/engine-kpis"))
+    args = p.parse_args(argv)
+    if not args.model.is_file():
+        p.error(f"--model {args.model} not found")
+    if not args.server.is_file():
+        p.error(f"--server {args.server} not found: scripts/install-llama-cpp.sh builds it")
+    levels = [int(n) for n in args.streams.split(",")]
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    engine_port, gateway_port = free_port(), free_port()
+    engine_cmd = [
+        str(args.server), "--model", str(args.model), "--host", "127.0.0.1", "--port", str(engine_port),
+        "--alias", MODEL_NAME, "--jinja", "--reasoning-format", "deepseek", "--metrics",
+        "--kv-unified", "--kv-unified-per-slot", "4096", "--parallel", str(max(levels)),
+        "--threads", str(args.threads), *args.server_args.split(),
+    ]  # fmt: skip
+    access_log = args.out / "access.log"
+    access_log.unlink(missing_ok=True)
+    gateway_cmd = [
+        sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", f"http://127.0.0.1:{engine_port}",
+        "--host", "127.0.0.1", "--port", str(gateway_port), "--log-file", str(access_log), "--no-log-stdout",
+    ]  # fmt: skip
+    with (args.out / "llama-server.log").open("wb") as elog, (args.out / "gateway.log").open("wb") as glog:
+        engine = subprocess.Popen(engine_cmd, stdout=elog, stderr=subprocess.STDOUT)
+        gateway = subprocess.Popen(gateway_cmd, stdout=glog, stderr=subprocess.STDOUT)
+        try:
+            wait_http(f"http://127.0.0.1:{engine_port}/health", engine, 600, "llama-server")
+            gw = f"http://127.0.0.1:{gateway_port}"
+            wait_http(gw + "/healthz", gateway, 60, "gateway")
+            asyncio.run(measure(gw, 1, 1, 16))  # warm-up: first-touch of the weights, thread pools
+            rows = []
+            for n in levels:
+                before = len(access_log.read_text().splitlines())
+                row = asyncio.run(measure(gw, n, args.rounds, args.max_tokens))
+                time.sleep(0.5)  # the access log is written by a background thread
+                row["gateway_ttft_ms_median"] = statistics.median(gateway_ttft(access_log, before))
+                rows.append(row)
+            memory = {"peak_rss_bytes": peak_rss_bytes(engine.pid), "gpu_bytes": gpu_bytes(engine.pid)}
+        finally:
+            for proc in (gateway, engine):
+                proc.terminate()
+                proc.wait(30)
+    result = {"label": args.label, "model": str(args.model), "max_tokens": args.max_tokens, "rows": rows, **memory}
+    (args.out / "kpis.json").write_text(json.dumps(result, indent=2) + "\n")
+    gpu = memory["gpu_bytes"]
+    mem = f"{memory['peak_rss_bytes'] / 1e9:.2f} GB RSS" + (f", {gpu / 1e9:.2f} GB GPU" if gpu else "")
+    print(f"\n{args.label}: prompt {rows[0]['prompt_tokens']} tokens, {args.max_tokens} generated per request, {mem}")
+    print("| streams | TTFT median (client / gateway) | TTFT max | tok/s per stream | tok/s aggregate | req/s |")
+    print("| ---: | ---: | ---: | ---: | ---: | ---: |")
+    for r in rows:
+        print(
+            f"| {r['streams']} | {r['ttft_ms_median']:.0f} / {r['gateway_ttft_ms_median']:.0f} ms "
+            f"| {r['ttft_ms_max']:.0f} ms | {r['stream_tok_s_median']:.1f} | {r['aggregate_tok_s_median']:.1f} "
+            f"| {r['req_s']:.2f} |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

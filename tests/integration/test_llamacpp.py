@@ -1,0 +1,175 @@
+"""A real llama.cpp server (tiny random-weight model, the distill's tokenizer and template) behind the real gateway,
+driven with the official openai SDK: what the client sees, what the access log and metrics say.
+
+Random weights can't be steered, so a reply stays inside <think> unless a grammar forces `</think>` out of it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import jsonschema
+import openai
+import pytest
+
+from tests.llamacpp import MODEL, THINK_CLOSE_ID, capture_names, llama_server, series_names
+from tests.support import REPO, scrape, total
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
+ASK = [{"role": "user", "content": "What is 17 * 23?"}]
+# "ab</think>cd": some reasoning, the end of the reasoning, then an answer; nothing else may be sampled.
+THINK_THEN_ANSWER = 'root ::= "ab" "</think>" "cd"'
+StartGateway = Callable[..., Any]  # the start_gateway fixture of tests/conftest.py
+
+
+@pytest.fixture(scope="module")
+def llama_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with llama_server(tmp_path_factory.mktemp("llama") / "llama-server.log") as url:
+        yield url
+
+
+def _client(gw: Any) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
+
+
+def _line(gw: Any) -> dict[str, Any]:
+    [line] = gw.wait_lines(1)
+    jsonschema.validate(line, SCHEMA)
+    return line
+
+
+def _extra(obj: Any) -> dict[str, Any]:
+    return obj.model_extra or {}
+
+
+def test_server_speaks_the_distills_tokenizer_and_template(llama_url: str) -> None:
+    """Prompt token counts match the real model: its special tokens are single tokens at their published ids."""
+    tokens = httpx.post(llama_url + "/tokenize", json={"content": "<think>x</think>"}).json()["tokens"]
+    assert tokens[0] == THINK_CLOSE_ID - 1 and tokens[-1] == THINK_CLOSE_ID
+    prompt = httpx.post(llama_url + "/apply-template", json={"messages": ASK}).json()["prompt"]
+    # llama.cpp drops the template's leading BOS text and adds the BOS token when it tokenizes.
+    assert prompt == "<｜User｜>What is 17 * 23?<｜Assistant｜><think>\n"
+    models = httpx.get(llama_url + "/v1/models").json()["data"]
+    assert [m["id"] for m in models] == [MODEL], "--alias names the model, not the file"
+
+
+def test_non_streamed_usage_matches_the_log_and_thinking_only_is_empty(
+    start_gateway: StartGateway, llama_url: str
+) -> None:
+    gw = start_gateway(llama_url)
+    resp = _client(gw).chat.completions.create(model=MODEL, messages=ASK, max_tokens=8)  # type: ignore[arg-type]
+    assert resp.usage is not None and resp.usage.completion_tokens == 8
+    message = resp.choices[0].message
+    assert _extra(message).get("reasoning_content"), "llama.cpp's deepseek format puts the <think> part here"
+    assert not message.content and resp.choices[0].finish_reason == "length"
+    line = _line(gw)
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (resp.usage.prompt_tokens, 8)
+    assert line["reasoning_tokens"] == 8 and line["answer_tokens"] == 0
+    assert line["empty_response"] is True and line["finish_reason"] == "length"
+    assert line["tokens_per_s"] > 0 and line["ttft_ms"] is None
+    assert total(gw.metrics(), "llmwatch_empty_responses_total") == 1
+
+
+def test_stream_with_usage_gives_ttft_tpot_and_the_engines_counts(start_gateway: StartGateway, llama_url: str) -> None:
+    gw = start_gateway(llama_url)
+    before = total(scrape(llama_url + "/metrics"), "llamacpp:tokens_predicted_total")
+    stream = _client(gw).chat.completions.create(
+        model=MODEL, messages=ASK, max_tokens=6, stream=True, stream_options={"include_usage": True},  # type: ignore[arg-type]
+    )  # fmt: skip
+    chunks = list(stream)
+    usage = chunks[-1].usage
+    assert usage is not None and usage.completion_tokens == 6
+    reasoning = "".join(_extra(c.choices[0].delta).get("reasoning_content") or "" for c in chunks if c.choices)
+    assert reasoning and not "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    line = _line(gw)
+    assert line["stream"] is True and line["status"] == 200 and line["finish_reason"] == "length"
+    assert (line["prompt_tokens"], line["completion_tokens"]) == (usage.prompt_tokens, usage.completion_tokens)
+    assert (
+        line["completion_tokens"] == total(scrape(llama_url + "/metrics"), "llamacpp:tokens_predicted_total") - before
+    )
+    assert 0 < line["ttft_ms"] < line["duration_ms"] and line["tpot_ms"] > 0
+    assert line["empty_response"] is True and line["time_to_answer_ms"] is None
+
+
+def test_stream_without_usage_request_is_still_counted_exactly(start_gateway: StartGateway, llama_url: str) -> None:
+    gw = start_gateway(llama_url)
+    before = scrape(llama_url + "/metrics")
+    chunks = list(_client(gw).chat.completions.create(model=MODEL, messages=ASK, max_tokens=5, stream=True))  # type: ignore[arg-type]
+    assert chunks and all(c.usage is None for c in chunks), "the client did not ask for usage"
+    after = scrape(llama_url + "/metrics")
+    line = _line(gw)
+    assert line["completion_tokens"] == 5, "usage asked for upstream gives the engine's exact count"
+    engine_prompt = sum(
+        total(after, name) - total(before, name)
+        for name in ("llamacpp:prompt_tokens_total", "llamacpp:prompt_tokens_cached_total")
+    )
+    assert line["prompt_tokens"] == engine_prompt
+
+
+@pytest.mark.parametrize("stream", [False, True])
+def test_reasoning_is_split_from_the_answer(start_gateway: StartGateway, llama_url: str, stream: bool) -> None:
+    gw = start_gateway(llama_url)
+    extra = {"grammar": THINK_THEN_ANSWER}
+    client = _client(gw)
+    if stream:
+        events = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=20, stream=True, extra_body=extra)  # type: ignore[arg-type]
+        chunks = list(events)
+        deltas = [c.choices[0].delta for c in chunks if c.choices]
+        reasoning = "".join(_extra(d).get("reasoning_content") or "" for d in deltas)
+        answer = "".join(d.content or "" for d in deltas)
+    else:
+        resp = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=20, extra_body=extra)  # type: ignore[arg-type]
+        reasoning, answer = _extra(resp.choices[0].message).get("reasoning_content"), resp.choices[0].message.content
+    # The reasoning keeps the newline of the template's "<think>\n", as with the real model.
+    assert (reasoning.strip() if reasoning else reasoning, answer) == ("ab", "cd")
+    line = _line(gw)
+    assert line["finish_reason"] == "stop" and line["empty_response"] is False
+    assert 0 < line["reasoning_tokens"] < line["completion_tokens"]
+    assert line["answer_tokens"] == line["completion_tokens"] - line["reasoning_tokens"]
+    if stream:
+        assert 0 < line["ttft_ms"] <= line["time_to_answer_ms"] < line["duration_ms"]
+
+
+def _over_long(gw: Any) -> tuple[openai.BadRequestError, dict[str, Any]]:
+    with pytest.raises(openai.BadRequestError) as caught:
+        _client(gw).chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "word " * 600}],
+            max_tokens=4,  # type: ignore[list-item]
+        )
+    return caught.value, _line(gw)
+
+
+def test_over_long_prompt_is_a_clear_400_and_logged(start_gateway: StartGateway, llama_url: str) -> None:
+    gw = start_gateway(llama_url)
+    error, line = _over_long(gw)
+    assert error.status_code == 400 and "context" in str(error.message)
+    assert line["status"] == 400 and "context" in (line["error_message"] or "")
+
+
+@pytest.mark.xfail(
+    strict=True, reason="gateway: an engine 400 for a prompt over the context is logged as upstream_error"
+)
+def test_over_long_prompt_is_logged_as_context_length(start_gateway: StartGateway, llama_url: str) -> None:
+    gw = start_gateway(llama_url)
+    _, line = _over_long(gw)
+    assert line["error_type"] == "context_length"
+
+
+@pytest.mark.xfail(strict=True, reason="gateway: llama.cpp's `timings` are not logged yet")
+@pytest.mark.parametrize("stream", [False, True])
+def test_llamacpp_timings_are_logged(start_gateway: StartGateway, llama_url: str, stream: bool) -> None:
+    gw = start_gateway(llama_url)
+    _client(gw).chat.completions.create(model=MODEL, messages=ASK, max_tokens=4, stream=stream)  # type: ignore[call-overload]
+    line = _line(gw)
+    assert line["llamacpp_prompt_per_token_ms"] > 0 and line["llamacpp_predicted_per_token_ms"] > 0
+
+
+def test_metrics_capture_matches_the_built_server(llama_url: str) -> None:
+    """The committed capture (what dashboards and rules are checked against) is what this llama-server exposes."""
+    assert series_names(httpx.get(llama_url + "/metrics").text) == capture_names()

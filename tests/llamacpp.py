@@ -1,0 +1,85 @@
+"""A real llama.cpp `llama-server` for tests: the binaries scripts/install-llama-cpp.sh builds, a `tiny` GGUF from
+scripts/make-gguf.py (the distill's tokenizer and chat template, random weights), and the committed /metrics capture."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from tests.support import REPO, free_port, running
+
+CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
+LLAMA_BIN = CACHE / "llama.cpp" / "bin"
+METRICS_CAPTURE = REPO / "tests" / "fixtures" / "llamacpp-metrics.txt"
+MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+# The distill's token ids (scripts/make-gguf.py cites where they are published).
+THINK_CLOSE_ID = 151649
+_SAMPLE_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+
+
+def llama_binary(name: str) -> Path:
+    """A binary scripts/install-llama-cpp.sh built; a missing one is an install bug, so this fails, not skips."""
+    path = LLAMA_BIN / name
+    if not path.is_file():
+        raise AssertionError(f"{path} not found: run `scripts/install-llama-cpp.sh` (make test does)")
+    return path
+
+
+def tiny_model() -> Path:
+    """The `tiny` f16 GGUF, made once per version of scripts/make-gguf.py and kept next to the binaries."""
+    maker = REPO / "scripts" / "make-gguf.py"
+    digest = hashlib.sha256(maker.read_bytes()).hexdigest()[:12]
+    path = CACHE / "llama.cpp" / "models" / f"tiny-f16-{digest}.gguf"
+    if not path.is_file():
+        llama_binary("llama-server")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".partial")
+        args = [sys.executable, str(maker), "--arch", "tiny", "--type", "f16", "--out", str(partial)]
+        subprocess.run(args, check=True, timeout=300)
+        partial.rename(path)
+    return path
+
+
+def server_cmd(model: Path, port: int, *flags: str) -> list[str]:
+    """`llama-server` as the `cpu` profile runs it (--jinja, DeepSeek reasoning, --metrics), small and on 127.0.0.1."""
+    return [
+        str(llama_binary("llama-server")), "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+        "--alias", MODEL, "--jinja", "--reasoning-format", "deepseek", "--metrics",
+        "--ctx-size", "512", "--parallel", "2", "--threads", "2", "--seed", "1", *flags,
+    ]  # fmt: skip
+
+
+@contextlib.contextmanager
+def llama_server(log_path: Path, *flags: str, timeout: float = 120.0) -> Iterator[str]:
+    """A running llama-server on the tiny model: its base URL without /v1."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with running(server_cmd(tiny_model(), port, *flags), log_path, url + "/health", timeout=timeout):
+        yield url
+
+
+def series_names(exposition: str) -> set[str]:
+    """Series names as Prometheus stores them: the literal name on each sample line.
+
+    Not client_python's parser: it appends `_total` to every sample of a `counter` family, and llama.cpp declares
+    `llamacpp:n_tokens_max` a counter without the suffix, which Prometheus keeps as written.
+    """
+    names = set()
+    for line in exposition.splitlines():
+        if line and not line.startswith("#"):
+            match = _SAMPLE_NAME.match(line)
+            if match is None:
+                raise ValueError(f"not a sample line: {line!r}")
+            names.add(match.group(0))
+    return names
+
+
+def capture_names() -> set[str]:
+    """Series names in the committed /metrics capture of the built llama-server."""
+    return series_names(METRICS_CAPTURE.read_text())
