@@ -92,6 +92,7 @@ async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int) -> d
         "stream": True,
         "stream_options": {"include_usage": True},
         "ignore_eos": True,
+        "cache_prompt": False,  # every request pays its prefill, as distinct users' prompts do
         "temperature": 0.6,
     }
     sent = time.perf_counter()
@@ -146,9 +147,16 @@ async def measure(url: str, streams: int, rounds: int, max_tokens: int) -> dict[
     }
 
 
-def gateway_ttft(log_path: Path, skip: int) -> list[float]:
-    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
-    return [line["ttft_ms"] for line in lines[skip:] if line.get("ttft_ms") is not None]
+def access_lines(log_path: Path, count: int) -> list[dict[str, Any]]:
+    """The gateway's access-log lines once there are ``count`` (a background thread writes them)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        text = log_path.read_text() if log_path.exists() else ""
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+        if len(lines) >= count:
+            return lines
+        time.sleep(0.1)
+    raise SystemExit(f"engine_kpis: the gateway wrote fewer than {count} lines to {log_path}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -162,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-tokens", type=int, default=128)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     p.add_argument("--server-args", default="", help="extra llama-server flags, e.g. '--n-gpu-layers 99'")
+    p.add_argument("--direct", action="store_true", help="also measure llama-server without the gateway, as a baseline")
     p.add_argument("--out", type=Path, default=Path("bench/out/engine-kpis"))
     args = p.parse_args(argv)
     if not args.model.is_file():
@@ -192,12 +201,17 @@ def main(argv: list[str] | None = None) -> int:
             gw = f"http://127.0.0.1:{gateway_port}"
             wait_http(gw + "/healthz", gateway, 60, "gateway")
             asyncio.run(measure(gw, 1, 1, 16))  # warm-up: first-touch of the weights, thread pools
-            rows = []
+            logged, rows = 1, []
             for n in levels:
-                before = len(access_log.read_text().splitlines())
                 row = asyncio.run(measure(gw, n, args.rounds, args.max_tokens))
-                time.sleep(0.5)  # the access log is written by a background thread
-                row["gateway_ttft_ms_median"] = statistics.median(gateway_ttft(access_log, before))
+                lines = access_lines(access_log, logged + row["requests"])[logged:]
+                logged += row["requests"]
+                assert all(line["status"] == 200 for line in lines), lines
+                row["gateway_ttft_ms_median"] = statistics.median(line["ttft_ms"] for line in lines)
+                if args.direct:  # the same load straight to llama-server: the baseline for the gateway's cost
+                    row["direct"] = asyncio.run(
+                        measure(f"http://127.0.0.1:{engine_port}", n, args.rounds, args.max_tokens)
+                    )
                 rows.append(row)
             memory = {"peak_rss_bytes": peak_rss_bytes(engine.pid), "gpu_bytes": gpu_bytes(engine.pid)}
         finally:
@@ -217,6 +231,15 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['ttft_ms_max']:.0f} ms | {r['stream_tok_s_median']:.1f} | {r['aggregate_tok_s_median']:.1f} "
             f"| {r['req_s']:.2f} |"
         )
+    for r in rows:
+        if "direct" in r:
+            d = r["direct"]
+            print(
+                f"direct to llama-server, {r['streams']} streams: TTFT {d['ttft_ms_median']:.0f} ms "
+                f"(gateway/direct {r['ttft_ms_median'] / d['ttft_ms_median']:.2f}x), "
+                f"{d['aggregate_tok_s_median']:.1f} tok/s aggregate "
+                f"(gateway/direct {r['aggregate_tok_s_median'] / d['aggregate_tok_s_median']:.2f}x)"
+            )
     return 0
 
 
