@@ -9,12 +9,13 @@ LLAMA_CPP_PYTHON_VERSION="0.3.36"
 LLAMA_CPP_COMMIT="0c1e57098"
 LLAMA_CPP_BUILD_NUMBER="11312"
 
+cd "$(dirname "$0")/.."
 cache="${LLMWATCH_CACHE:-$HOME/.cache/llmwatch}"
 root="$cache/llama.cpp"
 bin="$root/bin"
 jobs="${LLMWATCH_BUILD_JOBS:-2}"
 # shellcheck source=scripts/lib.sh
-. "$(dirname "$0")/lib.sh"
+. scripts/lib.sh
 
 stamp="$bin/.llmwatch-llama-cpp-python-$LLAMA_CPP_PYTHON_VERSION"
 if [ -f "$stamp" ] && [ -x "$bin/llama-server" ] && [ -x "$bin/llama-quantize" ]; then
@@ -29,13 +30,16 @@ if [ ! -f "$src/CMakeLists.txt" ]; then
   dl="$root/sdist"
   rm -rf "$dl" "$src"
   mkdir -p "$dl"
-  python3 -m pip download -q --no-binary :all: --no-deps -d "$dl" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
+  # The project's venv has pip (install.sh makes it first); Debian's own python3 may not.
+  py="${LLMWATCH_VENV:-.venv}/bin/python"
+  [ -x "$py" ] || py=python3
+  "$py" -m pip download -q --no-binary :all: --no-deps -d "$dl" "llama-cpp-python==$LLAMA_CPP_PYTHON_VERSION"
   tar -xzf "$dl/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION.tar.gz" -C "$dl"
   mv "$dl/llama_cpp_python-$LLAMA_CPP_PYTHON_VERSION/vendor/llama.cpp" "$src"
   rm -rf "$dl"
 fi
 
-say "building llama-server and llama-quantize (CPU, Release, -j$jobs; ~15 min on 2 cores the first time)"
+say "building llama-server and llama-quantize (CPU, Release, -j$jobs; about 12 min on 2 busy cores, once)"
 build="$root/build-$LLAMA_CPP_PYTHON_VERSION"
 # Every option that would fetch at build time is off: the web UI (prebuilt download and npm), TLS libraries,
 # LLVM OpenMP; tests, examples and the unified app binary are not built.
