@@ -21,7 +21,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -31,6 +30,11 @@ from typing import Any
 
 import httpx
 
+if __package__ in (None, ""):  # run as a script: make `bench.*` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.procs import Child, free_port
+
 MODEL_NAME = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
 # About 60 prompt tokens with the distill's template: a short chat question, as in the load test.
@@ -38,27 +42,6 @@ PROMPT = (
     "You are helping an operator size a small inference server. Explain, step by step, how the number of "
     "concurrent requests changes time to first token and tokens per second on a CPU, and what to watch."
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def wait_http(url: str, proc: subprocess.Popen[bytes], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"engine_kpis: {what} exited with {proc.returncode}")
-        try:
-            if httpx.get(url, timeout=2.0).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"engine_kpis: {what} not ready at {url} after {timeout}s")
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -193,31 +176,28 @@ def main(argv: list[str] | None = None) -> int:
         sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", f"http://127.0.0.1:{engine_port}",
         "--host", "127.0.0.1", "--port", str(gateway_port), "--log-file", str(access_log), "--no-log-stdout",
     ]  # fmt: skip
-    with (args.out / "llama-server.log").open("wb") as elog, (args.out / "gateway.log").open("wb") as glog:
-        engine = subprocess.Popen(engine_cmd, stdout=elog, stderr=subprocess.STDOUT)
-        gateway = subprocess.Popen(gateway_cmd, stdout=glog, stderr=subprocess.STDOUT)
-        try:
-            wait_http(f"http://127.0.0.1:{engine_port}/health", engine, 600, "llama-server")
-            gw = f"http://127.0.0.1:{gateway_port}"
-            wait_http(gw + "/healthz", gateway, 60, "gateway")
-            asyncio.run(measure(gw, 1, 1, 16))  # warm-up: first-touch of the weights, thread pools
-            logged, rows = 1, []
-            for n in levels:
-                row = asyncio.run(measure(gw, n, args.rounds, args.max_tokens))
-                lines = access_lines(access_log, logged + row["requests"])[logged:]
-                logged += row["requests"]
-                assert all(line["status"] == 200 for line in lines), lines
-                row["gateway_ttft_ms_median"] = statistics.median(line["ttft_ms"] for line in lines)
-                if args.direct:  # the same load straight to llama-server: the baseline for the gateway's cost
-                    row["direct"] = asyncio.run(
-                        measure(f"http://127.0.0.1:{engine_port}", n, args.rounds, args.max_tokens)
-                    )
-                rows.append(row)
-            memory = {"peak_rss_bytes": peak_rss_bytes(engine.pid), "gpu_bytes": gpu_bytes(engine.pid)}
-        finally:
-            for proc in (gateway, engine):
-                proc.terminate()
-                proc.wait(30)
+    engine = Child("llama-server", engine_cmd, args.out)
+    gateway = Child("gateway", gateway_cmd, args.out)
+    try:
+        engine.wait_http(f"http://127.0.0.1:{engine_port}/health", 600)
+        gw = f"http://127.0.0.1:{gateway_port}"
+        gateway.wait_http(gw + "/healthz", 60)
+        asyncio.run(measure(gw, 1, 1, 16))  # warm-up: first-touch of the weights, thread pools
+        logged, rows = 1, []
+        for n in levels:
+            row = asyncio.run(measure(gw, n, args.rounds, args.max_tokens))
+            lines = access_lines(access_log, logged + row["requests"])[logged:]
+            logged += row["requests"]
+            assert all(line["status"] == 200 for line in lines), lines
+            row["gateway_ttft_ms_median"] = statistics.median(line["ttft_ms"] for line in lines)
+            if args.direct:  # the same load straight to llama-server: the baseline for the gateway's cost
+                direct = f"http://127.0.0.1:{engine_port}"
+                row["direct"] = asyncio.run(measure(direct, n, args.rounds, args.max_tokens))
+            rows.append(row)
+        memory = {"peak_rss_bytes": peak_rss_bytes(engine.pid), "gpu_bytes": gpu_bytes(engine.pid)}
+    finally:
+        gateway.stop()
+        engine.stop(timeout=30)
     result = {"label": args.label, "model": str(args.model), "max_tokens": args.max_tokens, "rows": rows, **memory}
     (args.out / "kpis.json").write_text(json.dumps(result, indent=2) + "\n")
     gpu = memory["gpu_bytes"]

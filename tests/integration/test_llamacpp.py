@@ -7,7 +7,10 @@ Random weights can't be steered, so a reply stays inside <think> unless a gramma
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +18,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.llamacpp import MODEL, THINK_CLOSE_ID, capture_names, llama_server, series_names
+from tests.llamacpp import MODEL, THINK_CLOSE_ID, capture_names, llama_server, series_names, tiny_model
 from tests.support import REPO, scrape, total
 
 pytestmark = pytest.mark.integration
@@ -135,19 +138,22 @@ def test_reasoning_is_split_from_the_answer(start_gateway: StartGateway, llama_u
         assert 0 < line["ttft_ms"] <= line["time_to_answer_ms"] < line["duration_ms"]
 
 
-def _over_long(gw: Any) -> tuple[openai.BadRequestError, dict[str, Any]]:
+def _over_long(gw: Any, stream: bool = False) -> tuple[openai.BadRequestError, dict[str, Any]]:
+    """A 600-token prompt against the tiny server's 256-token slots: llama.cpp answers 400 before any stream."""
     with pytest.raises(openai.BadRequestError) as caught:
         _client(gw).chat.completions.create(
             model=MODEL,
             messages=[{"role": "user", "content": "word " * 600}],
-            max_tokens=4,  # type: ignore[list-item]
-        )
+            max_tokens=4,
+            stream=stream,
+        )  # type: ignore[call-overload]
     return caught.value, _line(gw)
 
 
-def test_over_long_prompt_is_a_clear_400_and_logged(start_gateway: StartGateway, llama_url: str) -> None:
+@pytest.mark.parametrize("stream", [False, True])
+def test_over_long_prompt_is_a_clear_400_and_logged(start_gateway: StartGateway, llama_url: str, stream: bool) -> None:
     gw = start_gateway(llama_url)
-    error, line = _over_long(gw)
+    error, line = _over_long(gw, stream)
     assert error.status_code == 400 and "context" in str(error.message)
     assert line["status"] == 400 and "context" in (line["error_message"] or "")
 
@@ -173,3 +179,20 @@ def test_llamacpp_timings_are_logged(start_gateway: StartGateway, llama_url: str
 def test_metrics_capture_matches_the_built_server(llama_url: str) -> None:
     """The committed capture (what dashboards and rules are checked against) is what this llama-server exposes."""
     assert series_names(httpx.get(llama_url + "/metrics").text) == capture_names()
+
+
+def test_kpi_driver_measures_through_the_gateway(tmp_path: Path) -> None:
+    """bench/engine_kpis.py end to end on the tiny model (numbers meaningless): one row per concurrency, logged."""
+    out = tmp_path / "kpis"
+    args = [
+        sys.executable, str(REPO / "bench" / "engine_kpis.py"), "--model", str(tiny_model()), "--label", "smoke",
+        "--streams", "1,2", "--rounds", "1", "--max-tokens", "4", "--threads", "2", "--direct", "--out", str(out),
+    ]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads((out / "kpis.json").read_text())
+    assert [row["streams"] for row in result["rows"]] == [1, 2] and result["peak_rss_bytes"] > 0
+    for row in result["rows"]:
+        assert row["completion_tokens"] == 4 and row["aggregate_tok_s_median"] > 0 and row["direct"]["requests"]
+    assert len((out / "access.log").read_text().splitlines()) == 1 + 1 + 2, "warm-up + one per stream, all logged"
+    assert "| 2 |" in done.stdout
