@@ -507,8 +507,8 @@ def has_data(answer: dict[str, Any]) -> bool:
 
 def needs_data(expr: str, node_names: set[str]) -> bool:
     names = promql_metric_names(expr)
-    if names and all(GPU_SERIES.match(name) for name in names):
-        return False
+    if names and all(GPU_SERIES.match(name) or name.startswith("llamacpp:") for name in names):
+        return False  # no GPU here; this stack runs the simulator, not llama.cpp (tests/integration/test_llamacpp.py)
     return not (names & HOST_SENSORS and not names & HOST_SENSORS & node_names)
 
 
