@@ -2,7 +2,8 @@
 
     python bench/engine_kpis.py --model MODEL.gguf --label "2-core x86 VM, q4_k_m" [--streams 1,4] [--out DIR]
 
-Starts llama-server (as the `cpu` compose profile runs it) and `llmwatch gateway` in front of it, then for each
+Starts llama-server (the `cpu` compose profile's flags, but llama.cpp's own prompt-cache default unless
+--server-args sets `--cache-ram`) and `llmwatch gateway` in front of it, then for each
 concurrency N sends rounds of N streamed chat requests through the gateway with `ignore_eos` and a fixed
 `max_tokens`, so every request generates the same number of tokens whatever the (random) weights say. Prints one
 markdown table row per N; writes kpis.json and the processes' logs to --out.

@@ -51,7 +51,7 @@ def server_cmd(model: Path, port: int, *flags: str) -> list[str]:
     return [
         str(llama_binary("llama-server")), "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
         "--alias", MODEL, "--jinja", "--reasoning-format", "deepseek", "--metrics",
-        "--ctx-size", "512", "--parallel", "2", "--threads", "2", "--seed", "1", *flags,
+        "--ctx-size", "512", "--parallel", "2", "--threads", "2", "--cache-ram", "0", "--seed", "1", *flags,
     ]  # fmt: skip
 
 

@@ -19,7 +19,7 @@ import openai
 import pytest
 
 from tests.llamacpp import MODEL, THINK_CLOSE_ID, capture_names, llama_server, series_names, tiny_model
-from tests.support import REPO, scrape, total
+from tests.support import REPO, Samples, scrape, total, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -44,6 +44,15 @@ def _line(gw: Any) -> dict[str, Any]:
     [line] = gw.wait_lines(1)
     jsonschema.validate(line, SCHEMA)
     return line
+
+
+def _idle_metrics(url: str) -> Samples:
+    """llama.cpp's counters once no slot is busy: it adds a request's tokens when the slot is released, which can be
+    just after the client has read the last byte."""
+    return wait_until(
+        lambda: (m := scrape(url + "/metrics")) and total(m, "llamacpp:requests_processing") == 0 and m,
+        10, "llama-server to release its slots",
+    )  # fmt: skip
 
 
 def _extra(obj: Any) -> dict[str, Any]:
@@ -80,7 +89,7 @@ def test_non_streamed_usage_matches_the_log_and_thinking_only_is_empty(
 
 def test_stream_with_usage_gives_ttft_tpot_and_the_engines_counts(start_gateway: StartGateway, llama_url: str) -> None:
     gw = start_gateway(llama_url)
-    before = total(scrape(llama_url + "/metrics"), "llamacpp:tokens_predicted_total")
+    before = total(_idle_metrics(llama_url), "llamacpp:tokens_predicted_total")
     stream = _client(gw).chat.completions.create(
         model=MODEL, messages=ASK, max_tokens=6, stream=True, stream_options={"include_usage": True},  # type: ignore[arg-type]
     )  # fmt: skip
@@ -92,19 +101,17 @@ def test_stream_with_usage_gives_ttft_tpot_and_the_engines_counts(start_gateway:
     line = _line(gw)
     assert line["stream"] is True and line["status"] == 200 and line["finish_reason"] == "length"
     assert (line["prompt_tokens"], line["completion_tokens"]) == (usage.prompt_tokens, usage.completion_tokens)
-    assert (
-        line["completion_tokens"] == total(scrape(llama_url + "/metrics"), "llamacpp:tokens_predicted_total") - before
-    )
+    assert line["completion_tokens"] == total(_idle_metrics(llama_url), "llamacpp:tokens_predicted_total") - before
     assert 0 < line["ttft_ms"] < line["duration_ms"] and line["tpot_ms"] > 0
     assert line["empty_response"] is True and line["time_to_answer_ms"] is None
 
 
 def test_stream_without_usage_request_is_still_counted_exactly(start_gateway: StartGateway, llama_url: str) -> None:
     gw = start_gateway(llama_url)
-    before = scrape(llama_url + "/metrics")
+    before = _idle_metrics(llama_url)
     chunks = list(_client(gw).chat.completions.create(model=MODEL, messages=ASK, max_tokens=5, stream=True))  # type: ignore[arg-type]
     assert chunks and all(c.usage is None for c in chunks), "the client did not ask for usage"
-    after = scrape(llama_url + "/metrics")
+    after = _idle_metrics(llama_url)
     line = _line(gw)
     assert line["completion_tokens"] == 5, "usage asked for upstream gives the engine's exact count"
     engine_prompt = sum(
