@@ -2,7 +2,8 @@
 
 Run: python -m tests.fake_vllm PORT. The header `X-Fake` picks the behaviour:
 slow (a stream of 200 deltas, 20 ms apart), hang (never answers), error500, error400, broken (stream dies
-before [DONE]); none = a short R1 stream or message. GET /stats reports streams the client cancelled.
+before [DONE]), late-eof (ends the body 1 s after [DONE], as llama.cpp's server can); none = a short R1 stream or
+message. GET /stats reports streams the client cancelled.
 """
 
 from __future__ import annotations
@@ -65,6 +66,8 @@ async def completions(request: web.Request) -> web.StreamResponse:
             return resp
         else:
             await resp.write(r1_stream(["a", "b"], ["c"]))
+            if mode == "late-eof":
+                await asyncio.sleep(1.0)
         STATS["completed"] += 1
     except (asyncio.CancelledError, ConnectionResetError):
         STATS["cancelled"] += 1

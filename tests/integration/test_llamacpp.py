@@ -17,6 +17,7 @@ import httpx
 import jsonschema
 import openai
 import pytest
+from openai.types.chat import ChatCompletionChunk
 
 from tests.llamacpp import MODEL, THINK_CLOSE_ID, capture_names, llama_server, series_names, tiny_model
 from tests.support import REPO, Samples, scrape, total, wait_until
@@ -55,6 +56,17 @@ def _idle_metrics(url: str) -> Samples:
     )  # fmt: skip
 
 
+def _stream(gw: Any, **ask: Any) -> list[ChatCompletionChunk]:
+    """A streamed chat through the SDK, read to the end of the body as Open WebUI's client does. The SDK's own
+    iterator closes the connection at `data: [DONE]`; see test_client_closing_at_done_is_not_a_disconnect."""
+    chunks = []
+    with _client(gw).chat.completions.with_streaming_response.create(model=MODEL, stream=True, **ask) as response:
+        for line in response.iter_lines():
+            if line.startswith("data: ") and line != "data: [DONE]":
+                chunks.append(ChatCompletionChunk.model_validate_json(line[6:]))
+    return chunks
+
+
 def _extra(obj: Any) -> dict[str, Any]:
     return obj.model_extra or {}
 
@@ -90,10 +102,7 @@ def test_non_streamed_usage_matches_the_log_and_thinking_only_is_empty(
 def test_stream_with_usage_gives_ttft_tpot_and_the_engines_counts(start_gateway: StartGateway, llama_url: str) -> None:
     gw = start_gateway(llama_url)
     before = total(_idle_metrics(llama_url), "llamacpp:tokens_predicted_total")
-    stream = _client(gw).chat.completions.create(
-        model=MODEL, messages=ASK, max_tokens=6, stream=True, stream_options={"include_usage": True},  # type: ignore[arg-type]
-    )  # fmt: skip
-    chunks = list(stream)
+    chunks = _stream(gw, messages=ASK, max_tokens=6, stream_options={"include_usage": True})
     usage = chunks[-1].usage
     assert usage is not None and usage.completion_tokens == 6
     reasoning = "".join(_extra(c.choices[0].delta).get("reasoning_content") or "" for c in chunks if c.choices)
@@ -109,7 +118,7 @@ def test_stream_with_usage_gives_ttft_tpot_and_the_engines_counts(start_gateway:
 def test_stream_without_usage_request_is_still_counted_exactly(start_gateway: StartGateway, llama_url: str) -> None:
     gw = start_gateway(llama_url)
     before = _idle_metrics(llama_url)
-    chunks = list(_client(gw).chat.completions.create(model=MODEL, messages=ASK, max_tokens=5, stream=True))  # type: ignore[arg-type]
+    chunks = _stream(gw, messages=ASK, max_tokens=5)
     assert chunks and all(c.usage is None for c in chunks), "the client did not ask for usage"
     after = _idle_metrics(llama_url)
     line = _line(gw)
@@ -127,8 +136,7 @@ def test_reasoning_is_split_from_the_answer(start_gateway: StartGateway, llama_u
     extra = {"grammar": THINK_THEN_ANSWER}
     client = _client(gw)
     if stream:
-        events = client.chat.completions.create(model=MODEL, messages=ASK, max_tokens=20, stream=True, extra_body=extra)  # type: ignore[arg-type]
-        chunks = list(events)
+        chunks = _stream(gw, messages=ASK, max_tokens=20, extra_body=extra)
         deltas = [c.choices[0].delta for c in chunks if c.choices]
         reasoning = "".join(_extra(d).get("reasoning_content") or "" for d in deltas)
         answer = "".join(d.content or "" for d in deltas)
@@ -203,3 +211,21 @@ def test_kpi_driver_measures_through_the_gateway(tmp_path: Path) -> None:
         assert row["completion_tokens"] == 4 and row["aggregate_tok_s_median"] > 0 and row["direct"]["requests"]
     assert len((out / "access.log").read_text().splitlines()) == 1 + 1 + 2, "warm-up + one per stream, all logged"
     assert "| 2 |" in done.stdout
+
+
+@pytest.mark.xfail(
+    strict=True, reason="gateway: a client that closes at data: [DONE] before the engine ends its body is 499"
+)
+def test_client_closing_at_done_is_not_a_disconnect(start_gateway: StartGateway, fake_vllm: str) -> None:
+    """The openai SDK closes the connection as soon as it reads `data: [DONE]`. llama.cpp's server can end its HTTP
+    body a moment after that event (seen: 1 run in 15 of this module logged status 499); the fake upstream waits 1 s,
+    so the race always goes the same way. The client got the whole answer: that is a 200, not a disconnect."""
+    gw = start_gateway(fake_vllm)
+    chunks = list(
+        _client(gw).chat.completions.create(
+            model=MODEL, messages=ASK, stream=True, extra_headers={"X-Fake": "late-eof"}
+        )
+    )  # type: ignore[arg-type]
+    assert chunks
+    line = _line(gw)
+    assert line["status"] == 200 and line["error_type"] is None
