@@ -9,7 +9,7 @@ import pytest
 import yaml
 from logstash_pipeline_parser import Pipeline
 
-from tests.unit.test_logs_support import ES_DIR, LOGSTASH_DIR, LogstashConfig, Plugin, load_json, load_pipeline
+from tests.logs_support import ES_DIR, LOGSTASH_DIR, LogstashConfig, Plugin, load_json, load_pipeline
 
 pytestmark = pytest.mark.unit
 

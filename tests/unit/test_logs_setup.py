@@ -12,8 +12,8 @@ from types import ModuleType
 import pytest
 import yaml
 
+from tests.logs_support import ES_DIR, KIBANA_DIR, load_filebeat, load_json
 from tests.support import REPO
-from tests.unit.test_logs_support import ES_DIR, KIBANA_DIR, load_filebeat, load_json
 
 pytestmark = pytest.mark.unit
 

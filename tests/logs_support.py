@@ -1,4 +1,4 @@
-"""Readers for the logs-as-code files, shared by the test_logs_* tests (no tests here).
+"""Readers for the logs-as-code files, shared by the tests of the logs-as-code files.
 
 Everything is read from the repository as Logstash, Elasticsearch and Kibana would read it: the Logstash pipelines
 through logstash-pipeline-parser's AST, the grok patterns file translated to Python regexes mechanically, the index
@@ -54,6 +54,27 @@ def field_name(ref: str) -> str:
     """Logstash field reference ("[a][b]" or "a") to the dotted name Elasticsearch shows ("a.b")."""
     ref = str(ref)
     return ".".join(re.findall(r"\[([^\[\]]+)\]", ref)) if FIELD_REF.match(ref) else ref
+
+
+def multiline_pattern() -> re.Pattern[str]:
+    (stack_input,) = [i for i in load_filebeat()["filebeat.inputs"] if i["id"] == "llm-stack-containers"]
+    (parser,) = [p["multiline"] for p in stack_input["parsers"] if "multiline" in p]
+    assert (parser["negate"], parser["match"]) == (False, "after")
+    # Go's $ (no flags) is the end of the text, Python's \Z.
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", parser["pattern"]))
+
+
+def container_events(path: Path) -> list[str]:
+    """Docker json-file lines -> Filebeat events: a line matching the multiline pattern joins the one before."""
+    pattern = multiline_pattern()
+    events: list[list[str]] = []
+    for line in path.read_text().splitlines():
+        text = json.loads(line)["log"]
+        if events and pattern.search(text):
+            events[-1].append(text)
+        else:
+            events.append([text])
+    return ["\n".join(lines) for lines in events]
 
 
 # ---------------------------------------------------------------- Elasticsearch templates
@@ -150,6 +171,62 @@ def _block(section: str, items: list[Any], out: LogstashConfig) -> None:
             _block(section, body, out)
         else:
             out.plugins.append(Plugin(section, name, {str(k): _value(v) for k, v in body}))
+
+
+# ---------------------------------------------------------------- Logstash string semantics
+#
+# logstash-pipeline-parser turns "\n" into a newline whatever the settings say, which is more lenient than Logstash.
+# These follow Logstash's own source instead:
+# - logstash-core/lib/logstash/compiler/lscl.rb, class String: a quoted value is the text between the quotes; only
+#   with config.support_escapes does it go through StringEscape.process_escapes (regex literals /.../ never do).
+# - logstash-core/lib/logstash/config/string_escape.rb: gsub(/\\./) maps \" \' \\ \n \r \t \0; any other
+#   backslash pair stays as it is. Ruby's `.` does not match a newline.
+# - logstash-filter-mutate's gsub calls Ruby's String#gsub(Regexp.new(pattern), replacement): in the replacement,
+#   \0 \& \1..\9 \k<name> refer to the match and \\ is one backslash; any other backslash pair is kept as is.
+
+LOGSTASH_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'', re.DOTALL)
+_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "0": "\0"}
+
+
+def logstash_settings() -> dict[str, Any]:
+    settings: dict[str, Any] = yaml.safe_load((LOGSTASH_DIR / "config/logstash.yml").read_text())
+    return settings
+
+
+def logstash_string(raw: str, support_escapes: bool) -> str:
+    """The value Logstash gives a quoted string whose text between the quotes is ``raw``."""
+    if not support_escapes:
+        return raw
+    return re.sub(r"\\.", lambda m: _ESCAPES.get(m[0][1], m[0]), raw)
+
+
+def ruby_gsub(pattern: str, replacement: str, text: str) -> str:
+    """Ruby's String#gsub(Regexp.new(pattern), replacement) for the patterns used here (Python's re.sub would
+    turn a backslash-n replacement into a newline; Ruby keeps the two characters)."""
+
+    def expand(found: re.Match[str]) -> str:
+        def one(ref: re.Match[str]) -> str:
+            token = ref[0][1:]
+            if token in ("0", "&"):
+                return found[0]
+            if token.isdigit():
+                return found[int(token)] or ""
+            if token.startswith("k<"):
+                return found[token[2:-1]] or ""
+            return "\\" if token == "\\" else ref[0]
+
+        return re.sub(r"\\(k<\w+>|.)", one, replacement)
+
+    return re.sub(pattern, expand, text)
+
+
+def raw_option_strings(conf: Path, plugin_id: str, option: str) -> list[str]:
+    """The quoted strings of one option of the plugin with ``id => "plugin_id"``, as written (escapes untouched)."""
+    text = conf.read_text()
+    start = text.index(f'id => "{plugin_id}"')
+    found = re.compile(rf"\b{option}\s*=>\s*\[(.*?)\]", re.DOTALL).search(text, start)
+    assert found, f"{conf.name}: no {option} list in {plugin_id}"
+    return [a or b for a, b in LOGSTASH_QUOTED.findall(found[1])]
 
 
 def parse_pipeline(path: Path) -> list[Any]:
