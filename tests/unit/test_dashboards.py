@@ -429,3 +429,25 @@ def test_every_expression_parses_with_promtool(dashboards: list[dict[str, Any]],
         yaml.safe_dump({"groups": [{"name": "b", "rules": [{"record": "b:x", "expr": "sum(rate(x[5m])"}]}]})
     )
     assert subprocess.run([promtool, "check", "rules", str(broken)], capture_output=True, timeout=30).returncode != 0
+
+
+VLLM_SELECTOR = re.compile(r"(vllm:\w+)\{([^}]*)\}")
+
+
+def test_vllm_selectors_filter_on_labels_the_metric_has(dashboards: list[dict[str, Any]]) -> None:
+    """A matcher on a label the metric lacks (vllm:cache_config_info has no model_name) blanks the panel."""
+    from llmwatch.simulator.metric_spec import spec_by_name
+
+    specs = spec_by_name()
+    wrong = []
+    for dash in dashboards:
+        for panel in panels_of(dash):
+            for target in panel.get("targets", []):
+                for metric, matchers in VLLM_SELECTOR.findall(str(target.get("expr", ""))):
+                    base = re.sub(r"_(total|bucket|sum|count)$", "", metric)
+                    spec = specs.get(metric) or specs.get(base)
+                    labels = set(spec.labels) | {"instance", "job", "le"} if spec else set()
+                    used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", matchers))
+                    if spec and used - labels:
+                        wrong.append(f"{dash['title']} / {panel.get('title')}: {metric} has no {used - labels}")
+    assert wrong == []
