@@ -359,3 +359,54 @@ def kql_clauses(query: str) -> list[tuple[str, str, str]]:
 
 def kql_strings(query: str) -> list[str]:
     return [json.loads(s) for s in KQL_STRINGS.findall(query)]
+
+
+def _get(event: dict[str, Any], ref: str) -> Any:
+    value: Any = event
+    for part in re.findall(r"\[([^\[\]]+)\]", ref) or [ref]:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _set(event: dict[str, Any], ref: str, value: Any) -> None:
+    *parents, last = re.findall(r"\[([^\[\]]+)\]", ref) or [ref]
+    for part in parents:
+        event = event.setdefault(part, {})
+    event[last] = value
+
+
+def _holds(condition: list[Any], event: dict[str, Any]) -> bool:
+    """A truthy field test or an `in` test (list membership, or substring for a string); others are refused."""
+    if len(condition) == 1 and is_field_ref(condition[0]):
+        return bool(_get(event, condition[0]))
+    if len(condition) == 3 and condition[1] == "in":
+        left, _, right = condition
+        needle = _get(event, left) if is_field_ref(left) else left
+        haystack = _get(event, right) if is_field_ref(right) else right
+        return haystack is not None and needle is not None and needle in haystack
+    raise NotImplementedError(f"condition not followed here: {condition}")
+
+
+def run_copies(items: list[Any], event: dict[str, Any]) -> dict[str, Any]:
+    """Logstash's if / else if / else, running only mutate's copy: enough to follow how a pipeline routes an event
+    by its fields. A kind of condition it does not know is refused, not guessed."""
+    taken = False
+    for item in items:
+        name, body = item[0], item[1]
+        if name in ("if", "else if", "else"):
+            if name == "if":
+                taken = False
+            if taken:
+                continue
+            if name != "else":
+                (condition,) = body[:-1]
+                if not _holds(condition, event):
+                    continue
+            taken = True
+            run_copies(body[-1][0] if name != "else" else body, event)
+        elif name == "mutate":
+            options = {str(k): _value(v) for k, v in body}
+            for source, target in (options.get("copy") or {}).items():
+                if _get(event, source) is not None:
+                    _set(event, target, _get(event, source))
+    return event
