@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint typecheck unit bench clean
+.PHONY: install demo test lint typecheck unit bench clean acceptance
 
 install:
 	scripts/install.sh test
@@ -23,6 +23,10 @@ test: install lint typecheck
 
 unit:
 	scripts/pytest.sh tests -m unit
+
+# On a new Docker host, first: the sim-profile stack as its own project, end to end (scripts/acceptance.sh --help).
+acceptance:
+	scripts/acceptance.sh
 
 bench:
 	scripts/install.sh bench

@@ -60,3 +60,17 @@ def filled_env_text(drop: frozenset[str] = frozenset()) -> str:
             line = f"{match.group(1)}=dummy-{match.group(1).lower()}-0123456789abcdef0123456789abcdef"
         lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+# Open WebUI 0.12.4 seeds these into its database at first start and from then on reads the database, unless
+# ENABLE_PERSISTENT_CONFIG is false: open_webui/config.py builds DEFAULT_CONFIG (config key -> value from env) and
+# calls Config.configure(enable_persistent=os.getenv('ENABLE_PERSISTENT_CONFIG', 'True').lower() == 'true');
+# open_webui/models/config.py, Config.get: without persistence the env-built default is returned. Env name compose
+# sets -> the DEFAULT_CONFIG key it feeds (OPENAI_API_BASE_URL/KEY are the fallbacks of the plural lists).
+# tests/integration/test_open_webui.py checks this table against the installed Open WebUI.
+OPEN_WEBUI_PERSISTENT = {
+    "OPENAI_API_BASE_URL": "openai.api_base_urls", "OPENAI_API_BASE_URLS": "openai.api_base_urls",
+    "OPENAI_API_KEY": "openai.api_keys", "OPENAI_API_KEYS": "openai.api_keys", "ENABLE_OLLAMA_API": "ollama.enable",
+    "ENABLE_OPENAI_API": "openai.enable", "OPENAI_API_CONFIGS": "openai.api_configs",
+    "DEFAULT_MODELS": "ui.default_models", "DEFAULT_MODEL_METADATA": "models.default_metadata",
+}  # fmt: skip

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support import Proc, free_port, llmwatch_cmd, running, scrape, sim_cmd, wait_until
+from tests.support import Gateway, GatewayFactory, Proc, free_port, llmwatch_cmd, running, sim_cmd
 
 
 @pytest.fixture
@@ -20,30 +18,6 @@ def sim_url(tmp_path: Path) -> Iterator[str]:
     args = sim_cmd(port, "--enable-admin", "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100")
     with running(args, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"
-
-
-class Gateway:
-    """A running `llmwatch gateway`: its URL, its access-log file, and helpers to read both."""
-
-    def __init__(self, url: str, log_path: Path, proc: Proc) -> None:
-        self.url = url
-        self.log_path = log_path
-        self.proc = proc
-
-    def lines(self) -> list[dict[str, Any]]:
-        if not self.log_path.exists():
-            return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
-
-    def wait_lines(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """The access-log lines once ``count`` have been written (the writer is a background thread)."""
-        return wait_until(lambda: len(self.lines()) >= count and self.lines(), timeout, f"{count} access-log lines")
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return scrape(self.url + "/metrics")
-
-
-GatewayFactory = Callable[..., Gateway]
 
 
 @pytest.fixture

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import socket
@@ -11,7 +12,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 
@@ -133,3 +134,27 @@ def total(samples: Samples, name: str, **labels: str) -> float:
     """Sum of the samples called ``name`` whose labels include ``labels``."""
     want = set(labels.items())
     return sum(v for (n, lab), v in samples.items() if n == name and want <= set(lab))
+
+
+class Gateway:
+    """A running `llmwatch gateway`: its URL, its access-log file, and helpers to read both."""
+
+    def __init__(self, url: str, log_path: Path, proc: Proc) -> None:
+        self.url = url
+        self.log_path = log_path
+        self.proc = proc
+
+    def lines(self) -> list[dict[str, Any]]:
+        if not self.log_path.exists():
+            return []
+        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
+
+    def wait_lines(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        """The access-log lines once ``count`` have been written (the writer is a background thread)."""
+        return wait_until(lambda: len(self.lines()) >= count and self.lines(), timeout, f"{count} access-log lines")
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        return scrape(self.url + "/metrics")
+
+
+GatewayFactory = Callable[..., Gateway]

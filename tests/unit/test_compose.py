@@ -24,7 +24,7 @@ import yaml
 from pydantic_settings import BaseSettings, CliApp
 
 from llmwatch.cli import SUBCOMMANDS
-from tests.compose_support import COMPOSE_FILE, filled_env_text, required_messages
+from tests.compose_support import COMPOSE_FILE, OPEN_WEBUI_PERSISTENT, filled_env_text, required_messages
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
@@ -393,25 +393,12 @@ def test_alertmanager_webhooks_reach_the_relay(rendered: dict[str, Rendered]) ->
         assert_reaches(rendered, url, "alertmanager webhook")
 
 
-# Open WebUI stores these in its database at first start and from then on ignores the environment, unless
-# ENABLE_PERSISTENT_CONFIG is false (open_webui/config.py: `ENABLE_PERSISTENT_CONFIG = os.environ.get(
-# "ENABLE_PERSISTENT_CONFIG", "True").lower() == "true"`, read by class PersistentConfig). Each env name compose sets
-# -> the PersistentConfig it feeds (OPENAI_API_BASE_URL and OPENAI_API_KEY are the fallbacks of the plural lists).
-OPEN_WEBUI_PERSISTENT = {
-    "OPENAI_API_BASE_URL": "OPENAI_API_BASE_URLS", "OPENAI_API_BASE_URLS": "OPENAI_API_BASE_URLS",
-    "OPENAI_API_KEY": "OPENAI_API_KEYS", "OPENAI_API_KEYS": "OPENAI_API_KEYS", "ENABLE_OLLAMA_API": "ENABLE_OLLAMA_API",
-    "ENABLE_OPENAI_API": "ENABLE_OPENAI_API", "OPENAI_API_CONFIGS": "OPENAI_API_CONFIGS",
-    "DEFAULT_MODELS": "DEFAULT_MODELS", "DEFAULT_MODEL_METADATA": "DEFAULT_MODEL_METADATA",
-}  # fmt: skip
-
-
 def test_open_webui_takes_its_settings_from_env_at_every_start(rendered: dict[str, Rendered]) -> None:
     for services in rendered.values():
         env = services["open-webui"]["environment"]
         persistent = sorted(OPEN_WEBUI_PERSISTENT[name] for name in env if name in OPEN_WEBUI_PERSISTENT)
-        assert {"OPENAI_API_BASE_URLS", "OPENAI_API_KEYS", "DEFAULT_MODELS", "DEFAULT_MODEL_METADATA"} <= set(
-            persistent
-        )
+        frozen = {"openai.api_base_urls", "openai.api_keys", "ui.default_models", "models.default_metadata"}
+        assert frozen <= set(persistent)
         # Open WebUI compares .lower() with "true"; only the exact "false" is what the docs promise.
         assert env.get("ENABLE_PERSISTENT_CONFIG") == "false", f"these would be frozen at first start: {persistent}"
 
@@ -641,3 +628,21 @@ def test_nothing_reads_a_missing_profiling_field_as_a_fault() -> None:
             if "DCGM_FI_PROF_" in exprs:
                 no_value = panel.get("fieldConfig", {}).get("defaults", {}).get("noValue", "")
                 assert "not supported" in no_value.lower(), f"{path.name}: {panel.get('title')}"
+
+
+# Grafana's provisioning loader (pkg/services/provisioning/values/values.go, interpolateValue): every string value is
+# split on "$$" (a literal $) and each part goes through Go's os.ExpandEnv, which turns $NAME and ${NAME} into the
+# variable's value, or silently into "" when it is unset: a typo gives an empty password, not an error.
+GO_ENV_REF = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def test_grafana_provisioning_references_only_what_grafana_gets(rendered: dict[str, Rendered]) -> None:
+    env = rendered["gpu"]["grafana"].get("environment") or {}
+    for path in sorted((REPO / "grafana/provisioning").rglob("*.y*ml")):
+        for line in path.read_text().splitlines():
+            if line.lstrip().startswith("#"):
+                continue
+            for part in line.split("$$"):
+                for braced, bare in GO_ENV_REF.findall(part):
+                    name = braced or bare
+                    assert env.get(name), f"{path.relative_to(REPO)}: ${name} would be empty (grafana sets no {name})"
