@@ -27,9 +27,19 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import Gateway, GatewayFactory
 from tests.e2e.recording_proxy import RecordingProxy
-from tests.support import REPO, Samples, free_port, need_binary, running, scrape, total, wait_until
+from tests.support import (
+    REPO,
+    Gateway,
+    GatewayFactory,
+    Samples,
+    free_port,
+    need_binary,
+    running,
+    scrape,
+    total,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, CliApp
+from pydantic_settings import BaseSettings
 
-from llmwatch.config import settings_config
+from llmwatch.config import parse_cli, settings_config
 from llmwatch.demo.kpis import Kpis, read_lines
 from llmwatch.demo.localstack import (
     LocalStack,
@@ -156,7 +156,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
 
 
 def main(argv: list[str]) -> int:
-    settings = CliApp.run(DemoSettings, cli_args=argv)
+    settings = parse_cli(DemoSettings, argv)
     logging.basicConfig(level=logging.WARNING)
     demo = Demo(settings, LocalStack(settings.run_dir.resolve()))
     stop = threading.Event()

@@ -84,6 +84,8 @@ class ClientConnection:
             await self.end(b"data: " + body + b"\n\n")
             return
         headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]
+        if error.retry_after is not None:
+            headers.append((b"retry-after", str(error.retry_after).encode()))
         await self.start(error.status, headers)
         await self.end(body)
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.fake_im import SECRETS, FakeIM, relay_env
+from tests.relay_payloads import payload
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, wait_until
-from tests.unit.test_relay_render import payload
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Turns a finished RequestRecord into its one access-log line and its metric updates."""
+"""Reports each finished request: exactly one access-log line and its metric updates, both from one Outcome."""
 
 from __future__ import annotations
 
@@ -6,14 +6,17 @@ import time
 from typing import Any
 
 from llmwatch.gateway.access_log import AccessLog
+from llmwatch.gateway.errors import ERRORS
+from llmwatch.gateway.facts import RequestFacts
+from llmwatch.gateway.log_line import log_line
 from llmwatch.gateway.metrics import OTHER_MODEL, GatewayMetrics
-from llmwatch.gateway.record import RequestRecord
+from llmwatch.gateway.outcome import Outcome, outcome
 from llmwatch.gateway.upstreams import UpstreamPool
 
 MAX_LEARNED_MODELS = 32
 
 
-class Recorder:
+class Reporter:
     def __init__(
         self, metrics: GatewayMetrics, access_log: AccessLog, pool: UpstreamPool, content_chars: int | None
     ) -> None:
@@ -24,10 +27,11 @@ class Recorder:
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._learned: set[str] = set()
 
-    def record(self, rec: RequestRecord) -> None:
-        line = rec.line(time.perf_counter(), self._content_chars)
-        self._log.write(line)
-        self._observe(rec, line)
+    def report(self, facts: RequestFacts) -> Outcome:
+        result = outcome(facts, time.perf_counter(), self._content_chars is not None)
+        self._log.write(log_line(result, self._content_chars or 0))
+        self._observe(result)
+        return result
 
     def _model_label(self, model: str | None, status: int) -> str:
         # Bounded: only names the upstream serves (from /v1/models, or that it just answered 2xx for).
@@ -40,9 +44,9 @@ class Recorder:
             return model
         return OTHER_MODEL
 
-    def _observe(self, rec: RequestRecord, line: dict[str, Any]) -> None:
-        model = self._model_label(rec.model, rec.status)
-        key = (model, rec.kind)
+    def _observe(self, o: Outcome) -> None:
+        model = self._model_label(o.model, o.status)
+        key = (model, o.kind)
         children = self._children.get(key)
         m = self._metrics
         if children is None:
@@ -57,19 +61,21 @@ class Recorder:
             )
             self._children[key] = children
         duration, ttft, tpot, prompt, completion, reasoning, empty = children
-        m.requests.labels(model, rec.kind, str(rec.status)).inc()
-        duration.observe(line["duration_ms"] / 1000.0)
-        if line["ttft_ms"] is not None:
-            ttft.observe(line["ttft_ms"] / 1000.0)
-        if line["tpot_ms"] is not None:
-            tpot.observe(line["tpot_ms"] / 1000.0)
-        if line["prompt_tokens"]:
-            prompt.inc(line["prompt_tokens"])
-        if line["completion_tokens"]:
-            completion.inc(line["completion_tokens"])
-        if line["reasoning_tokens"]:
-            reasoning.inc(line["reasoning_tokens"])
-        if line["empty_response"]:
+        m.requests.labels(model, o.kind, str(o.status)).inc()
+        duration.observe(o.duration)
+        if o.ttft is not None:
+            ttft.observe(o.ttft)
+        if o.tpot is not None:
+            tpot.observe(o.tpot)
+        if o.prompt_tokens:
+            prompt.inc(o.prompt_tokens)
+        if o.completion_tokens:
+            completion.inc(o.completion_tokens)
+        if o.reasoning_tokens:
+            reasoning.inc(o.reasoning_tokens)
+        if o.empty:
             empty.inc()
-        if rec.error_type is not None and rec.error_type.startswith("upstream") and rec.upstream is not None:
-            m.upstream_errors.labels(rec.upstream, rec.error_type).inc()
+        if o.error_type is not None:
+            m.errors.labels(model, o.kind, o.error_type).inc()
+            if ERRORS[o.error_type].upstream_failure and o.upstream is not None:
+                m.upstream_errors.labels(o.upstream, o.error_type).inc()
