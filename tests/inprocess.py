@@ -1,0 +1,107 @@
+"""The gateway and the simulator in the test's own event loop: no subprocesses, an injected registry and access log.
+
+The gateway is driven through httpx.ASGITransport or raw ASGI calls; the simulator (or a scripted aiohttp app)
+listens on a real 127.0.0.1 socket, since the gateway talks to its upstream over HTTP.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from llmwatch.gateway.app import GatewayApp, create_app
+from llmwatch.gateway.settings import GatewaySettings
+from llmwatch.simulator.app import build_app
+from llmwatch.simulator.settings import SimSettings
+from llmwatch.simulator.simulator import Simulator
+from tests.support import free_port
+
+MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+
+
+class ListLog:
+    """An AccessLog that keeps lines in memory (same interface: start, stop, write)."""
+
+    def __init__(self) -> None:
+        self.lines: list[dict[str, Any]] = []
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+    def write(self, line: dict[str, Any]) -> None:
+        self.lines.append(line)
+
+
+@contextlib.asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """An aiohttp app on a free 127.0.0.1 port; yields its base URL."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def simulator(**overrides: Any) -> AsyncIterator[tuple[str, Simulator]]:
+    """A fast simulator (H100 profile, no cold start or warm-up penalty, R1 reasoning parser) and its URL."""
+    settings = SimSettings(
+        **{
+            "startup_seconds": 0,
+            "warmup_requests": 0,
+            "gpu_profile": "h100",
+            "speed": 20.0,
+            "reasoning_parser": "deepseek_r1",
+            **overrides,
+        }  # fmt: skip
+    )
+    app, sim = build_app(settings, CollectorRegistry())
+    async with serving(app) as url:
+        yield url, sim
+
+
+@dataclass
+class InProcessGateway:
+    app: GatewayApp
+    registry: CollectorRegistry
+    log: ListLog
+    client: httpx.AsyncClient
+    seen: int = field(default=0)
+
+    def sample(self, name: str, **labels: str) -> float:
+        """Sum of the samples called ``name`` whose labels include ``labels``."""
+        total = 0.0
+        for metric in self.registry.collect():
+            for s in metric.samples:
+                if s.name == name and labels.items() <= s.labels.items():
+                    total += s.value
+        return total
+
+    def new_lines(self) -> list[dict[str, Any]]:
+        """The lines written since the last call."""
+        lines, self.seen = self.log.lines[self.seen :], len(self.log.lines)
+        return lines
+
+
+@contextlib.asynccontextmanager
+async def gateway(upstream: str, **flags: Any) -> AsyncIterator[InProcessGateway]:
+    """The gateway app with ``flags`` (GatewaySettings fields), running, behind an httpx client."""
+    settings = GatewaySettings(upstream=[upstream], log_stdout=False, health_interval=0.2, **flags)
+    registry, log = CollectorRegistry(), ListLog()
+    app = create_app(settings.load(), registry, log)  # type: ignore[arg-type]
+    async with app.running():
+        transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
+            yield InProcessGateway(app, registry, log, client)
