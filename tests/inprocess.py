@@ -57,16 +57,9 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 @contextlib.asynccontextmanager
 async def simulator(**overrides: Any) -> AsyncIterator[tuple[str, Simulator]]:
     """A fast simulator (H100 profile, no cold start or warm-up penalty, R1 reasoning parser) and its URL."""
-    settings = SimSettings(
-        **{
-            "startup_seconds": 0,
-            "warmup_requests": 0,
-            "gpu_profile": "h100",
-            "speed": 20.0,
-            "reasoning_parser": "deepseek_r1",
-            **overrides,
-        }  # fmt: skip
-    )
+    defaults: dict[str, Any] = {"startup_seconds": 0, "warmup_requests": 0, "gpu_profile": "h100", "speed": 20.0,
+                                "reasoning_parser": "deepseek_r1"}  # fmt: skip
+    settings = SimSettings(**{**defaults, **overrides})
     app, sim = build_app(settings, CollectorRegistry())
     async with serving(app) as url:
         yield url, sim

@@ -156,8 +156,10 @@ async def _raw_call(gw: InProcessGateway, slow_body: bool) -> str:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {"type": "http", "method": "POST", "path": "/v1/chat/completions", "raw_path": b"/v1/chat/completions",
-             "query_string": b"", "headers": [(b"content-length", str(len(body)).encode())], "client": None}  # fmt: skip
+    path = "/v1/chat/completions"
+    headers = [(b"content-length", str(len(body)).encode())]
+    scope = {"type": "http", "method": "POST", "path": path, "raw_path": path.encode(), "query_string": b"",
+             "headers": headers, "client": None}  # fmt: skip
     await gw.app(scope, receive, send)
     line = _one_line(gw)
     expected = ("body_timeout", 408) if slow_body else ("client_disconnect", 499)
