@@ -34,10 +34,11 @@ def settings_config(env_prefix: str, prog: str) -> SettingsConfigDict:
     )
 
 
-def explain(exc: ValidationError, values: bool = True, flags: str = "") -> list[str]:
-    """One line per problem: where, the value given (unless ``values`` is off), and what is allowed.
-
-    With ``flags`` (an env prefix) the place is named as a command-line flag and its env twin.
+def explain(
+    exc: ValidationError, values: bool = True, flags: str = "", secret: frozenset[str] = frozenset()
+) -> list[str]:
+    """One line per problem: where, the value given (unless ``values`` is off or the field is ``secret``), and
+    what is allowed. With ``flags`` (an env prefix) the place is named as a command-line flag and its env twin.
     """
     lines = []
     for error in exc.errors():
@@ -45,7 +46,8 @@ def explain(exc: ValidationError, values: bool = True, flags: str = "") -> list[
         place = ".".join(parts) or "body"
         if flags:
             place = "--" + ".".join(part.replace("_", "-") for part in parts)
-        given = f"={error['input']!r}" if values and parts and not isinstance(error.get("input"), dict) else ""
+        shown = values and parts and parts[0] not in secret and not isinstance(error.get("input"), dict)
+        given = f"={error['input']!r}" if shown else ""
         twin = f" (env {flags}{'__'.join(parts).upper()})" if flags else ""
         lines.append(f"{place}{given}: {error['msg']}{twin}")
     return lines
@@ -57,9 +59,9 @@ def parse_cli(cls: type[S], argv: list[str]) -> S:
     try:
         return CliApp.run(cls, cli_args=argv)
     except ValidationError as exc:
-        problems = explain(
-            exc, values=not config.get("hide_input_in_errors", False), flags=config.get("env_prefix", "")
-        )
+        # Secret fields (webhook URLs carry tokens) are never echoed; other values are, to say what was wrong.
+        secret = frozenset(name for name, f in cls.model_fields.items() if "Secret" in str(f.annotation))
+        problems = explain(exc, flags=config.get("env_prefix", ""), secret=secret)
     except SettingsError as exc:
         problems = [str(exc).removeprefix("error parsing CLI: ") + "; see --help"]
     prog = config.get("cli_prog_name") or cls.__name__

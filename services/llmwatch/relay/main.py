@@ -61,7 +61,7 @@ async def _serve(settings: RelaySettings, targets: list[Target]) -> None:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = parse_cli(RelaySettings, argv)  # hide_input_in_errors: URLs carry tokens, never echo them
+    settings = parse_cli(RelaySettings, argv)
     logging.getLogger().setLevel(settings.log_level.upper())
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: no rule reads them
     targets = build_targets(settings)
