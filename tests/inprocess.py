@@ -6,10 +6,12 @@ listens on a real 127.0.0.1 socket, since the gateway talks to its upstream over
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from aiohttp import web
@@ -23,6 +25,7 @@ from llmwatch.simulator.simulator import Simulator
 from tests.support import free_port
 
 MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+T = TypeVar("T")
 
 
 class ListLog:
@@ -55,12 +58,26 @@ async def serving(app: web.Application) -> AsyncIterator[str]:
 
 
 @contextlib.asynccontextmanager
-async def simulator(**overrides: Any) -> AsyncIterator[tuple[str, Simulator]]:
-    """A fast simulator (H100 profile, no cold start or warm-up penalty, R1 reasoning parser) and its URL."""
+async def simulator(
+    received: list[tuple[str, str]] | None = None, **overrides: Any
+) -> AsyncIterator[tuple[str, Simulator]]:
+    """A fast simulator (H100 profile, no cold start or warm-up penalty, R1 reasoning parser) and its URL.
+
+    With ``received``, every request it gets is appended as (method, raw path with query): what reached the engine.
+    """
     defaults: dict[str, Any] = {"startup_seconds": 0, "warmup_requests": 0, "gpu_profile": "h100", "speed": 20.0,
                                 "reasoning_parser": "deepseek_r1"}  # fmt: skip
     settings = SimSettings(**{**defaults, **overrides})
     app, sim = build_app(settings, CollectorRegistry())
+    if received is not None:
+
+        @web.middleware
+        async def record(request: web.Request, handler: Any) -> web.StreamResponse:
+            received.append((request.method, request.raw_path))
+            response: web.StreamResponse = await handler(request)
+            return response
+
+        app.middlewares.insert(0, record)
     async with serving(app) as url:
         yield url, sim
 
@@ -98,3 +115,34 @@ async def gateway(upstream: str, **flags: Any) -> AsyncIterator[InProcessGateway
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
         async with httpx.AsyncClient(transport=transport, base_url="http://gateway", timeout=30) as client:
             yield InProcessGateway(app, registry, log, client)
+
+
+class LoopThread:
+    """An event loop in a background thread, for synchronous callers (hypothesis) of async fixtures."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="test-loop", daemon=True)
+        self._thread.start()
+        self._stack = contextlib.AsyncExitStack()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def enter(self, manager: contextlib.AbstractAsyncContextManager[T]) -> T:
+        return self.run(self._stack.enter_async_context(manager))
+
+    def close(self) -> None:
+        self.run(self._stack.aclose())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(10)
+        self.loop.close()
+
+
+async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` in the running loop until it is true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(0.05)
