@@ -139,10 +139,10 @@ class LoopThread:
         self.loop.close()
 
 
-async def eventually(check: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``check`` in the running loop until it is true; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = asyncio.get_running_loop().time() + timeout
+async def eventually(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``check`` in the running loop until it is true; fail naming ``what`` after ``seconds``."""
+    deadline = asyncio.get_running_loop().time() + seconds
     while not check():
         if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
         await asyncio.sleep(0.05)
