@@ -108,7 +108,7 @@ def start_prometheus(demo: Demo) -> None:
     path = write_yaml(run / "prometheus.yml", config)
     demo.stack.start("prometheus", [
         binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={run / 'prometheus-data'}",
-        f"--web.listen-address=127.0.0.1:{p.prometheus}",
+        f"--web.listen-address=127.0.0.1:{p.prometheus}", "--enable-feature=exemplar-storage",
     ], f"http://127.0.0.1:{p.prometheus}/-/ready")  # fmt: skip
     demo.notes.append(f"Prometheus          http://127.0.0.1:{p.prometheus}   (rules: prometheus/rules/*.yml, 5 s)")
 
