@@ -7,6 +7,7 @@ import logging
 import sys
 
 import uvicorn
+import uvloop
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from llmwatch.config import parse_cli
@@ -43,6 +44,5 @@ def main(argv: list[str]) -> int:
             metrics_server.should_exit = True
             await extra
 
-    main_server.config.setup_event_loop()
-    asyncio.run(serve_both())
+    uvloop.run(serve_both())
     return 0
