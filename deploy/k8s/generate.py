@@ -67,7 +67,7 @@ def _dump(objects: list[dict[str, Any]], sources: str) -> str:
 
 
 def _rel(path: Path) -> str:
-    return path.relative_to(REPO).as_posix()
+    return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
 
 
 def prometheus_rules() -> str:
