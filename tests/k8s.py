@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,9 +38,15 @@ def load_all(text: str) -> list[Obj]:
     return [doc for doc in yaml.load_all(text, Loader=_Loader) if doc]
 
 
+def kubectl() -> str:
+    """The kubectl scripts/install-k8s-tools.sh pins (linked into the venv), else one on PATH."""
+    pinned = Path(sys.executable).parent / "kubectl"
+    return str(pinned) if pinned.exists() else need_binary("kubectl")
+
+
 def _kustomize(path: Path) -> str:
     result = subprocess.run(
-        [need_binary("kubectl"), "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False
+        [kubectl(), "kustomize", str(path)], capture_output=True, text=True, timeout=60, check=False
     )
     assert result.returncode == 0, f"kubectl kustomize {path} failed:\n{result.stderr}"
     return result.stdout
