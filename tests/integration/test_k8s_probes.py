@@ -6,6 +6,7 @@ container must answer 200 there, and the gateway's HPA metric and ServiceMonitor
 
 from __future__ import annotations
 
+import functools
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,13 +38,17 @@ def _probes(container: Obj) -> Iterator[tuple[str, str]]:
             yield get["port"], get["path"]
 
 
+def _answers_200(url: str) -> bool:
+    return httpx.get(url, timeout=2).status_code == 200
+
+
 def _assert_probes_answer(container: Obj, base: dict[str, str]) -> None:
     probes = list(_probes(container))
     assert probes, f"{container['name']} has no probe"
     for port, path in probes:
         url = base[port] + path
         # readiness may lag liveness by one upstream health round: wait, bounded, for the 200 kubelet waits for.
-        wait_until(lambda url=url: httpx.get(url, timeout=2).status_code == 200, 10, f"{container['name']} {url} 200")
+        wait_until(functools.partial(_answers_200, url), 10, f"{container['name']} {url} 200")
 
 
 @pytest.fixture
