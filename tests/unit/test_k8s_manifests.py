@@ -702,6 +702,29 @@ def test_logstash_mounts_compose_pipelines_where_pipelines_yml_points() -> None:
         assert all(d in mounts.values() for d in patterns_dirs), f"{conf.name}: {patterns_dirs}"
 
 
+# ECK's own volumes (cloud-on-k8s v3.5.0 pkg/controller/logstash/volume/names.go,
+# pkg/controller/elasticsearch/volume/names.go): a data claim only lands where ECK mounts it when named like this.
+ECK_DATA_VOLUMES = {
+    "Logstash": ("logstash-data", "/usr/share/logstash/data"),
+    "Elasticsearch": ("elasticsearch-data", ""),
+}
+ECK_LOGSTASH_VOLUMES = {"logstash-data", "logstash-logs", "config", "elastic-internal-logstash-config"}
+ECK_LOGSTASH_VOLUMES |= {"elastic-internal-logstash-pipeline"}
+
+
+def test_eck_data_claims_use_ecks_volume_names() -> None:
+    obs = build("overlays/observability")
+    logstash = find(obs, "Logstash", "logstash")
+    [claim] = logstash["spec"]["volumeClaimTemplates"]
+    name, mount = ECK_LOGSTASH_DATA
+    assert claim["metadata"]["name"] == name
+    assert logstash["spec"]["config"]["path.data"] == mount, "logstash.yml's path.data must be ECK's data mount"
+    ours = {v["name"] for v in logstash["spec"]["podTemplate"]["spec"]["volumes"]}
+    assert not ours & ECK_LOGSTASH_VOLUMES, f"volume names ECK uses itself: {ours & ECK_LOGSTASH_VOLUMES}"
+    [node_set] = find(obs, "Elasticsearch", "elasticsearch")["spec"]["nodeSets"]
+    assert [c["metadata"]["name"] for c in node_set["volumeClaimTemplates"]] == [ECK_ELASTICSEARCH_DATA]
+
+
 def test_filebeat_sends_each_serving_container_to_its_pipeline() -> None:
     beat = find(build("overlays/observability"), "Beat", "filebeat")
     [provider] = beat["spec"]["config"]["filebeat.autodiscover"]["providers"]
