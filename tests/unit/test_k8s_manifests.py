@@ -704,10 +704,8 @@ def test_logstash_mounts_compose_pipelines_where_pipelines_yml_points() -> None:
 
 # ECK's own volumes (cloud-on-k8s v3.5.0 pkg/controller/logstash/volume/names.go,
 # pkg/controller/elasticsearch/volume/names.go): a data claim only lands where ECK mounts it when named like this.
-ECK_DATA_VOLUMES = {
-    "Logstash": ("logstash-data", "/usr/share/logstash/data"),
-    "Elasticsearch": ("elasticsearch-data", ""),
-}
+ECK_LOGSTASH_DATA = ("logstash-data", "/usr/share/logstash/data")
+ECK_ELASTICSEARCH_DATA = "elasticsearch-data"
 ECK_LOGSTASH_VOLUMES = {"logstash-data", "logstash-logs", "config", "elastic-internal-logstash-config"}
 ECK_LOGSTASH_VOLUMES |= {"elastic-internal-logstash-pipeline"}
 
