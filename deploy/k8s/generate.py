@@ -252,6 +252,31 @@ def setup_job_config() -> str:
     return _dump([job], ", ".join(SETUP_DIRS))
 
 
+ECK_RESOURCES = (
+    ("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", "elasticsearch"),
+    ("kibana.k8s.elastic.co/v1", "Kibana", "kibana"),
+    ("logstash.k8s.elastic.co/v1alpha1", "Logstash", "logstash"),
+    ("beat.k8s.elastic.co/v1beta1", "Beat", "filebeat"),
+)
+
+
+def _env_example(name: str) -> str:
+    for line in (REPO / ".env.example").read_text().splitlines():
+        if line.startswith(f"{name}="):
+            return line.partition("=")[2]
+    raise SystemExit(f".env.example has no {name}; update deploy/k8s/generate.py")
+
+
+def elastic_version() -> str:
+    """A patch giving every ECK resource .env.example's ELASTIC_VERSION, as compose runs them in step."""
+    version = _env_example("ELASTIC_VERSION")
+    patches = [
+        {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": {"version": version}}
+        for api, kind, name in ECK_RESOURCES
+    ]
+    return _dump(patches, ".env.example (ELASTIC_VERSION)")
+
+
 def _matchers(strings: list[str]) -> list[dict[str, str]]:
     """Alertmanager's `name="value"` matcher strings as the AlertmanagerConfig CRD's objects."""
     out = []
@@ -307,6 +332,7 @@ def alertmanager_config() -> str:
 
 OUTPUTS = {
     "alertmanagerconfig.yaml": alertmanager_config,
+    "elastic-version.yaml": elastic_version,
     "prometheusrules.yaml": prometheus_rules,
     "dashboards.yaml": dashboards,
     "logstash.yaml": logstash,
