@@ -166,12 +166,14 @@ def filebeat() -> str:
     ndjson = [p for p in gateway["parsers"] if "ndjson" in p]
     multiline = [p for p in stack["parsers"] if "multiline" in p]
 
-    def container_input(name: str, tags: list[str], stream: str, parsers: list[dict[str, Any]]) -> dict[str, Any]:
+    def container_input(source: dict[str, Any], stream: str, parsers: list[dict[str, Any]]) -> dict[str, Any]:
+        """The compose input's settings (identity, scanner, close/clean), read from one container's log instead."""
+        kept = {k: v for k, v in source.items() if k not in ("id", "paths", "parsers", "processors")}
         return {
             "type": "filestream",
-            "id": f"{name}-${{data.kubernetes.container.id}}",
+            "id": f"{source['id']}-${{data.kubernetes.container.id}}",
             "paths": ["/var/log/containers/*-${data.kubernetes.container.id}.log"],
-            "tags": tags,
+            **kept,
             # /var/log/containers holds symlinks into /var/log/pods.
             "prospector.scanner.symlinks": True,
             "parsers": [{"container": {"stream": stream, "format": "auto"}}, *parsers],
@@ -189,7 +191,7 @@ def filebeat() -> str:
                         {
                             # The gateway writes only access-log lines to stdout; its own logging goes to stderr.
                             "condition": {"and": [in_namespace, {"equals": {"kubernetes.container.name": "gateway"}}]},
-                            "config": [container_input(GATEWAY_INPUT, gateway["tags"], "stdout", ndjson)],
+                            "config": [container_input(gateway, "stdout", ndjson)],
                         },
                         {
                             "condition": {
@@ -198,7 +200,7 @@ def filebeat() -> str:
                                     {"regexp": {"kubernetes.container.name": _container_name_regexp(stack)}},
                                 ]
                             },
-                            "config": [container_input(STACK_INPUT, stack["tags"], "all", multiline)],
+                            "config": [container_input(stack, "all", multiline)],
                         },
                     ],
                 }
