@@ -7,6 +7,7 @@ container must answer 200 there, and the gateway's HPA metric and ServiceMonitor
 from __future__ import annotations
 
 import functools
+import signal
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ from tests.support import free_port, llmwatch_cmd, running, sim_cmd, wait_until
 pytestmark = pytest.mark.integration
 
 OVERLAY = "overlays/sim"
+MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 
 
 def _container(name: str) -> Obj:
@@ -107,3 +109,23 @@ def test_gateway_metrics_port_serves_what_the_service_monitor_scrapes(sim: str, 
         assert "llmwatch_requests_in_flight" in scraped
         api = httpx.post(f"{metrics_url}/v1/chat/completions", json={}, timeout=2)
         assert api.status_code != 200, "the metrics listener must not serve the API (the network policy relies on it)"
+
+
+def test_gateway_finishes_open_streams_after_sigterm(sim: str, tmp_path: Path) -> None:
+    """The Deployment's grace period and preStop pause assume that SIGTERM drains streams rather than cutting them."""
+    deployment = find(build(OVERLAY), "Deployment", "gateway")
+    assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 60
+    assert containers(deployment)[0]["lifecycle"]["preStop"]
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    args = llmwatch_cmd("gateway", "--host", "127.0.0.1", "--port", str(port), "--upstream", sim)
+    body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": True, "max_tokens": 64}
+    lines: list[str] = []
+    with running(args, tmp_path / "gateway.log", f"{url}/readyz") as proc:
+        with httpx.Client(timeout=30) as client, client.stream("POST", f"{url}/v1/chat/completions", json=body) as r:
+            stream = r.iter_lines()
+            lines.append(next(stream))
+            proc.popen.send_signal(signal.SIGTERM)
+            lines.extend(stream)
+        proc.popen.wait(30)
+    assert "data: [DONE]" in lines, f"the stream was cut at SIGTERM: {lines[-3:]}"
