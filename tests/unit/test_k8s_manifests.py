@@ -797,6 +797,7 @@ def test_generator_check_names_a_stale_copy(tmp_path: Any, monkeypatch: pytest.M
     monkeypatch.setattr(generate, "OUT", tmp_path)
     assert generate.main([]) == 0
     assert generate.main(["--check"]) == 0
-    (tmp_path / "dashboards.yaml").write_text((tmp_path / "dashboards.yaml").read_text().replace("llmwatch", "x"))
+    dashboards = tmp_path / generate.GENERATED / "dashboards.yaml"
+    dashboards.write_text(dashboards.read_text().replace("llmwatch", "x"))
     assert generate.main(["--check"]) == 1
     assert "dashboards.yaml is stale" in capsys.readouterr().err
