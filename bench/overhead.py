@@ -22,8 +22,9 @@ if __package__ in (None, ""):  # run as a script (make bench): make `bench.*` im
 import orjson
 
 from bench import paths, profile, report
-from bench.procs import Child, cpu_layout, free_port
+from bench.procs import cpu_layout, pinned
 from bench.runner import WORKLOADS, LoadGen, Plan, run_all
+from llmwatch.processes import Child, free_port
 
 log = logging.getLogger("bench.overhead")
 
@@ -85,10 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         upstream_port = free_port()
         upstream = Child(
-            "upstream",
-            [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
-            work,
-            cpus=load_cpus,
+            pinned([sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)], load_cpus),
+            work / "upstream.log",
             cwd=paths.REPO,
         )
         loadgen: LoadGen | None = None

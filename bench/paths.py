@@ -15,7 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import Child, free_port
+from bench.procs import pinned
+from llmwatch.processes import Child, free_port
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -76,7 +77,7 @@ def _gateway(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
         "--log-file",
         str(work / "gateway-access.log"),
     ]
-    proc = Child("gateway", args, work, cpus=cpus, cwd=REPO)
+    proc = Child(pinned(args, cpus), work / "gateway.log", cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     return Target("gateway", url, proc, f"{url}/readyz", 30.0)
 
@@ -96,7 +97,7 @@ def _litellm(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
         "--num_workers",
         "1",
     ]
-    proc = Child("litellm", args, work, env=env, cpus=cpus, cwd=work)
+    proc = Child(pinned(args, cpus), work / "litellm.log", env=env, cwd=work)
     url = f"http://127.0.0.1:{port}"
     return Target("litellm", url, proc, f"{url}/health/liveliness", 120.0)
 
@@ -114,7 +115,7 @@ def _nginx(upstream_port: int, work: Path, cpus: Sequence[int] | None) -> Target
     )
     nginx = shutil.which("nginx") or "nginx"
     args = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"]
-    proc = Child("nginx", args, work, cpus=cpus)
+    proc = Child(pinned(args, cpus), work / "nginx.log")
     url = f"http://127.0.0.1:{port}"
     return Target("nginx", url, proc, f"{url}/health", 15.0)
 

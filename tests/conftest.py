@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import Gateway, GatewayFactory, Proc, free_port, llmwatch_cmd, running, sim_cmd
+from tests.support import Child, Gateway, GatewayFactory, free_port, llmwatch_cmd, running, sim_cmd
 
 
 @pytest.fixture
@@ -23,7 +23,7 @@ def sim_url(tmp_path: Path) -> Iterator[str]:
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     """Start `llmwatch gateway --upstream URL [extra flags]`; every gateway started is stopped afterwards."""
-    started: list[Proc] = []
+    started: list[Child] = []
 
     def start(upstream: str, *extra: str, env: dict[str, str] | None = None) -> Gateway:
         port = free_port()
@@ -32,7 +32,7 @@ def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
             "gateway", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port),
             "--log-file", str(log_path), "--no-log-stdout", "--health-interval", "0.5", *extra,
         )  # fmt: skip
-        proc = Proc(args, tmp_path / f"gateway-{port}.out", env)
+        proc = Child(args, tmp_path / f"gateway-{port}.out", env)
         started.append(proc)
         proc.wait_http(f"http://127.0.0.1:{port}/healthz")
         return Gateway(f"http://127.0.0.1:{port}", log_path, proc)
