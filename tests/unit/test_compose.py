@@ -417,6 +417,16 @@ def test_open_webui_and_gateway_point_down_the_serving_path(rendered: dict[str, 
         assert_reaches(rendered, upstream, "gateway --upstream")
 
 
+def test_users_meet_a_warm_engine_and_prometheus_keeps_exemplars(rendered: dict[str, Rendered]) -> None:
+    for services in rendered.values():
+        gateway = services["gateway"]
+        command = gateway["command"]
+        assert int(command[command.index("--warmup") + 1]) > 0, "compose warms the engine up before users reach it"
+        assert "/readyz" in " ".join(gateway["healthcheck"]["test"]), "healthy only once ready (warm-up done)"
+        assert services["open-webui"]["depends_on"]["gateway"]["condition"] == "service_healthy"
+        assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]
+
+
 def test_gateway_key_file_holds_the_open_webui_key(rendered: dict[str, Rendered], env_file: Path) -> None:
     result = compose(env_file, "config", "--format", "json")
     project = json.loads(result.stdout)
