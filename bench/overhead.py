@@ -49,6 +49,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="direct,gateway,nginx",
         help="paths that must run; the others are skipped with a reason when unavailable",
     )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the gateway as it was at git revision REV, in the same run (before/after a change)",
+    )
     p.add_argument("--profile", action="store_true", help="profile the gateway with py-spy instead of benchmarking")
     p.add_argument("--profile-seconds", type=float, default=10.0, help="how long --profile samples")
     p.add_argument("--profile-format", choices=("speedscope", "flamegraph"), default="speedscope")
@@ -98,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                 return profile.run(
                     upstream_port, work, args.out, args.profile_seconds, args.profile_format, proxy_cpus, load_cpus
                 )
+            if args.baseline:
+                paths.baseline_source(args.baseline, work)
+                wanted.append(f"gateway@{args.baseline}")
             targets = paths.start_all(wanted, upstream_port, work, proxy_cpus)
             loadgen = LoadGen(work, load_cpus)
             if args.quick:  # one request per concurrent client, short streams: seconds, even through LiteLLM
