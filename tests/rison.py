@@ -9,11 +9,15 @@ whitespace is skipped and anything else is an error, as in Kibana.
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 _NOT_ID_CHAR = " '!:(),*@$"
 _NUMBER = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?")
 _ID = re.compile(r"[^-0-9" + re.escape(_NOT_ID_CHAR) + r"][^" + re.escape(_NOT_ID_CHAR) + r"]*")
+
+
+T = TypeVar("T")
 
 
 class RisonError(ValueError):
@@ -66,28 +70,30 @@ def _string(text: str, i: int) -> tuple[str, int]:
 
 
 def _array(text: str, i: int) -> tuple[list[Any], int]:
-    items: list[Any] = []
-    while True:
-        if text[i : i + 1] == ")":
-            return items, i + 1
-        if items:
-            if text[i : i + 1] != ",":
-                raise RisonError(f"missing , in an array at {i}")
-            i += 1
-        item, i = _value(text, i)
-        items.append(item)
+    return _sequence(text, i, _value, "an array")
 
 
 def _object(text: str, i: int) -> tuple[dict[str, Any], int]:
-    obj: dict[str, Any] = {}
-    while True:
-        if text[i : i + 1] == ")":
-            return obj, i + 1
-        if obj:
+    pairs, i = _sequence(text, i, _pair, "an object")
+    return dict(pairs), i
+
+
+def _pair(text: str, i: int) -> tuple[tuple[str, Any], int]:
+    key, i = _value(text, i)
+    if not isinstance(key, str) or text[i : i + 1] != ":":
+        raise RisonError(f"object key {key!r} without : at {i}")
+    value, i = _value(text, i + 1)
+    return (key, value), i
+
+
+def _sequence(text: str, i: int, item: Callable[[str, int], tuple[T, int]], what: str) -> tuple[list[T], int]:
+    """Items separated by `,` up to the closing `)`."""
+    items: list[T] = []
+    while text[i : i + 1] != ")":
+        if items:
             if text[i : i + 1] != ",":
-                raise RisonError(f"missing , in an object at {i}")
+                raise RisonError(f"missing , in {what} at {i}")
             i += 1
-        key, i = _value(text, i)
-        if not isinstance(key, str) or text[i : i + 1] != ":":
-            raise RisonError(f"object key {key!r} without : at {i}")
-        obj[key], i = _value(text, i + 1)
+        value, i = item(text, i)
+        items.append(value)
+    return items, i + 1
