@@ -30,10 +30,13 @@ import pytest
 import yaml
 
 from tests import rison
-from tests.logs_support import KIBANA_DIR, composed_mapping, leaf_types, load_ndjson
+from tests.logs_support import KIBANA_DIR, composed_mapping, leaf_types, load_ndjson, load_setup_script
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
+
+setup = load_setup_script()
+SETUP_PASSWORDS = {name: "x" for name in setup.REQUIRED}
 
 DASHBOARD = REPO / "grafana/dashboards/llm-service.json"
 DATASOURCES = REPO / "grafana/provisioning/datasources/datasources.yml"
@@ -227,23 +230,48 @@ def test_dashboard_kibana_variable_defaults_to_the_compose_kibana_url() -> None:
 
 
 # --- Kibana → Grafana ---------------------------------------------------------------------------------------------
-def test_kibana_overview_links_to_the_grafana_llm_service_dashboard() -> None:
-    overview = saved_objects()["llmwatch-gateway-overview"]["attributes"]
+def imported_overview(env: dict[str, str]) -> dict[str, Any]:
+    """The overview dashboard as the setup job sends it to Kibana (GRAFANA_PUBLIC_URL filled in)."""
+    cfg = setup.load_config(SETUP_PASSWORDS | env)
+    body, _ = setup.multipart(GATEWAY_NDJSON, setup.kibana_saved_objects(cfg, GATEWAY_NDJSON))
+    objects = [json.loads(line) for line in body.decode().splitlines() if line.startswith("{")]
+    return next(o["attributes"] for o in objects if o["id"] == "llmwatch-gateway-overview")
+
+
+@pytest.mark.parametrize(
+    ("env", "grafana"),
+    [
+        ({}, "http://localhost:3000"),
+        ({"GRAFANA_PUBLIC_URL": "https://grafana.example.com/"}, "https://grafana.example.com"),
+    ],
+)
+def test_kibana_overview_links_to_the_grafana_llm_service_dashboard(env: dict[str, str], grafana: str) -> None:
+    overview = imported_overview(env)
     panels = json.loads(overview["panelsJSON"])
     markdown = [p["embeddableConfig"]["savedVis"] for p in panels if "savedVis" in p.get("embeddableConfig", {})]
     assert [vis["type"] for vis in markdown] == ["markdown"]
-    links = re.findall(r"\]\((http[^)\s]+)\)", markdown[0]["params"]["markdown"])
-    assert len(links) == 1
-    target = urlsplit(links[0])
-    assert target.netloc == f"localhost:{env_default('GRAFANA_PORT')}"
-    assert target.path.startswith(f"/d/{load_dashboard()['uid']}/")
+    links = re.findall(r"\]\(([^)\s]+)\)", markdown[0]["params"]["markdown"])
+    assert links == [f"{grafana}/d/{load_dashboard()['uid']}/llm-service?from=now-24h&to=now"]
     # Kibana's markdown cannot read the dashboard's time picker (URL drilldowns need a Gold licence): the link opens
     # Grafana on the range the Kibana dashboard opens with.
-    assert parse_qs(target.query) == {"from": [overview["timeFrom"]], "to": [overview["timeTo"]]}
+    assert parse_qs(urlsplit(links[0]).query) == {"from": [overview["timeFrom"]], "to": [overview["timeTo"]]}
     grid = [p["gridData"] for p in panels]
-    assert len({g["i"] for g in grid}) == len(grid)
     cells = [(x, y) for g in grid for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])]
-    assert len(cells) == len(set(cells)), "panels overlap"
+    assert len({g["i"] for g in grid}) == len(grid) and len(cells) == len(set(cells)), "panel ids clash or overlap"
+
+
+def test_grafana_url_default_follows_the_grafana_port() -> None:
+    services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
+    assert services["kibana-setup"]["environment"]["GRAFANA_PUBLIC_URL"] == (
+        "${GRAFANA_PUBLIC_URL:-http://localhost:${GRAFANA_PORT:-3000}}"
+    )
+    assert env_default("GRAFANA_PORT") == "3000" and env_default("GRAFANA_PUBLIC_URL") == ""
+
+
+@pytest.mark.parametrize("url", ["grafana.example.com", 'http://x/"a', "http://x/a)b", "http://x y"])
+def test_a_grafana_url_that_would_break_the_link_is_refused(url: str) -> None:
+    with pytest.raises(setup.ConfigError, match="GRAFANA_PUBLIC_URL"):
+        setup.load_config(SETUP_PASSWORDS | {"GRAFANA_PUBLIC_URL": url})
 
 
 # --- The decoder itself -------------------------------------------------------------------------------------------
