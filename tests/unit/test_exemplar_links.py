@@ -248,7 +248,10 @@ def imported_overview(env: dict[str, str]) -> dict[str, Any]:
 def test_kibana_overview_links_to_the_grafana_llm_service_dashboard(env: dict[str, str], grafana: str) -> None:
     overview = imported_overview(env)
     panels = json.loads(overview["panelsJSON"])
-    markdown = [p["embeddableConfig"]["savedVis"] for p in panels if "savedVis" in p.get("embeddableConfig", {})]
+    by_value = [p for p in panels if "savedVis" in p.get("embeddableConfig", {})]
+    # Kibana reads a by-value visualization panel as type visualization with no id and no reference to resolve.
+    assert [(p["type"], "id" in p, "panelRefName" in p) for p in by_value] == [("visualization", False, False)]
+    markdown = [p["embeddableConfig"]["savedVis"] for p in by_value]
     assert [vis["type"] for vis in markdown] == ["markdown"]
     links = re.findall(r"\]\(([^)\s]+)\)", markdown[0]["params"]["markdown"])
     assert links == [f"{grafana}/d/{load_dashboard()['uid']}/llm-service?from=now-24h&to=now"]
