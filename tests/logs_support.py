@@ -8,11 +8,14 @@ templates composed from their component templates.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -30,6 +33,16 @@ FIXTURES = REPO / "tests/fixtures/vllm-logs"
 
 FIELD_REF = re.compile(r"^(\[[^\[\]]+\])+$")
 COMPARISONS = {"==", "!=", "<", ">", "<=", ">=", "=~", "!~", "in", "not in"}
+
+
+def load_setup_script() -> ModuleType:
+    """elasticsearch/setup/setup.py, a standalone script (not in the package), loaded as a module."""
+    spec = importlib.util.spec_from_file_location("llmwatch_es_setup", ES_DIR / "setup/setup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_json(path: Path) -> Any:

@@ -12,6 +12,8 @@ Environment (the four passwords are required; the job fails, naming every missin
     SETUP_STEPS             default "elasticsearch,kibana"; compose runs them as two jobs, so that shipping logs
                             never waits for Kibana (the `setup` job: elasticsearch; `kibana-setup`: kibana)
     LLMWATCH_LOG_RETENTION  default 30d: delete log indices this long after rollover
+    GRAFANA_PUBLIC_URL      default http://localhost:$GRAFANA_PORT (3000): Grafana's address in the browser, for
+                            the Kibana dashboard's link to it (replaces ${GRAFANA_PUBLIC_URL} in kibana/saved-objects)
     SETUP_TIMEOUT_S         default 300: how long to wait for Elasticsearch and Kibana to come up
     LLMWATCH_CONFIG_ROOT    default: the repository root this file sits in (holds elasticsearch/ and kibana/)
 """
@@ -37,6 +39,9 @@ log = logging.getLogger("llmwatch.setup")
 
 REQUIRED = ("ELASTIC_PASSWORD", "LOGSTASH_WRITER_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "GRAFANA_READER_PASSWORD")
 RETENTION_PLACEHOLDER = "${LLMWATCH_LOG_RETENTION}"
+GRAFANA_URL_PLACEHOLDER = "${GRAFANA_PUBLIC_URL}"
+# The URL lands inside JSON strings and a markdown link: nothing that would end either.
+PUBLIC_URL = re.compile(r"https?://[^\s\"\\()<>]+")
 DATA_STREAMS = "logs-llm_gateway-*,logs-llm_stack-*"
 STEPS = ("elasticsearch", "kibana")
 # Kibana's /api/status levels that still serve the saved-objects and alerting APIs (critical and unavailable don't).
@@ -62,6 +67,7 @@ class Config:
     retention: str
     timeout_s: float
     root: Path
+    grafana_url: str
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -71,6 +77,10 @@ def load_config(env: Mapping[str, str]) -> Config:
     retention = env.get("LLMWATCH_LOG_RETENTION") or "30d"
     if not re.fullmatch(r"[0-9]+[dhms]", retention):
         raise ConfigError(f"LLMWATCH_LOG_RETENTION={retention!r}: use a number and a unit d, h, m or s, e.g. 30d")
+    # A browser-facing address, never called from here (compose always sets it).
+    grafana_url = (env.get("GRAFANA_PUBLIC_URL") or f"http://localhost:{env.get('GRAFANA_PORT') or 3000}").rstrip("/")
+    if not PUBLIC_URL.fullmatch(grafana_url):
+        raise ConfigError(f"GRAFANA_PUBLIC_URL={grafana_url!r}: use the http(s) URL people open Grafana at")
     steps = tuple(s.strip() for s in (env.get("SETUP_STEPS") or ",".join(STEPS)).split(",") if s.strip())
     if not steps or set(steps) - set(STEPS):
         raise ConfigError(f"SETUP_STEPS={env.get('SETUP_STEPS')!r}: use elasticsearch, kibana or both, comma-separated")
@@ -82,6 +92,7 @@ def load_config(env: Mapping[str, str]) -> Config:
         retention=retention,
         timeout_s=float(env.get("SETUP_TIMEOUT_S") or 300),
         root=Path(env.get("LLMWATCH_CONFIG_ROOT") or Path(__file__).resolve().parents[2]),
+        grafana_url=grafana_url,
     )
 
 
@@ -166,16 +177,21 @@ def apply_elasticsearch(cfg: Config) -> None:
         log.info("lazy rollover of %s", stream["name"])
 
 
-def multipart(path: Path) -> tuple[bytes, str]:
+def multipart(path: Path, content: bytes | None = None) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
         "Content-Type: application/ndjson\r\n\r\n"
     )
     return (
-        head.encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode(),
+        head.encode() + (path.read_bytes() if content is None else content) + f"\r\n--{boundary}--\r\n".encode(),
         f"multipart/form-data; boundary={boundary}",
     )
+
+
+def kibana_saved_objects(cfg: Config, path: Path) -> bytes:
+    """An ndjson file of saved objects with the links to Grafana pointing at GRAFANA_PUBLIC_URL."""
+    return path.read_text().replace(GRAFANA_URL_PLACEHOLDER, cfg.grafana_url).encode()
 
 
 def rule_update_body(rule: Mapping[str, Any]) -> dict[str, Any]:
@@ -191,7 +207,7 @@ def apply_kibana(cfg: Config) -> None:
 
     wait_for(f"Kibana at {cfg.kibana_url}", available, cfg.timeout_s)
     for path in sorted((cfg.root / "kibana/saved-objects").glob("*.ndjson")):
-        body, content_type = multipart(path)
+        body, content_type = multipart(path, kibana_saved_objects(cfg, path))
         status, answer = kb.call("POST", "/api/saved_objects/_import?overwrite=true", body, content_type)
         if status != 200 or not answer.get("success"):
             raise SetupError(f"importing {path.name} answered {status}: {answer}")

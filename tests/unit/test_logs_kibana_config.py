@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.logs_support import KIBANA_DIR
+from tests.logs_support import KIBANA_DIR, load_setup_script
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
@@ -87,10 +87,15 @@ def test_the_rule_rejects_what_once_kept_kibana_from_starting() -> None:
 
 
 def test_no_other_file_in_kibana_relies_on_substitution() -> None:
-    """Only kibana.yml goes through Kibana's config loader; saved objects and rules are sent as they are."""
+    """Only kibana.yml goes through Kibana's config loader; saved objects and rules are sent as they are, but for the
+    Grafana URL the setup job fills into the saved objects."""
+    filled = load_setup_script().GRAFANA_URL_PLACEHOLDER
     for path in KIBANA_DIR.rglob("*"):
         if path.is_file() and path != KIBANA_YML:
-            assert "${" not in path.read_text(), f"{path.relative_to(REPO)}: nothing substitutes ${{...}} here"
+            text = path.read_text()
+            if path.parent.name == "saved-objects":
+                text = text.replace(filled, "")
+            assert "${" not in text, f"{path.relative_to(REPO)}: nothing substitutes ${{...}} here"
 
 
 def test_encryption_keys_survive_restarts() -> None:

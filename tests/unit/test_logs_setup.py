@@ -3,17 +3,14 @@ logs-as-code file follows: a two-line header, JSON that Elasticsearch accepts, s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.logs_support import ES_DIR, KIBANA_DIR, load_filebeat, load_json
+from tests.logs_support import ES_DIR, KIBANA_DIR, load_filebeat, load_json, load_setup_script
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
@@ -26,16 +23,7 @@ PASSWORDS = {
 }
 
 
-def setup_module_() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("llmwatch_es_setup", ES_DIR / "setup/setup.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-setup = setup_module_()
+setup = load_setup_script()
 
 
 def test_missing_passwords_are_all_named_before_anything_runs() -> None:
