@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import BaseSettings, CliApp
 
+from llmwatch import engine_sizing
 from llmwatch.config import settings_config
 from llmwatch.demo.kpis import Kpis, read_lines
 from llmwatch.demo.localstack import (
@@ -104,7 +105,10 @@ def start_alertmanager(demo: Demo) -> None:
 
 def start_prometheus(demo: Demo) -> None:
     p, run = demo.settings.ports, demo.settings.run_dir.resolve()
-    config = local_prometheus_config(demo.settings.repo.resolve(), p, set(demo.stack.procs) | {"engine"}, "5s")
+    sizing = engine_sizing.write(run / "rendered", {"VLLM_MAX_NUM_SEQS": str(demo.settings.max_num_seqs)})
+    config = local_prometheus_config(
+        demo.settings.repo.resolve(), p, set(demo.stack.procs) | {"engine"}, "5s", sizing
+    )
     path = write_yaml(run / "prometheus.yml", config)
     demo.stack.start("prometheus", [
         binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={run / 'prometheus-data'}",
