@@ -207,8 +207,7 @@ def server_errors(ctx: Context) -> Finding | None:
         total_q = f'sum(increase(http_requests_total{{job="{ENGINE}",handler=~"/v1/.+"}}[{w}]))'
         errors_q = f'sum(increase(http_requests_total{{job="{ENGINE}",handler=~"/v1/.+",status="5xx"}}[{w}]))'
     total = ctx.require(total_q, "requests")
-    if total < min_requests:
-        raise Skip(f"only {total:.0f} requests in the last {w}; the ratio needs {min_requests:.0f}")
+    _volume_gate(ctx, total, min_requests, "requests")
     errors = ctx.value(errors_q) or 0.0
     if errors / total <= ratio_max:
         return None
@@ -231,9 +230,7 @@ def empty_responses(ctx: Context) -> Finding | None:
     w = ctx.window
     ok_q = f'sum(increase(llmwatch_requests_total{{status=~"2..",{USER}}}[{w}]))'
     ok = ctx.require(ok_q, "successful requests")
-    min_requests = ctx.threshold("threshold:gateway_ratio_min_requests_5m:min")
-    if ok < min_requests:
-        raise Skip(f"only {ok:.0f} successful requests in the last {w}; the ratio needs {min_requests:.0f}")
+    _volume_gate(ctx, ok, ctx.threshold("threshold:gateway_ratio_min_requests_5m:min"), "successful requests")
     empty_q = f"sum(increase(llmwatch_empty_responses_total{{{USER}}}[{w}]))"
     empty = ctx.value(empty_q) or 0.0
     ratio_max = ctx.threshold("threshold:gateway_empty_ratio:max")
@@ -334,6 +331,12 @@ CHECKS: list[tuple[str, Check]] = [
     ("kv_cache_pressure", kv_cache_pressure), ("queueing", queueing), ("decode_slow", decode_slow),
     ("server_errors", server_errors), ("empty_responses", empty_responses), ("gpu_memory", gpu_memory),
 ]  # fmt: skip
+
+
+def _volume_gate(ctx: Context, count: float, per_5m: float, what: str) -> None:
+    """The alerts' gate: a ratio needs this many requests per 5 minutes at the window's rate (1 of 3 is no outage)."""
+    if count / ctx.window_s * 300 < per_5m:
+        raise Skip(f"only {count:.0f} {what} in the last {ctx.window}; a ratio needs {per_5m:.0f} per 5 minutes")
 
 
 def _share_value(ctx: Context) -> tuple[float, str]:
