@@ -112,7 +112,7 @@ class Stack:
     def load_for(self, seconds: float, body: dict[str, Any] = SHORT, workers: int = 2) -> Load:
         load = Load(self.url("gateway"), body, workers)
         with load.running():
-            time.sleep(seconds)  # noqa: the load runs for this long on purpose; nothing to poll
+            time.sleep(seconds)  # the scenario's duration: load, not a wait for something to happen
         return load
 
     def doctor(self, scenario: str, window: str = WINDOW) -> tuple[int, dict[str, Any]]:

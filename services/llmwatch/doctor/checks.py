@@ -22,6 +22,8 @@ SUSTAINED = 0.1
 COLD_FACTOR, COLD_EXTRA_S = 2.0, 0.1
 # A prompt is "too long" when on average it takes this share of --max-model-len, leaving little room to reason.
 PROMPT_SHARE = 0.5
+# Queueing matters once requests wait, on average, this share of the TTFT target for a batch slot.
+QUEUE_SHARE = 0.25
 
 
 def _ev(name: str, value: float, query: str) -> Evidence:
@@ -146,11 +148,17 @@ def queueing(ctx: Context) -> Finding | None:
     running_q = f"max_over_time(sum(vllm:num_requests_running)[{w}:])"
     running = ctx.value(running_q) or 0.0
     peak_q = f"max_over_time(sum(vllm:num_requests_waiting)[{w}:])"
-    if share < SUSTAINED or running < seqs:
+    queue_q = (f"sum(rate(vllm:request_queue_time_seconds_sum[{w}])) "
+               f"/ sum(rate(vllm:request_queue_time_seconds_count[{w}]))")  # fmt: skip
+    queued = ctx.value(queue_q) or 0.0
+    target = ctx.threshold("threshold:gateway_ttft_p99_seconds:max")
+    # Sustained waiting, or a burst whose requests waited a noticeable part of the TTFT target.
+    if running < seqs or (share < SUSTAINED and queued < QUEUE_SHARE * target):
         return None
     usage_q = f"max(max_over_time(vllm:kv_cache_usage_perc[{w}]))"
     usage = ctx.value(usage_q)
-    evidence = [_ev("waiting_share_of_window", share, share_q), _ev("waiting_peak", ctx.value(peak_q) or 0, peak_q),
+    evidence = [_ev("mean_queue_seconds", queued, queue_q), _ev("waiting_share_of_window", share, share_q),
+                _ev("waiting_peak", ctx.value(peak_q) or 0, peak_q),
                 _ev("running_peak", running, running_q), _ev("max_num_seqs", seqs,
                 "threshold:engine_max_num_seqs:max"), _ev("waiting_threshold", waiting_max,
                 "threshold:engine_waiting_requests:max")]  # fmt: skip
@@ -164,8 +172,9 @@ def queueing(ctx: Context) -> Finding | None:
     else:
         action = Action("Every batch slot is busy and the KV cache has no room for more: add a replica (another GPU "
                         "or server behind the gateway's --upstream) rather than a larger batch.")  # fmt: skip
-    return Finding("queueing", "warning", f"Requests waited {share:.0%} of the window while all {seqs:.0f} batch "
-                   "slots (--max-num-seqs) were running", evidence, action)  # fmt: skip
+    return Finding("queueing", "warning", f"Requests waited {queued:.2f} s on average for one of the {seqs:.0f} "
+                   f"batch slots (--max-num-seqs), all busy; someone waited {share:.0%} of the window", evidence,
+                   action)  # fmt: skip
 
 
 def decode_slow(ctx: Context) -> Finding | None:
