@@ -283,6 +283,8 @@ def test_queueing(stack: Stack) -> None:
     found = first(report, "queueing")
     assert number(found, "running_peak") == 4 == number(found, "max_num_seqs")
     assert number(found, "waiting_share_of_window") >= 0.5
+    assert number(found, "mean_queue_seconds") > 0.2  # a quarter of the 0.8 s TTFT target
+    assert [f["id"] for f in serious(report)][:2] == ["queueing", "ttft_high"]
     assert found["action"]["flag"] == "--max-num-seqs" and found["action"]["value"] == "8"  # the cache has room
 
 

@@ -29,8 +29,8 @@ def finding(id_: str, severity: str, explained_by: str | None = None) -> Finding
 
 
 def test_rank_puts_the_most_severe_first_and_the_symptom_right_after_its_cause() -> None:
-    found = [finding("ttft_high", "warning", "queueing"), finding("gpu_memory", "info"),
-             finding("queueing", "warning"), finding("server_errors", "critical"), finding("cold_start", "warning")]  # fmt: skip
+    found = [finding("ttft_high", "warning", "queueing"), finding("gpu_memory", "info"), finding("queueing", "warning"),
+             finding("server_errors", "critical"), finding("cold_start", "warning")]  # fmt: skip
     assert [f.id for f in rank(found)] == ["server_errors", "cold_start", "queueing", "ttft_high", "gpu_memory"]
     alone = [finding("ttft_high", "warning"), finding("decode_slow", "warning")]
     assert [f.id for f in rank(alone)] == ["decode_slow", "ttft_high"]

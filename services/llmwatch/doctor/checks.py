@@ -16,8 +16,6 @@ Check = Callable[[Context], Finding | None]
 USER = 'kind!="warmup"'  # the gateway's own warm-up requests are not user traffic
 FP16_WEIGHTS_BYTES = 3.56e9  # DeepSeek-R1-Distill-Qwen-1.5B: 1.777 B parameters x 2 bytes
 MIB = 1024 * 1024
-# The doctor's analog of an alert's `for:`: a condition must hold for this share of the window, not one scrape.
-SUSTAINED = 0.1
 # Cold start: the first requests after a restart took at least this many times the mean since, and 0.1 s more.
 COLD_FACTOR, COLD_EXTRA_S = 2.0, 0.1
 # A prompt is "too long" when on average it takes this share of --max-model-len, leaving little room to reason.
@@ -152,8 +150,9 @@ def queueing(ctx: Context) -> Finding | None:
                f"/ sum(rate(vllm:request_queue_time_seconds_count[{w}]))")  # fmt: skip
     queued = ctx.value(queue_q) or 0.0
     target = ctx.threshold("threshold:gateway_ttft_p99_seconds:max")
-    # Sustained waiting, or a burst whose requests waited a noticeable part of the TTFT target.
-    if running < seqs or (share < SUSTAINED and queued < QUEUE_SHARE * target):
+    # Requests that vLLM preempts wait again, but their first wait (what vLLM's queue time measures) is what a
+    # user feels: queueing is about that, once every batch slot is busy.
+    if running < seqs or queued < QUEUE_SHARE * target:
         return None
     usage_q = f"max(max_over_time(vllm:kv_cache_usage_perc[{w}]))"
     usage = ctx.value(usage_q)
@@ -173,7 +172,7 @@ def queueing(ctx: Context) -> Finding | None:
         action = Action("Every batch slot is busy and the KV cache has no room for more: add a replica (another GPU "
                         "or server behind the gateway's --upstream) rather than a larger batch.")  # fmt: skip
     return Finding("queueing", "warning", f"Requests waited {queued:.2f} s on average for one of the {seqs:.0f} "
-                   f"batch slots (--max-num-seqs), all busy; someone waited {share:.0%} of the window", evidence,
+                   f"batch slots (--max-num-seqs), all busy; requests were waiting {share:.0%} of the window", evidence,
                    action)  # fmt: skip
 
 
