@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.support import REPO
+from tests.support import REPO, serving
 
 COUNTERS = REPO / "dcgm-exporter" / "counters.csv"
 DRIVER = "550.127.05"
@@ -98,15 +98,8 @@ class FakeDcgm:
             def log_message(self, *args: object) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
+        with serving(ThreadingHTTPServer(("127.0.0.1", port), Handler)) as url:
+            yield url
 
 
 def _number(value: float) -> str:

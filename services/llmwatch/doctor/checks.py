@@ -16,7 +16,7 @@ Check = Callable[[Context], Finding | None]
 USER = 'kind!="warmup"'  # the gateway's own warm-up requests are not user traffic
 FP16_WEIGHTS_BYTES = 3.56e9  # DeepSeek-R1-Distill-Qwen-1.5B: 1.777 B parameters x 2 bytes
 MIB = 1024 * 1024
-# Cold start: the first requests after a restart took at least this many times the mean since, and 0.1 s more.
+# Cold start: the first requests after a restart took at least this many times the recent mean, and 0.1 s more.
 COLD_FACTOR, COLD_EXTRA_S = 2.0, 0.1
 # A prompt is "too long" when on average it takes this share of --max-model-len, leaving little room to reason.
 PROMPT_SHARE = 0.5
@@ -51,29 +51,40 @@ def target_down(ctx: Context) -> Finding | None:
 
 def cold_start(ctx: Context) -> Finding | None:
     ctx.need(ENGINE, "the engine's start time")
-    w = ctx.window
     uptime_q = f'time() - max(process_start_time_seconds{{job="{ENGINE}"}})'
     uptime = ctx.require(uptime_q, "the engine's process_start_time_seconds")
     if uptime > ctx.window_s:
         return None
+    # Only samples of this process: the means since its start, the first of which are its first requests'.
+    since_start = f"{int(uptime) + 1}s"
     mean = "sum(vllm:time_to_first_token_seconds_sum) / sum(vllm:time_to_first_token_seconds_count)"
-    first_q = f"max_over_time(({mean})[{w}:])"
+    first_q = f"max_over_time(({mean})[{since_start}:])"
     first = ctx.value(first_q)
-    since = ctx.value(mean)
-    if first is None or since is None or first < COLD_FACTOR * since or first - since < COLD_EXTRA_S:
+    # Against the requests of the later half of its life: warm by then, if ever.
+    half = f"{max(2, int(uptime / 2))}s"
+    recent_q = (f"sum(increase(vllm:time_to_first_token_seconds_sum[{half}])) "
+                f"/ sum(increase(vllm:time_to_first_token_seconds_count[{half}]))")  # fmt: skip
+    recent = ctx.value(recent_q)
+    if first is None or recent is None or first < COLD_FACTOR * recent or first - recent < COLD_EXTRA_S:
         return None
     evidence = [_ev("engine_uptime_seconds", uptime, uptime_q), _ev("first_requests_mean_ttft_seconds", first, first_q),
-                _ev("mean_ttft_since_start_seconds", since, mean)]  # fmt: skip
-    warmups_q = f'sum(increase(llmwatch_requests_total{{kind="warmup"}}[{w}]))'
-    warmups = ctx.value(warmups_q) if ctx.scraped(GATEWAY) else None
-    if warmups:
-        evidence.append(_ev("gateway_warmup_requests", warmups, warmups_q))
-        return Finding("cold_start", "info", f"Engine restarted {uptime:.0f} s ago; the gateway's warm-up took the "
-                       "slow first requests", evidence, Action("Nothing to do: users met a warm engine.",
-                       "--warmup", "as set"))  # fmt: skip
+                _ev("recent_mean_ttft_seconds", recent, recent_q)]  # fmt: skip
+    if ctx.scraped(GATEWAY):
+        # What users met since the start: the gateway's own warm-up requests are not theirs.
+        users_q = (f"histogram_quantile(0.99, sum by (le) "
+                   f"(increase(llmwatch_time_to_first_token_seconds_bucket{{{USER}}}[{since_start}])))")  # fmt: skip
+        users = ctx.value(users_q)
+        target = ctx.threshold("threshold:gateway_ttft_p99_seconds:max")
+        if users is None or users <= target:
+            if users is not None:
+                evidence.append(_ev("user_ttft_p99_since_start_seconds", users, users_q))
+            return Finding("cold_start", "info", f"Engine restarted {uptime:.0f} s ago; its slow first requests were "
+                           "not users' (the gateway's warm-up took them)", evidence, Action(
+                "Nothing to do: users met a warm engine.", "llmwatch gateway --warmup", "as set"))  # fmt: skip
+        evidence.append(_ev("user_ttft_p99_since_start_seconds", users, users_q))
     return Finding("cold_start", "warning",
                    f"Engine restarted {uptime:.0f} s ago and its first requests waited {first:.2f} s for a first "
-                   f"token on average, {first / since:.1f}x the mean since", evidence, Action(
+                   f"token on average, {first / recent:.1f}x the recent mean", evidence, Action(
         "The first requests after a start pay for CUDA graph capture and allocator warm-up. Let the gateway send "
         "a few short generations before it reports ready, so no user meets a cold engine "
         "(LLMWATCH_GATEWAY_WARMUP; compose turns it on).", "llmwatch gateway --warmup", "2",
