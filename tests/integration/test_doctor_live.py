@@ -28,7 +28,7 @@ import yaml
 from llmwatch import engine_sizing
 from llmwatch.demo.localstack import Ports, local_prometheus_config
 from tests.fake_dcgm import FakeDcgm, Gpu
-from tests.support import REPO, Proc, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
+from tests.support import REPO, Proc, Traffic, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -47,37 +47,6 @@ def chat(content: str, max_tokens: int = 512) -> dict[str, Any]:
 
 
 SHORT = chat("What is 17 * 23?")
-
-
-class Load:
-    """``workers`` clients streaming ``body`` through the gateway back to back until the context ends."""
-
-    def __init__(self, base_url: str, body: dict[str, Any], workers: int = 2) -> None:
-        self.base_url, self.body = base_url, body
-        self.statuses: list[int] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(workers)]
-
-    def _run(self) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=60) as client:
-            while not self._stop.is_set():
-                try:
-                    with client.stream("POST", "/v1/chat/completions", json=self.body) as response:
-                        response.read()
-                        self.statuses.append(response.status_code)
-                except httpx.HTTPError:
-                    self.statuses.append(0)
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Load]:
-        for thread in self._threads:
-            thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            for thread in self._threads:
-                thread.join(60)
 
 
 @dataclass
@@ -109,13 +78,14 @@ class Stack:
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
 
-    def load_for(self, seconds: float, body: dict[str, Any] = SHORT, workers: int = 2) -> Load:
-        load = Load(self.url("gateway"), body, workers)
+    def load_for(self, seconds: float, body: dict[str, Any] = SHORT, workers: int = 2) -> Traffic:
+        """``workers`` clients streaming ``body`` through the gateway back to back for ``seconds``."""
+        load = Traffic(self.url("gateway"), [body], workers, pause_s=0)
         with load.running():
             time.sleep(seconds)  # the scenario's duration: load, not a wait for something to happen
         return load
 
-    def with_fault(self, scenario: str, fault: dict[str, object], clear: dict[str, object]) -> tuple[int, Any, Load]:
+    def with_fault(self, scenario: str, fault: dict[str, object], clear: dict[str, object]) -> tuple[int, Any, Traffic]:
         """Load through ``fault`` for a whole window, ask the doctor, then clear the fault."""
         self.faults(**fault)
         try:
@@ -244,7 +214,7 @@ def test_server_errors(stack: Stack) -> None:
     code, report, load = stack.with_fault("server_errors", {"error_rate": 0.5, "error_status": 500}, {"error_rate": 0})
     found = first(report, "server_errors")
     assert 0.25 < number(found, "5xx_ratio") < 0.75
-    assert load.statuses.count(500) > 0
+    assert load.statuses[500] > 0
     assert code == 1
 
 
