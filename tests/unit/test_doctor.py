@@ -21,13 +21,12 @@ from llmwatch.doctor.prom import Prometheus
 from tests.fake_dcgm import FakeDcgm, Gpu, counters
 from tests.support import REPO, free_port, llmwatch_cmd
 
-pytestmark = pytest.mark.unit
-
 
 def finding(id_: str, severity: str, explained_by: str | None = None) -> Finding:
     return Finding(id_, severity, id_, [], Action("why"), explained_by)  # type: ignore[arg-type]
 
 
+@pytest.mark.unit
 def test_rank_puts_the_most_severe_first_and_the_symptom_right_after_its_cause() -> None:
     found = [finding("ttft_high", "warning", "queueing"), finding("gpu_memory", "info"), finding("queueing", "warning"),
              finding("server_errors", "critical"), finding("cold_start", "warning")]  # fmt: skip
@@ -41,6 +40,7 @@ def run_doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.Comp
                           env={"PATH": "/usr/bin:/bin", **(env or {})})  # fmt: skip
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     ("args", "flag"),
     [((), "--prometheus"), (("--prometheus", "prometheus:9090"), "--prometheus"),
@@ -52,6 +52,7 @@ def test_usage_errors_are_one_line_naming_the_flag_and_exit_2(args: tuple[str, .
     assert done.stderr.count("\n") == 1 and flag in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
+@pytest.mark.integration
 def test_unreachable_prometheus_is_one_line_and_exit_3() -> None:
     done = run_doctor(env={"LLMWATCH_DOCTOR_PROMETHEUS": f"http://127.0.0.1:{free_port()}"})
     assert done.returncode == 3, done
@@ -74,6 +75,7 @@ def fake_prometheus(jobs: list[str], tmp: Path) -> Prometheus:
     return Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
 
 
+@pytest.mark.unit
 def test_gateway_alone_lists_the_engine_checks_as_not_checked(tmp_path: Path) -> None:
     report = diagnose(fake_prometheus(["gateway"], tmp_path), "5m")
     why = {n.id: n.why for n in report.not_checked}
@@ -88,6 +90,7 @@ def test_gateway_alone_lists_the_engine_checks_as_not_checked(tmp_path: Path) ->
                                               "gpu_memory", "ttft_high"}  # fmt: skip
 
 
+@pytest.mark.unit
 def test_engine_alone_lists_the_gateway_checks_as_not_checked(tmp_path: Path) -> None:
     report = diagnose(fake_prometheus(["vllm"], tmp_path), "5m")
     why = {n.id: n.why for n in report.not_checked}
@@ -96,6 +99,7 @@ def test_engine_alone_lists_the_gateway_checks_as_not_checked(tmp_path: Path) ->
     assert json.loads(json.dumps(report.as_dict()))["not_checked"][0].keys() == {"id", "why"}
 
 
+@pytest.mark.unit
 def test_engine_sizing_interpolates_as_compose_does() -> None:
     env = {"A": "", "B": "2"}
     assert engine_sizing.interpolate("${A:-1} ${A-1} ${B:-1} ${C} $$B $B", env) == "1  2  $B 2"
@@ -105,6 +109,7 @@ def test_engine_sizing_interpolates_as_compose_does() -> None:
     assert "threshold:gpus_expected:min\n        expr: vector(0)" in rendered and "vector(8)" in rendered
 
 
+@pytest.mark.unit
 def test_fake_dcgm_serves_the_counters_file_in_dcgm_exporters_format(tmp_path: Path) -> None:
     csv = tmp_path / "counters.csv"
     csv.write_text((REPO / "dcgm-exporter/counters.csv").read_text() + "DCGM_FI_PROF_DRAM_ACTIVE, gauge, Ratio.\n")
