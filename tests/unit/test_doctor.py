@@ -59,14 +59,20 @@ def test_unreachable_prometheus_is_one_line_and_exit_3() -> None:
     assert done.stderr.startswith("llmwatch doctor: cannot reach Prometheus") and done.stderr.count("\n") == 1
 
 
-def fake_prometheus(jobs: list[str], tmp: Path) -> Prometheus:
-    """A Prometheus that scrapes only ``jobs`` and holds the thresholds, with no traffic yet."""
+def fake_prometheus(
+    jobs: list[str], tmp: Path, answers: dict[str, list[float]] | None = None, extra: dict[str, float] | None = None
+) -> Prometheus:
+    """A Prometheus that scrapes only ``jobs`` and holds the thresholds (plus ``extra`` ones), with no traffic yet;
+    ``answers`` gives the values of exact queries (one unlabelled sample each)."""
     series = [*thresholds.load(), *thresholds.load(engine_sizing.write(tmp))]
+    series += [thresholds.Threshold(name, value) for name, value in (extra or {}).items()]
 
     def answer(request: httpx.Request) -> httpx.Response:
         query = parse_qs(request.content.decode())["query"][0]
         result: list[dict[str, Any]] = []
-        if query == "up":
+        if query in (answers or {}):
+            result = [{"metric": {"gpu": "0"}, "value": [0, str(v)]} for v in (answers or {})[query]]
+        elif query == "up":
             result = [{"metric": {"job": job, "instance": f"{job}:1"}, "value": [0, "1"]} for job in jobs]
         elif query.startswith('{__name__=~"threshold:'):
             result = [{"metric": {"__name__": t.record, **t.labels}, "value": [0, str(t.value)]} for t in series]
@@ -123,3 +129,18 @@ def test_fake_dcgm_serves_the_counters_file_in_dcgm_exporters_format(tmp_path: P
                                      "DCGM_FI_DRIVER_VERSION"}  # fmt: skip
     assert [s.labels["gpu"] for s in families["DCGM_FI_PROF_DRAM_ACTIVE"].samples] == ["0"]  # none on GeForce
     assert "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter" in fake.exposition()  # no _total suffix
+
+
+@pytest.mark.unit
+def test_a_gpu_memory_budget_below_vllms_preallocation_is_info_pointing_to_a_4_bit_model(tmp_path: Path) -> None:
+    card = 24564 * 1048576  # an RTX 4090's framebuffer, bytes
+    answers = {
+        "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)": [0.9],  # vLLM's own share: expected
+        "(DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) * 1048576": [card],
+    }
+    prom = fake_prometheus(["gateway", "vllm", "dcgm"], tmp_path, answers, {"threshold:kpi_gpu_memory_bytes:max": 3e9})
+    (found,) = [f for f in diagnose(prom, "5m").findings if f.id == "gpu_memory"]
+    assert found.severity == "info"
+    assert found.number("budget_bytes") == 3e9 and found.number("fb_used_ratio") == 0.9
+    assert found.action.flag == "--gpu-memory-utilization" and found.action.value == f"{3e9 / card:.2f}"
+    assert "3.56 GB" in found.action.why and "4-bit" in found.action.why
