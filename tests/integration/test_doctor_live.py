@@ -28,7 +28,7 @@ import yaml
 from llmwatch import engine_sizing
 from llmwatch.demo.localstack import Ports, local_prometheus_config
 from tests.fake_dcgm import FakeDcgm, Gpu
-from tests.support import REPO, Proc, Traffic, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
+from tests.support import REPO, Child, Traffic, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +55,7 @@ class Stack:
     dcgm_port: int
     tmp: Path
     dcgm: FakeDcgm
-    engine: Proc | None = None
+    engine: Child | None = None
     dcgm_server: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def url(self, service: str) -> str:
@@ -65,7 +65,7 @@ class Stack:
         """(Re)start the simulator on the same port with these flags added."""
         if self.engine is not None:
             self.engine.stop()
-        self.engine = Proc(sim_cmd(self.ports.engine, *SIM_FLAGS, *flags), self.tmp / f"sim-{time.monotonic()}.log")
+        self.engine = Child(sim_cmd(self.ports.engine, *SIM_FLAGS, *flags), self.tmp / f"sim-{time.monotonic()}.log")
         self.engine.wait_http(f"{self.url('engine')}/health")
         wait_until(lambda: httpx.get(f"{self.url('gateway')}/readyz").status_code == 200, 10, "the gateway ready")
 
@@ -145,7 +145,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     with contextlib.ExitStack() as exits, stack.dcgm_server:
         stack.dcgm_server.enter_context(dcgm.serve(dcgm_port))
         # The first engine pays a warm-up penalty on its first 3 requests: the cold_start scenario runs first.
-        stack.engine = Proc(sim_cmd(ports.engine, *SIM_FLAGS, "--warmup-requests", "3", "--warmup-penalty-ms",
+        stack.engine = Child(sim_cmd(ports.engine, *SIM_FLAGS, "--warmup-requests", "3", "--warmup-penalty-ms",
                                     "3000"), tmp / "sim-cold.log")  # fmt: skip
         exits.callback(lambda: stack.engine and stack.engine.stop())
         stack.engine.wait_http(f"{stack.url('engine')}/health")

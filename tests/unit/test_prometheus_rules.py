@@ -19,6 +19,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from llmwatch import engine_sizing
+from tests.promql import registry_names, vllm_names
 from tests.support import REPO, need_binary
 
 PROM = REPO / "prometheus"
@@ -160,23 +161,11 @@ def test_rules_do_not_depend_on_host_names() -> None:
                 assert host not in rule["expr"], f"{rule.get('alert') or rule.get('record')} names {host}"
 
 
-def exposed_names(registry: CollectorRegistry) -> set[str]:
-    names: set[str] = set()
-    for family in registry.collect():
-        if family.type == "counter":
-            names.add(family.name + "_total")
-        elif family.type == "histogram":
-            names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
-        else:
-            names.add(family.name)
-    return names
-
-
 @pytest.mark.unit
 def test_metric_names_match_the_gateway_relay_simulator_and_dcgm_contracts() -> None:
     from llmwatch.gateway.metrics import GatewayMetrics
     from llmwatch.relay.metrics import RelayMetrics
-    from llmwatch.simulator.metric_spec import REMOVED_METRICS, VLLM_METRICS
+    from llmwatch.simulator.metric_spec import REMOVED_METRICS
     from llmwatch.simulator.settings import SimSettings
     from llmwatch.simulator.simulator import Simulator
 
@@ -184,11 +173,8 @@ def test_metric_names_match_the_gateway_relay_simulator_and_dcgm_contracts() -> 
     GatewayMetrics(registry)
     RelayMetrics(registry, ["dingtalk"])
     Simulator(SimSettings(), registry)  # its llmwatch_sim_info; its vllm:* names are checked against the spec below
-    ours = exposed_names(registry)
-    vllm = set()
-    for spec in VLLM_METRICS:
-        suffixes = ("_bucket", "_sum", "_count") if spec.type == "histogram" else ("",)
-        vllm |= {spec.exposed_name + s for s in suffixes}
+    ours = registry_names(registry)
+    vllm = vllm_names()
     text = " ".join(r["expr"] for path in RULES for r in rules(path))
     for name in set(re.findall(r"(?<![\w:])(vllm:\w+|llmwatch_\w+|DCGM_\w+)", text)):
         assert name not in REMOVED_METRICS

@@ -6,25 +6,20 @@ on 127.0.0.1 with its own port, so targets and URLs are rewritten and the rule f
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import yaml
 from pydantic import BaseModel
 
 from llmwatch import engine_sizing
-
-log = logging.getLogger(__name__)
+from llmwatch.processes import Child
 
 
 class Ports(BaseModel):
@@ -107,42 +102,19 @@ class LocalStack:
     """Child processes with their output in ``run_dir``; ``stop`` ends them all, newest first."""
 
     run_dir: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, Child] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str], ready_url: str | None, timeout: float = 30.0) -> None:
         if ready_url is not None:
             _refuse_taken_port(name, ready_url)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        out = (self.run_dir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir)
-        self.procs[name] = proc
+        child = Child(args, self.run_dir / f"{name}.log", cwd=self.run_dir)
+        self.procs[name] = child
         if ready_url is not None:
-            self.wait_ready(name, ready_url, timeout)
-
-    def wait_ready(self, name: str, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.procs[name].poll() is not None:
-                tail = (self.run_dir / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}:\n{tail}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{name} was not ready at {url} within {timeout}s; see {self.run_dir / name}.log")
+            child.wait_http(ready_url, timeout)
 
     def stop(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop in 10 s; killing it", name)
-                    proc.kill()
-                    proc.wait()
+        for child in reversed(list(self.procs.values())):
+            child.stop()
         self.procs.clear()
 
 

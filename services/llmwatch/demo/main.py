@@ -19,10 +19,10 @@ from pathlib import Path
 
 import httpx
 from pydantic import Field
-from pydantic_settings import BaseSettings, CliApp
+from pydantic_settings import BaseSettings
 
 from llmwatch import engine_sizing
-from llmwatch.config import settings_config
+from llmwatch.config import parse_cli, settings_config
 from llmwatch.demo.kpis import Kpis, read_lines
 from llmwatch.demo.localstack import (
     LocalStack,
@@ -43,7 +43,7 @@ class DemoSettings(BaseSettings):
     repo: Path = Field(Path("."), description="The llmwatch checkout (its prometheus/ and alertmanager/ are used).")
     run_dir: Path = Field(Path("run/demo"), description="Where logs and Prometheus/Alertmanager data go.")
     gpu_profile: str = Field("rtx3060", description="Simulated GPU: rtx3060, rtx4090 or h100.")
-    max_num_seqs: int = Field(4, description="The engine's batch size (vLLM --max-num-seqs), as in the seed's tuning.")
+    max_num_seqs: int = Field(4, description="The engine's batch size (vLLM --max-num-seqs); compose's default.")
     requests: int = Field(40, description="Requests in the traffic burst.")
     concurrency: int = Field(8, description="Requests in flight during the burst.")
     keep_running: bool = Field(True, description="After the summary, keep the stack up until Ctrl-C.")
@@ -113,7 +113,7 @@ def start_prometheus(demo: Demo) -> None:
     path = write_yaml(run / "prometheus.yml", config)
     demo.stack.start("prometheus", [
         binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={run / 'prometheus-data'}",
-        f"--web.listen-address=127.0.0.1:{p.prometheus}",
+        f"--web.listen-address=127.0.0.1:{p.prometheus}", "--enable-feature=exemplar-storage",
     ], f"http://127.0.0.1:{p.prometheus}/-/ready")  # fmt: skip
     demo.notes.append(f"Prometheus          http://127.0.0.1:{p.prometheus}   (rules: prometheus/rules/*.yml, 5 s)")
 
@@ -176,7 +176,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
 
 
 def main(argv: list[str]) -> int:
-    settings = CliApp.run(DemoSettings, cli_args=argv)
+    settings = parse_cli(DemoSettings, argv)
     logging.basicConfig(level=logging.WARNING)
     demo = Demo(settings, LocalStack(settings.run_dir.resolve()))
     stop = threading.Event()

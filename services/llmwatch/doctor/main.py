@@ -5,35 +5,21 @@ from __future__ import annotations
 import sys
 
 import httpx
-from pydantic import ValidationError
-from pydantic_settings import CliApp, SettingsError
 
+from llmwatch.config import parse_cli
 from llmwatch.doctor.diagnose import diagnose
 from llmwatch.doctor.prom import Prometheus, Unreachable
 from llmwatch.doctor.render import as_json, as_text
 from llmwatch.doctor.settings import DoctorSettings
 
-USAGE, UNREACHABLE = 2, 3
-
-
-def _usage_error(exc: Exception) -> str:
-    """One line naming the flag."""
-    if isinstance(exc, ValidationError):
-        err = exc.errors()[0]
-        flag = "--" + str(err["loc"][0]).replace("_", "-") if err["loc"] else "a flag"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "missing":
-            message = "is required (or set LLMWATCH_DOCTOR_" + str(err["loc"][0]).upper() + ")"
-        return f"llmwatch doctor: {flag} {message}"
-    return f"llmwatch doctor: {str(exc).removeprefix('error parsing CLI: ')}"
+UNREACHABLE = 3
 
 
 def main(argv: list[str]) -> int:
     try:
-        settings = CliApp.run(DoctorSettings, cli_args=argv)
-    except (ValidationError, SettingsError) as exc:
-        sys.stderr.write(_usage_error(exc) + "\n")
-        return USAGE
+        settings = parse_cli(DoctorSettings, argv)
+    except SystemExit as exc:  # a usage error, already said in one line per problem (or --help)
+        return int(exc.code or 0)
     with httpx.Client(timeout=settings.timeout) as client:
         try:
             report = diagnose(Prometheus(settings.prometheus, client), settings.window)

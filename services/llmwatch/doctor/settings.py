@@ -18,8 +18,7 @@ warnings.filterwarnings("ignore", message='Field name "json" in "DoctorSettings"
 
 
 class DoctorSettings(BaseSettings):
-    # Parse errors raise instead of exiting, so main() can print one line and exit 2.
-    model_config = {**settings_config("LLMWATCH_DOCTOR_", "llmwatch doctor"), "cli_exit_on_error": False}
+    model_config = settings_config("LLMWATCH_DOCTOR_", "llmwatch doctor")
 
     prometheus: str = Field(description="Prometheus base URL, e.g. http://prometheus:9090 inside compose.")
     window: str = Field("5m", description="How far back to look: a Prometheus duration (5m, 1h, 30s).")
