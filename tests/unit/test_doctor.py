@@ -118,7 +118,8 @@ def test_engine_sizing_interpolates_as_compose_does() -> None:
 @pytest.mark.unit
 def test_fake_dcgm_serves_the_counters_file_in_dcgm_exporters_format(tmp_path: Path) -> None:
     csv = tmp_path / "counters.csv"
-    csv.write_text((REPO / "dcgm-exporter/counters.csv").read_text() + "DCGM_FI_PROF_DRAM_ACTIVE, gauge, Ratio.\n")
+    # A field added to the committed file later is served too: the csv is read at run time.
+    csv.write_text((REPO / "dcgm-exporter/counters.csv").read_text() + "DCGM_FI_PROF_PCIE_TX_BYTES, counter, TX.\n")
     fake = FakeDcgm([Gpu(0, "NVIDIA H100 80GB HBM3"), Gpu(1, "NVIDIA GeForce RTX 3060", "GPU-b")], counters(csv))
     fake.set(1, DCGM_FI_DEV_FB_USED=11000.0)
     families = {f.name: f for f in text_string_to_metric_families(fake.exposition())}
@@ -127,7 +128,7 @@ def test_fake_dcgm_serves_the_counters_file_in_dcgm_exporters_format(tmp_path: P
     assert used["1"].value == 11000 and used["1"].labels["modelName"] == "NVIDIA GeForce RTX 3060"
     assert set(used["0"].labels) == {"gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname",
                                      "DCGM_FI_DRIVER_VERSION"}  # fmt: skip
-    assert [s.labels["gpu"] for s in families["DCGM_FI_PROF_DRAM_ACTIVE"].samples] == ["0"]  # none on GeForce
+    assert [s.labels["gpu"] for s in families["DCGM_FI_PROF_PCIE_TX_BYTES"].samples] == ["0"]  # none on GeForce
     assert "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter" in fake.exposition()  # no _total suffix
 
 
