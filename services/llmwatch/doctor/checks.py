@@ -87,7 +87,7 @@ def cold_start(ctx: Context) -> Finding | None:
                    f"token on average, {first / recent:.1f}x the recent mean", evidence, Action(
         "The first requests after a start pay for CUDA graph capture and allocator warm-up. Let the gateway send "
         "a few short generations before it reports ready, so no user meets a cold engine "
-        "(LLMWATCH_GATEWAY_WARMUP; compose turns it on).", "llmwatch gateway --warmup", "2",
+        "(GATEWAY_WARMUP in .env, 2 by default in compose).", "llmwatch gateway --warmup", "2",
     ))  # fmt: skip
 
 
