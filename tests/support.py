@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sys
-from collections.abc import Callable
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -80,3 +85,61 @@ class Gateway:
 
 
 GatewayFactory = Callable[..., Gateway]
+
+
+@contextlib.contextmanager
+def serving(server: ThreadingHTTPServer) -> Iterator[str]:
+    """Serve ``server`` (bound to 127.0.0.1) from a thread; yields its base URL; shuts it down afterwards."""
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+class Traffic:
+    """A few clients sending ``bodies`` in turn to /v1/chat/completions until stopped, or ``max_s`` at the latest."""
+
+    def __init__(
+        self, base_url: str, bodies: list[dict[str, Any]], workers: int = 2, pause_s: float = 0.5, max_s: float = 240.0
+    ) -> None:
+        self.base_url, self.bodies, self.pause_s = base_url, bodies, pause_s
+        self.deadline = time.monotonic() + max_s
+        self.statuses: Counter[int | str] = Counter()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(workers)]
+
+    def _send(self, client: httpx.Client, body: dict[str, Any]) -> int:
+        if body.get("stream"):
+            with client.stream("POST", "/v1/chat/completions", json=body) as response:
+                response.read()
+                return response.status_code
+        return client.post("/v1/chat/completions", json=body).status_code
+
+    def _run(self, worker: int) -> None:
+        with httpx.Client(base_url=self.base_url, timeout=30) as client:
+            n = worker
+            while not self._stop.is_set() and time.monotonic() < self.deadline:
+                try:
+                    status: int | str = self._send(client, self.bodies[n % len(self.bodies)])
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                with self._lock:
+                    self.statuses[status] += 1
+                n += 1
+                self._stop.wait(self.pause_s)  # pacing, and the way out
+
+    @contextlib.contextmanager
+    def running(self) -> Iterator[Traffic]:
+        for thread in self._threads:
+            thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(35)

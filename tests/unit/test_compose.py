@@ -311,8 +311,33 @@ def test_prometheus_loads_its_config_and_rules_from_the_mount(rendered: dict[str
     flag = next(a for a in service["command"] if a.startswith("--config.file="))
     config_path = container_to_repo(service, flag.split("=", 1)[1])
     assert config_path is not None and config_path.is_file(), flag
+    config_targets = [Path(c["target"]) for c in service.get("configs", [])]
     for pattern in yaml.safe_load(config_path.read_text())["rule_files"]:
+        if pattern.startswith("/"):  # rendered by compose: a `configs:` entry must land there
+            assert any(t.match(pattern) for t in config_targets), f"no configs: target matches {pattern!r}"
+            continue
         assert list(config_path.parent.glob(pattern)), f"rule_files {pattern!r} matches nothing in the mount"
+
+
+def test_engine_sizing_rules_render_in_compose_as_llmwatch_renders_them(env_file: Path, tmp_path: Path) -> None:
+    from llmwatch import engine_sizing
+
+    env = {"VLLM_MAX_NUM_SEQS": "12", "VLLM_MAX_MODEL_LEN": "8192", "GPUS_EXPECTED": "0"}
+    custom = tmp_path / ".env"
+    custom.write_text(env_file.read_text() + "".join(f"{k}={v}\n" for k, v in env.items()))
+    for path, values in ((env_file, {}), (custom, env)):
+        result = compose(path, "config", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        content = json.loads(result.stdout)["configs"][engine_sizing.CONFIG_NAME]["content"]
+        defaults = {k: v for k, v in _env_values(path).items() if k in ("VLLM_MAX_NUM_SEQS", "VLLM_MAX_MODEL_LEN",
+                    "VLLM_GPU_MEMORY_UTILIZATION", "GPUS_EXPECTED")}  # fmt: skip
+        assert content == engine_sizing.render({**defaults, **values})
+    assert "vector(12)" in content and "vector(8192)" in content and "vector(0)" in content
+
+
+def _env_values(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def test_filebeat_ships_to_logstash_and_reads_the_gateway_log(rendered: dict[str, Rendered]) -> None:

@@ -21,6 +21,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from llmwatch import engine_sizing
 from tests.k8s import (
     BUILDS,
     MODELS_DIR,
@@ -628,6 +629,10 @@ def test_every_rule_file_is_a_prometheus_rule_with_the_same_groups() -> None:
         for o in build("overlays/observability")
         if o["kind"] == "PrometheusRule"
     }
+    # The engine-sizing thresholds: compose renders them from .env, the manifests from the engine's ConfigMap.
+    sizing = rules.pop("docker-compose.yml configs.prometheus-engine-sizing")
+    flags = yaml.safe_load((REPO / "deploy/k8s/base/engine-flags.yaml").read_text())["data"]
+    assert sizing["spec"]["groups"] == yaml.safe_load(engine_sizing.render(flags))["groups"]
     files = sorted((REPO / "prometheus/rules").glob("*.yml"))
     assert files and sorted(rules) == [f.relative_to(REPO).as_posix() for f in files]
     for path in files:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel
 
+from llmwatch import engine_sizing
 from llmwatch.processes import Child
 
 
@@ -46,15 +47,24 @@ def _local_target(target: str, ports: dict[str, int]) -> str | None:
     return None if port is None else f"127.0.0.1:{port}"
 
 
-def local_prometheus_config(repo: Path, ports: Ports, running: set[str], interval: str | None = None) -> dict[str, Any]:
-    """prometheus/prometheus.yml with 127.0.0.1 targets; jobs whose service is not running locally are dropped."""
+def local_prometheus_config(
+    repo: Path, ports: Ports, running: set[str], interval: str | None = None, sizing: Path | None = None
+) -> dict[str, Any]:
+    """prometheus/prometheus.yml with 127.0.0.1 targets; jobs whose service is not running locally are dropped.
+
+    ``sizing`` is the engine-sizing rule file (llmwatch.engine_sizing.write) that compose would render and mount.
+    """
     config: dict[str, Any] = yaml.safe_load((repo / "prometheus/prometheus.yml").read_text())
     by_service = ports.by_service()
     local = {name: port for name, port in by_service.items() if name in running or name == "localhost"}
     if interval is not None:
         config["global"]["scrape_interval"] = interval
         config["global"]["evaluation_interval"] = interval
-    config["rule_files"] = [str(repo / "prometheus" / pattern) for pattern in config.get("rule_files", [])]
+    config["rule_files"] = [
+        str(sizing) if pattern.startswith(engine_sizing.COMPOSE_DIR) else str(repo / "prometheus" / pattern)
+        for pattern in config.get("rule_files", [])
+        if sizing is not None or not pattern.startswith(engine_sizing.COMPOSE_DIR)
+    ]
     jobs = []
     for job in config.get("scrape_configs", []):
         if interval is not None:

@@ -1,12 +1,13 @@
 """`llmwatch demo` (`make demo`): simulator + gateway + Prometheus + Alertmanager on 127.0.0.1, a burst of traffic,
 then where to look and the KPIs. Ctrl-C stops everything.
 
-The demo is a list of steps; the load test and `llmwatch doctor` plug in as further steps after the traffic.
+The demo is a list of steps; the load test plugs in as a further step after the traffic; `llmwatch doctor` ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -16,9 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
+from llmwatch import engine_sizing
 from llmwatch.config import parse_cli, settings_config
 from llmwatch.demo.kpis import Kpis, read_lines
 from llmwatch.demo.localstack import (
@@ -31,6 +34,7 @@ from llmwatch.demo.localstack import (
     write_yaml,
 )
 from llmwatch.demo.traffic import burst
+from llmwatch.doctor.main import main as doctor_main
 
 
 class DemoSettings(BaseSettings):
@@ -104,7 +108,8 @@ def start_alertmanager(demo: Demo) -> None:
 
 def start_prometheus(demo: Demo) -> None:
     p, run = demo.settings.ports, demo.settings.run_dir.resolve()
-    config = local_prometheus_config(demo.settings.repo.resolve(), p, set(demo.stack.procs) | {"engine"}, "5s")
+    sizing = engine_sizing.write(run / "rendered", {"VLLM_MAX_NUM_SEQS": str(demo.settings.max_num_seqs)})
+    config = local_prometheus_config(demo.settings.repo.resolve(), p, set(demo.stack.procs) | {"engine"}, "5s", sizing)
     path = write_yaml(run / "prometheus.yml", config)
     demo.stack.start("prometheus", [
         binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={run / 'prometheus-data'}",
@@ -142,6 +147,20 @@ def summarize(demo: Demo) -> None:
         "-d '{\"error_rate\": 0.2}'")  # fmt: skip
 
 
+def run_doctor(demo: Demo) -> None:
+    """`llmwatch doctor` over the burst, once Prometheus has scraped all of it (and evaluated the thresholds)."""
+    url = f"http://127.0.0.1:{demo.settings.ports.prometheus}"
+    scraped = f"sum(llmwatch_requests_total) >= {demo.settings.requests} and on () threshold:gpus_expected:min"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            if httpx.post(f"{url}/api/v1/query", data={"query": scraped}, timeout=2).json()["data"]["result"]:
+                break
+        time.sleep(0.5)
+    say(f"      llmwatch doctor --prometheus {url} --window 2m")
+    doctor_main(["--prometheus", url, "--window", "2m"])
+
+
 P99_QUERY = "histogram_quantile(0.99, sum by (le) (rate(llmwatch_request_duration_seconds_bucket[5m])))"
 
 STEPS: list[tuple[str, Callable[[Demo], None]]] = [
@@ -152,6 +171,7 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Prometheus", start_prometheus),
     ("traffic", send_traffic),
     ("summary", summarize),
+    ("doctor", run_doctor),
 ]
 
 
