@@ -211,3 +211,13 @@ async def test_kind_of_each_request(sim: str) -> None:
         kinds = [line["kind"] for line in gw.new_lines()]
         assert kinds == ["chat", "task", "task", "other", "other"]
         assert gw.sample("llmwatch_requests_total", kind="task") == 2
+
+
+async def test_a_served_models_series_exist_at_zero_before_its_first_request(sim: str) -> None:
+    async with gateway(sim) as gw:
+        samples = [s for metric in gw.registry.collect() for s in metric.samples]
+        names = {(s.name, s.labels.get("model"), s.labels.get("kind")) for s in samples}
+        for kind in ("chat", "task"):
+            assert ("llmwatch_requests_total", MODEL, kind) in names, "rate() would lose the first requests"
+            assert ("llmwatch_request_duration_seconds_count", MODEL, kind) in names
+        assert gw.sample("llmwatch_requests_total") == 0

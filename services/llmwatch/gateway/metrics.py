@@ -74,3 +74,15 @@ class GatewayMetrics:
             "llmwatch_upstream_up", "1 when the upstream's /health answered 200 at the last probe.", ("upstream",),
             registry=registry,
         )  # fmt: skip
+
+    def prime(self, model: str) -> None:
+        """Start a served model's user-traffic series at 0, so rate() and increase() count its first requests too
+        (a series born at its first increment loses that increment to extrapolation)."""
+        for kind in ("chat", "task"):
+            self.requests.labels(model, kind, "200")
+            self.duration.labels(model, kind)
+            self.ttft.labels(model, kind)
+            self.tpot.labels(model, kind)
+            self.empty.labels(model, kind)
+            for type_ in ("prompt", "completion", "reasoning"):
+                self.tokens.labels(model, kind, type_)

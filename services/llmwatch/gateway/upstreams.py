@@ -118,6 +118,8 @@ class UpstreamPool:
                     if resp.status == 200:
                         body = await resp.json(content_type=None)
                         upstream.models = {m["id"] for m in body.get("data", []) if isinstance(m, dict) and "id" in m}
+                        for model in upstream.models:
+                            self._metrics.prime(model)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.debug("probe of %s failed: %s", upstream.base, exc)
             healthy = False
