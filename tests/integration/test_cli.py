@@ -18,7 +18,10 @@ BAD_INPUT = {
     "sim": (["--latency-multiplier", "0"], {"LLMWATCH_SIM_LATENCY_MULTIPLIER": "0"}),
     "relay": (["--timeout-seconds", "soon"], {"LLMWATCH_RELAY_TIMEOUT_SECONDS": "soon"}),
     "demo": (["--requests", "many"], {"LLMWATCH_DEMO_REQUESTS": "many"}),
+    "doctor": (["--window", "5x"], {"LLMWATCH_DOCTOR_WINDOW": "5x"}),
 }
+# Flags a subcommand requires, so that the bad one is the only problem.
+REQUIRED = {"doctor": ["--prometheus", "http://127.0.0.1:9"]}
 
 
 def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -40,10 +43,11 @@ def _one_line_error(result: subprocess.CompletedProcess[str], *words: str) -> No
 @pytest.mark.parametrize("command", sorted(SUBCOMMANDS))
 def test_bad_flag_and_env_value_are_one_line_and_exit_2(command: str) -> None:
     flag, env = BAD_INPUT[command]
-    _one_line_error(_run([command, *flag]), flag[0], repr(flag[1]))
+    required = REQUIRED.get(command, [])
+    _one_line_error(_run([command, *required, *flag]), flag[0], repr(flag[1]))
     [(name, value)] = env.items()
-    _one_line_error(_run([command], env), flag[0], name, repr(value))
-    _one_line_error(_run([command, "--no-such-flag"]), "--no-such-flag")
+    _one_line_error(_run([command, *required], env), flag[0], name, repr(value))
+    _one_line_error(_run([command, *required, "--no-such-flag"]), "--no-such-flag")
 
 
 def test_gateway_upstream_must_be_an_http_url() -> None:
