@@ -165,7 +165,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             need_binary("prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{ports.prometheus}",
         ], tmp / "prometheus.log", f"{stack.url('prometheus')}/-/ready", timeout=30))  # fmt: skip
-        wait_until(lambda: len(stack.query("up == 1")) == 3, 60, "Prometheus scraping sim, gateway and dcgm")
+        scraped = 'up{job=~"vllm|gateway|dcgm"} == 1'
+        wait_until(lambda: len(stack.query(scraped)) == 3, 60, "Prometheus scraping sim, gateway and dcgm")
         yield stack
 
 
