@@ -1,0 +1,210 @@
+"""Locust load test of an OpenAI-compatible chat endpoint: `locust -f loadtest/locustfile.py --host URL`.
+
+Each user streams chat completions and measures TTFT, TPOT and ITL by vLLM's definitions (loadtest/stream.py).
+They show in Locust's UI, CSV and HTML as request types TTFT/TPOT/ITL; the POST row's time is end-to-end.
+Raw samples go to the master (Locust's messaging), which judges them against loadtest/slo.yml at the end
+(loadtest/gate.py). `--rate R` switches from closed loop (each user sends again when answered) to open loop
+(Poisson arrivals at R req/s over all processes). docs/loadtest.md has the rest.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a locustfile: make the `loadtest` package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import gevent
+import orjson
+from locust import FastHttpUser, events, task
+from locust.env import Environment
+from locust.exception import StopUser
+from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+
+from llmwatch.gateway.sse import SSEScanner
+from loadtest import gate, prompts, slo
+from loadtest.arrivals import PoissonClock
+from loadtest.stream import Sample, StreamTiming
+
+SAMPLES_MSG = "llmwatch_samples"  # worker -> master: {"samples": [...], "final": bool}
+RATE_MSG = "llmwatch_rate"  # master -> workers: this worker's share of the open-loop rate
+CHAT_PATH = "/v1/chat/completions"
+FLUSH_SECONDS = 2.0
+
+CLOCK = PoissonClock(0.0)
+SAMPLES: list[Sample] = []  # this process's samples not yet sent to the master (all of them on a local run)
+state: dict[str, Any] = {"model": None, "prompts": None, "cycle": None}
+
+
+@events.init_command_line_parser.add_listener
+def _options(parser: Any) -> None:
+    parser.add_argument("--model", default="", help="Model to ask for (default: the first of GET /v1/models).")
+    parser.add_argument("--max-tokens", type=int, default=0, help="max_tokens of every request (0: not sent).")
+    parser.add_argument("--prompts", default=str(prompts.DEFAULT_FILE), help="Prompt file (JSON lines).")
+    parser.add_argument("--prompt-tags", default="", help="Only prompts with all these tags, e.g. math,en.")
+    parser.add_argument("--rate", type=float, default=0.0, help="Open loop: Poisson arrivals, req/s in total.")
+    parser.add_argument("--slo", default=str(slo.DEFAULT_FILE), help="SLO file the run is judged by.")
+    parser.add_argument("--warmup-requests", type=int, default=-1, help="Not judged: first N (-1: slo file).")
+    parser.add_argument("--warmup-seconds", type=float, default=-1, help="Not judged: first S s (-1: slo file).")
+    parser.add_argument("--report-dir", default="run/loadtest", help="Where summary.json and report.html go.")
+    parser.add_argument("--prometheus", default="", help="Prometheus base URL, for GPU memory during the run.")
+    parser.add_argument("--gpu", default="", help="GPU model (rtx3060, rtx4090, h100): per-stream decode ceiling.")
+    parser.add_argument(
+        "--api-key", default="", env_var="LOADTEST_API_KEY", is_secret=True,
+        help="Bearer key (the gateway's `loadtest` key); env LOADTEST_API_KEY.",
+    )  # fmt: skip
+
+
+def apply_rate(environment: Environment, rate: float) -> None:
+    """Give each process its share of the open-loop rate (the master splits it over its workers)."""
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.send_message(RATE_MSG, {"rate": rate / max(1, runner.worker_count)})
+    else:
+        CLOCK.set_rate(rate)
+
+
+@events.init.add_listener
+def _init(environment: Environment, **_: Any) -> None:
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        runner.register_message(RATE_MSG, lambda environment, msg, **_: CLOCK.set_rate(float(msg.data["rate"])))
+        gevent.spawn(_flush_forever, environment)
+    elif isinstance(runner, MasterRunner):
+        runner.register_message(SAMPLES_MSG, lambda environment, msg, **_: gate.collect(msg.node_id, msg.data))
+
+
+def _flush(environment: Environment, final: bool) -> None:
+    batch = [s.to_wire() for s in SAMPLES]
+    SAMPLES.clear()
+    if batch or final:
+        assert environment.runner is not None
+        environment.runner.send_message(SAMPLES_MSG, {"samples": batch, "final": final})
+
+
+def _flush_forever(environment: Environment) -> None:
+    while True:
+        gevent.sleep(FLUSH_SECONDS)
+        if SAMPLES:
+            _flush(environment, final=False)
+
+
+@events.test_start.add_listener
+def _start(environment: Environment, **_: Any) -> None:
+    options = environment.parsed_options
+    if options is None or isinstance(environment.runner, WorkerRunner):
+        return
+    gate.reset()
+    apply_rate(environment, options.rate)
+
+
+@events.test_stop.add_listener
+def _stop(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, WorkerRunner):
+        _flush(environment, final=True)
+
+
+@events.quitting.add_listener
+def _quitting(environment: Environment, **_: Any) -> None:
+    if isinstance(environment.runner, LocalRunner):
+        gate.collect("local", {"samples": [s.to_wire() for s in SAMPLES], "final": True})
+        SAMPLES.clear()
+    if isinstance(environment.runner, LocalRunner | MasterRunner):
+        code = gate.finish(environment)
+        if code:
+            environment.process_exit_code = code
+
+
+def _record(environment: Environment, sample: Sample) -> None:
+    SAMPLES.append(sample)
+    fire = environment.events.request.fire
+    if sample.ttft is not None:
+        fire(request_type="TTFT", name="chat", response_time=sample.ttft * 1000, response_length=0, exception=None)
+    if sample.tpot is not None:
+        fire(request_type="TPOT", name="chat", response_time=sample.tpot * 1000, response_length=0, exception=None)
+    for gap in sample.itl:
+        fire(request_type="ITL", name="chat", response_time=gap * 1000, response_length=0, exception=None)
+
+
+class ChatUser(FastHttpUser):
+    """Streams R1 chat completions one after another (closed loop), or on the Poisson schedule (--rate)."""
+
+    network_timeout = 600.0  # a long reasoning answer streams for minutes
+    connection_timeout = 10.0
+
+    def on_start(self) -> None:
+        options = self.environment.parsed_options
+        assert options is not None
+        self.headers = {"Content-Type": "application/json"}
+        if options.api_key:
+            self.headers["Authorization"] = f"Bearer {options.api_key}"
+        self.max_tokens = options.max_tokens
+        self.open_loop = options.rate > 0 or bool(getattr(options, "step_rates", ""))
+        if state["cycle"] is None:
+            tags = frozenset(t for t in options.prompt_tags.split(",") if t)
+            loaded = prompts.load(Path(options.prompts), tags)
+            random.Random(0).shuffle(loaded)
+            state["cycle"] = itertools.cycle(loaded)
+        if state["model"] is None:
+            state["model"] = options.model or self._first_model()
+
+    def _first_model(self) -> str:
+        with self.client.get("/v1/models", headers=self.headers, catch_response=True) as resp:
+            try:
+                return str(resp.json()["data"][0]["id"])
+            except (ValueError, KeyError, IndexError, TypeError):
+                resp.failure(f"GET /v1/models answered {resp.status_code}: no model id; pass --model")
+        raise StopUser()
+
+    def wait_time(self) -> float:
+        return 0.0  # closed loop sends again at once; open loop waits for its arrival inside the task
+
+    @task
+    def chat(self) -> None:
+        if self.open_loop:
+            while (delay := CLOCK.wait()) is None:
+                gevent.sleep(0.1)
+            gevent.sleep(delay)
+        prompt = next(state["cycle"])
+        body: dict[str, Any] = {
+            "model": state["model"], "messages": prompt.messages, "stream": True,
+            "stream_options": {"include_usage": True}, **prompts.R1_SAMPLING,
+        }  # fmt: skip
+        if self.max_tokens > 0:
+            body["max_tokens"] = self.max_tokens
+        wall, sent = time.time(), time.perf_counter()
+        timing = StreamTiming(sent)
+        scanner = SSEScanner(timing.on_chunk, strip_usage=False)
+        error: str | None = None
+        payload: Any = orjson.dumps(body)  # bytes go out as they are; Locust's annotation says str
+        with self.client.post(CHAT_PATH, data=payload, headers=self.headers, stream=True, catch_response=True) as resp:
+            if resp.status_code != 200:
+                error = f"HTTP {resp.status_code}: {(resp.text or str(resp.error))[:200]}"
+            else:
+                try:
+                    read = resp.stream.readline
+                    while event := read(b"\n\n"):
+                        scanner.feed(event, time.perf_counter())
+                    scanner.flush()
+                except Exception as exc:  # the connection broke mid-stream: a failed request, not a crash
+                    error = f"stream broken: {exc!r}"
+                if error is None and not scanner.done:
+                    error = "stream ended without [DONE]"
+            e2e = time.perf_counter() - sent
+            resp.request_meta["response_time"] = e2e * 1000  # the POST row is end-to-end, not time to headers
+            empty = error is None and (timing.chunks == 0 or timing.output_tokens == 0)
+            if error:
+                resp.failure(error)
+            elif empty:
+                resp.failure("empty response: no tokens")
+            else:
+                resp.success()
+        _record(self.environment, Sample(
+            start=wall, e2e=e2e, ok=error is None, ttft=timing.ttft, tpot=timing.tpot(e2e), itl=timing.itl,
+            output_tokens=timing.output_tokens, empty=empty, error=error, prompt=prompt.id,
+        ))  # fmt: skip
