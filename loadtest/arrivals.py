@@ -1,7 +1,8 @@
-"""Open-loop arrivals: a Poisson schedule that free users take turns to serve, so requests do not wait on answers.
+"""Open-loop arrivals: one Poisson schedule per process that hands each arrival to whichever user is free, so
+requests are sent on time whatever the answers take (as long as enough users are free: -u).
 
-Each process runs its share of the rate (rate / processes); the merge of independent Poisson processes is a
-Poisson process of the whole rate. The first arrival is one random gap after the start, so there is no t=0 burst.
+Each process runs its share of the total rate (rate / processes): merged, independent Poisson processes make a
+Poisson process of the whole rate. The first arrival comes one random gap after the start: no t=0 burst.
 """
 
 from __future__ import annotations
@@ -10,29 +11,53 @@ import random
 import time
 from collections.abc import Callable
 
+import gevent
+from gevent.queue import Queue
 
-class PoissonClock:
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
+LATE_SECONDS = 0.05  # an arrival served later than this found no free user
+
+
+class Arrivals:
+    def __init__(self, clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
         self._rng = random.Random(seed)
         self._clock = clock
-        self.rate = rate
-        self._next: float | None = None
-        self.late = 0  # arrivals no user was free to send on time: raise --users
+        self._due: Queue[float | None] = Queue()  # None: the run is stopping
+        self._greenlet: gevent.Greenlet[[], None] | None = None
+        self.rate = 0.0
+        self.late = 0
 
     def set_rate(self, rate: float) -> None:
-        """A new rate applies from the next arrival on (the step/ramp shape calls this)."""
+        """Applies from the next gap on (the step/ramp shape changes it mid-run)."""
         self.rate = rate
 
-    def wait(self) -> float | None:
-        """Claim the next arrival: the seconds until it is due (0 when late); None while there is no rate yet."""
-        now = self._clock()
-        if self.rate <= 0:
-            return None
-        if self._next is None:
-            self._next = now
-        self._next += self._rng.expovariate(self.rate)
-        delay = self._next - now
-        if delay < 0:
+    def start(self) -> None:
+        """Start the schedule once per process; arrivals left over from an earlier run are dropped."""
+        if self._greenlet is None or self._greenlet.dead:
+            while not self._due.empty():
+                self._due.get_nowait()
+            self._greenlet = gevent.spawn(self._run)
+
+    def stop(self, waiting: int) -> None:
+        """No more arrivals: wake the ``waiting`` users so they end without sending."""
+        if self._greenlet is not None:
+            self._greenlet.kill(block=False)
+            self._greenlet = None
+        for _ in range(waiting):
+            self._due.put(None)
+
+    def _run(self) -> None:
+        while True:
+            if self.rate <= 0:
+                gevent.sleep(0.1)  # no share yet (a worker waiting for the master's message)
+                continue
+            gevent.sleep(self._rng.expovariate(self.rate))
+            self._due.put(self._clock())
+
+    def take(self) -> bool:
+        """Block until the next arrival is due (True), or the run stops (False); count late arrivals."""
+        due = self._due.get()
+        if due is None:
+            return False
+        if self._clock() - due > LATE_SECONDS:
             self.late += 1
-            return 0.0
-        return delay
+        return True

@@ -16,14 +16,12 @@ from typing import Any
 
 import gevent
 from locust.env import Environment
-from locust.runners import MasterRunner
 
 from loadtest import gpu, report, slo
 from loadtest.samples import Warmup, distribution, split_warmup, window
 from loadtest.stream import Sample
 
 log = logging.getLogger(__name__)
-FINAL_WAIT_SECONDS = 10.0
 
 received: dict[str, list[Sample]] = {}
 finals: set[str] = set()
@@ -33,7 +31,6 @@ sweep_steps: list[dict[str, Any]] = []  # the step/ramp shape's steps: {"rate", 
 def reset() -> None:
     received.clear()
     finals.clear()
-    sweep_steps.clear()
 
 
 def collect(node: str, data: dict[str, Any]) -> None:
@@ -42,47 +39,51 @@ def collect(node: str, data: dict[str, Any]) -> None:
         finals.add(node)
 
 
-def _wait_for_finals(environment: Environment) -> None:
-    runner = environment.runner
-    if not isinstance(runner, MasterRunner):
-        return
-    deadline = time.monotonic() + FINAL_WAIT_SECONDS
-    while set(received) - finals and time.monotonic() < deadline:
+def wait_for_finals(workers: set[str], timeout: float) -> None:
+    """Wait (bounded) until each worker has sent its last batch of samples."""
+    deadline = time.monotonic() + timeout
+    while workers - finals and time.monotonic() < deadline:
         gevent.sleep(0.1)
-    if set(received) - finals:
-        log.warning("no final samples from workers %s: the report may miss their last requests", set(received) - finals)
+    if workers - finals:
+        log.warning("no last samples from workers %s: the report misses their last requests", workers - finals)
 
 
 def explain_goodput(
-    measured: list[Sample], values: dict[str, float | None], target: slo.Target, slos: slo.SloFile
+    measured: list[Sample], values: dict[str, float | None], target: slo.Target, slos: slo.SloFile, batch: int
 ) -> str:
-    """Why goodput missed its target, with the numbers: answer length x batch / decode speed, or SLO misses."""
+    """Why goodput missed its target, with the numbers: how much load was offered, and what the engine can
+    complete at all (answer length ÷ (batch x one stream's decode speed))."""
     ok = [s for s in measured if s.ok and not s.empty and s.output_tokens]
     if not ok:
-        return "no request completed with tokens in the measured window."
+        return "No request completed with tokens in the measured window."
+    span = window(measured)
+    offered = len(measured) / span if span else 0.0
     mean_out = statistics.fmean(s.output_tokens or 0 for s in ok)
     tpots = [s.tpot for s in ok if s.tpot]
-    aggregate = values.get("output_tokens_per_second") or 0.0
-    parts = []
-    if tpots and aggregate:
-        stream = 1.0 / statistics.median(tpots)
-        capacity = aggregate / mean_out
-        parts.append(
-            f"Answers averaged {mean_out:.0f} output tokens; one stream decoded at {stream:.0f} tok/s (median), "
-            f"{aggregate:.0f} tok/s in aggregate, so about {aggregate / stream:.1f} streams ran at once. "
-            f"At that speed the engine completes at most {aggregate:.0f} ÷ {mean_out:.0f} = {capacity:.2f} "
-            f"answers/s"
-            + (f", below the target of {target.value:g} req/s: it needs shorter answers (--max-tokens), a larger "
-               "batch (--max-num-seqs, if the KV cache holds it) or a faster GPU."
-               if capacity < target.value else ".")
-        )  # fmt: skip
     missed = [s for s in ok if not slo.good(s, slos.per_request)]
-    failed = [s for s in measured if not s.ok or s.empty]
-    span = window(measured)
-    parts.append(
-        f"{len(missed)} of {len(ok)} completed requests missed a per-request SLO, {len(failed)} failed or were empty; "
-        f"{len(measured) / span if span else 0:.2f} req/s were sent and judged."
-    )
+    failed = len(measured) - len(ok)
+    parts = [
+        f"{offered:.2f} req/s were sent; {len(missed)} of {len(ok)} completed requests missed a per-request SLO "
+        f"and {failed} failed or were empty."
+    ]
+    if tpots:
+        stream = 1.0 / statistics.median(tpots)
+        aggregate = values.get("output_tokens_per_second") or 0.0
+        if batch:
+            capacity = batch * stream / mean_out
+            how = f"{batch} streams (--max-num-seqs) × {stream:.0f} tok/s ÷ {mean_out:.0f} tokens per answer"
+        else:
+            capacity = aggregate / mean_out
+            how = f"{aggregate:.0f} tok/s aggregate (pass --max-num-seqs for the batch) ÷ {mean_out:.0f} tokens"
+        parts.append(f"Answers averaged {mean_out:.0f} output tokens and one stream decoded at {stream:.0f} tok/s, so "
+                     f"the engine completes at most {how} = {capacity:.2f} answers/s.")  # fmt: skip
+        if capacity < target.value:
+            parts.append(
+                f"That is below the target of {target.value:g} req/s: this profile cannot meet it without shorter "
+                "answers (--max-tokens), a larger batch (if the KV cache holds it) or a faster GPU."
+            )
+        elif offered < target.value:
+            parts.append(f"The run offered less than {target.value:g} req/s: raise --rate (or --users).")
     return " ".join(parts)
 
 
@@ -90,7 +91,6 @@ def finish(environment: Environment) -> int:
     """Judge the run; write summary.json and report.html; return the exit code (1 on any SLO miss)."""
     options = environment.parsed_options
     assert options is not None
-    _wait_for_finals(environment)
     samples = [s for batch in received.values() for s in batch]
     try:
         slos = slo.load(Path(options.slo))
@@ -108,7 +108,7 @@ def finish(environment: Environment) -> int:
     goodput = slos.slos.get("goodput_requests_per_second")
     reached = values["goodput_requests_per_second"]
     if goodput and reached is not None and not goodput.met(reached):
-        notes["goodput_requests_per_second"] = explain_goodput(measured, values, goodput, slos)
+        notes["goodput_requests_per_second"] = explain_goodput(measured, values, goodput, slos, options.max_num_seqs)
     rows = slo.rows(slos, values, notes)
     if not measured:
         rows.append({"slo": "requests", "what": "completed requests after warm-up", "target": "≥ 1",

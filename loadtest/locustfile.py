@@ -28,17 +28,18 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from llmwatch.gateway.sse import SSEScanner
 from loadtest import gate, prompts, slo
-from loadtest.arrivals import PoissonClock
+from loadtest.arrivals import Arrivals
 from loadtest.stream import Sample, StreamTiming
 
 SAMPLES_MSG = "llmwatch_samples"  # worker -> master: {"samples": [...], "final": bool}
 RATE_MSG = "llmwatch_rate"  # master -> workers: this worker's share of the open-loop rate
+DRAIN_MSG = "llmwatch_drain"  # master -> workers: send nothing new, finish what is in flight, send the last samples
 CHAT_PATH = "/v1/chat/completions"
 FLUSH_SECONDS = 2.0
 
-CLOCK = PoissonClock(0.0)
+ARRIVALS = Arrivals()
 SAMPLES: list[Sample] = []  # this process's samples not yet sent to the master (all of them on a local run)
-state: dict[str, Any] = {"model": None, "prompts": None, "cycle": None}
+state: dict[str, Any] = {"model": None, "cycle": None, "draining": False, "in_flight": 0}
 
 
 @events.init_command_line_parser.add_listener
@@ -53,6 +54,7 @@ def _options(parser: Any) -> None:
     parser.add_argument("--warmup-seconds", type=float, default=-1, help="Not judged: first S s (-1: slo file).")
     parser.add_argument("--report-dir", default="run/loadtest", help="Where summary.json and report.html go.")
     parser.add_argument("--prometheus", default="", help="Prometheus base URL, for GPU memory during the run.")
+    parser.add_argument("--max-num-seqs", type=int, default=0, help="The engine's batch size, to explain a miss.")
     parser.add_argument("--gpu", default="", help="GPU model (rtx3060, rtx4090, h100): per-stream decode ceiling.")
     parser.add_argument(
         "--api-key", default="", env_var="LOADTEST_API_KEY", is_secret=True,
@@ -66,14 +68,15 @@ def apply_rate(environment: Environment, rate: float) -> None:
     if isinstance(runner, MasterRunner):
         runner.send_message(RATE_MSG, {"rate": rate / max(1, runner.worker_count)})
     else:
-        CLOCK.set_rate(rate)
+        ARRIVALS.set_rate(rate)
 
 
 @events.init.add_listener
 def _init(environment: Environment, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
-        runner.register_message(RATE_MSG, lambda environment, msg, **_: CLOCK.set_rate(float(msg.data["rate"])))
+        runner.register_message(RATE_MSG, lambda environment, msg, **_: ARRIVALS.set_rate(float(msg.data["rate"])))
+        runner.register_message(DRAIN_MSG, lambda environment, msg, **_: _drain(environment), concurrent=True)
         gevent.spawn(_flush_forever, environment)
     elif isinstance(runner, MasterRunner):
         runner.register_message(SAMPLES_MSG, lambda environment, msg, **_: gate.collect(msg.node_id, msg.data))
@@ -96,6 +99,7 @@ def _flush_forever(environment: Environment) -> None:
 
 @events.test_start.add_listener
 def _start(environment: Environment, **_: Any) -> None:
+    state["draining"] = False
     options = environment.parsed_options
     if options is None or isinstance(environment.runner, WorkerRunner):
         return
@@ -103,9 +107,34 @@ def _start(environment: Environment, **_: Any) -> None:
     apply_rate(environment, options.rate)
 
 
+def _drain(environment: Environment) -> None:
+    """Start nothing new; let requests in flight finish (up to --stop-timeout); then send the last samples."""
+    state["draining"] = True
+    runner = environment.runner
+    assert runner is not None
+    ARRIVALS.stop(waiting=runner.user_count)
+    deadline = time.monotonic() + (environment.stop_timeout or 0.0)
+    while state["in_flight"] and time.monotonic() < deadline:
+        gevent.sleep(0.05)
+    if isinstance(runner, WorkerRunner):
+        _flush(environment, final=True)
+
+
+@events.test_stopping.add_listener
+def _stopping(environment: Environment, **_: Any) -> None:
+    # Locust's headless master quits its workers and stops listening 0.5 s later, so a worker still finishing a
+    # stream would lose its last samples: drain the workers first, and wait (bounded) for their last batch.
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.send_message(DRAIN_MSG, {})
+        gate.wait_for_finals({client.id for client in runner.clients.values()}, environment.stop_timeout + 10)
+    elif runner is not None:
+        _drain(environment)
+
+
 @events.test_stop.add_listener
 def _stop(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner):
+    if isinstance(environment.runner, WorkerRunner) and not state["draining"]:
         _flush(environment, final=True)
 
 
@@ -145,6 +174,8 @@ class ChatUser(FastHttpUser):
             self.headers["Authorization"] = f"Bearer {options.api_key}"
         self.max_tokens = options.max_tokens
         self.open_loop = options.rate > 0 or bool(getattr(options, "step_rates", ""))
+        if self.open_loop:
+            ARRIVALS.start()
         if state["cycle"] is None:
             tags = frozenset(t for t in options.prompt_tags.split(",") if t)
             loaded = prompts.load(Path(options.prompts), tags)
@@ -166,11 +197,17 @@ class ChatUser(FastHttpUser):
 
     @task
     def chat(self) -> None:
-        if self.open_loop:
-            while (delay := CLOCK.wait()) is None:
-                gevent.sleep(0.1)
-            gevent.sleep(delay)
+        if (self.open_loop and not ARRIVALS.take()) or state["draining"]:
+            gevent.sleep(1.0)  # the run is stopping: send nothing new
+            return
         prompt = next(state["cycle"])
+        state["in_flight"] += 1
+        try:
+            self._send(prompt)
+        finally:
+            state["in_flight"] -= 1
+
+    def _send(self, prompt: prompts.Prompt) -> None:
         body: dict[str, Any] = {
             "model": state["model"], "messages": prompt.messages, "stream": True,
             "stream_options": {"include_usage": True}, **prompts.R1_SAMPLING,

@@ -104,9 +104,11 @@ def good(sample: Sample, per_request: dict[str, Target]) -> bool:
     return not (decode and sample.tpot and not decode.met(1.0 / sample.tpot))
 
 
-def measure(samples: list[Sample], slo: SloFile, gpu_memory: float | None) -> dict[str, float | None]:
-    """The value of every SLO over the measured (post-warm-up) samples."""
-    span = window(samples)
+def measure(
+    samples: list[Sample], slo: SloFile, gpu_memory: float | None, span: float | None = None
+) -> dict[str, float | None]:
+    """The value of every SLO over the measured (post-warm-up) samples; ``span`` defaults to their window."""
+    span = window(samples) if span is None else span
     ttfts = [s.ttft for s in samples if s.ok and s.ttft is not None]
     tokens = sum(s.output_tokens or 0 for s in samples if s.ok)
     goodput = sum(good(s, slo.per_request) for s in samples)
