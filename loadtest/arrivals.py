@@ -18,8 +18,8 @@ LATE_SECONDS = 0.05  # an arrival served later than this found no free user
 
 
 class Arrivals:
-    def __init__(self, clock: Callable[[], float] = time.monotonic, seed: int | None = None) -> None:
-        self._rng = random.Random(seed)
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._rng = random.Random()
         self._clock = clock
         self._due: Queue[float | None] = Queue()  # None: the run is stopping
         self._greenlet: gevent.Greenlet[[], None] | None = None
@@ -30,9 +30,10 @@ class Arrivals:
         """Applies from the next gap on (the step/ramp shape changes it mid-run)."""
         self.rate = rate
 
-    def start(self) -> None:
+    def start(self, seed: int | None = None) -> None:
         """Start the schedule once per process; arrivals left over from an earlier run are dropped."""
         if self._greenlet is None or self._greenlet.dead:
+            self._rng.seed(seed)
             while not self._due.empty():
                 self._due.get_nowait()
             self._greenlet = gevent.spawn(self._run)

@@ -148,6 +148,10 @@ def finish(environment: Environment) -> int:
     }
     out = Path(options.report_dir)
     out.mkdir(parents=True, exist_ok=True)
+    warm_ids = {id(s) for s in warmup}
+    with (out / "samples.jsonl").open("w") as raw:  # every request, warm-up included, for your own analysis
+        for sample in sorted(samples, key=lambda s: s.start):
+            raw.write(json.dumps({**sample.to_wire(), "warmup": id(sample) in warm_ids}) + "\n")
     (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
     (out / "report.html").write_text(report.html(summary, measured, slos), encoding="utf-8")
     sys.stdout.write(report.text(summary) + f"\nreport: {out / 'report.html'}   summary: {out / 'summary.json'}\n")

@@ -13,6 +13,7 @@ import itertools
 import random
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ DRAIN_MSG = "llmwatch_drain"  # master -> workers: send nothing new, finish what
 CHAT_PATH = "/v1/chat/completions"
 FLUSH_SECONDS = 2.0
 
-ARRIVALS = Arrivals()
+ARRIVALS = Arrivals()  # seeded by --seed at the start of a run
 SAMPLES: list[Sample] = []  # this process's samples not yet sent to the master (all of them on a local run)
 state: dict[str, Any] = {"model": None, "cycle": None, "draining": False, "in_flight": 0}
 
@@ -49,6 +50,7 @@ def _options(parser: Any) -> None:
     parser.add_argument("--prompts", default=str(prompts.DEFAULT_FILE), help="Prompt file (JSON lines).")
     parser.add_argument("--prompt-tags", default="", help="Only prompts with all these tags, e.g. math,en.")
     parser.add_argument("--rate", type=float, default=0.0, help="Open loop: Poisson arrivals, req/s in total.")
+    parser.add_argument("--seed", type=int, default=-1, help="Seed of the Poisson gaps (-1: random).")
     parser.add_argument("--slo", default=str(slo.DEFAULT_FILE), help="SLO file the run is judged by.")
     parser.add_argument("--warmup-requests", type=int, default=-1, help="Not judged: first N (-1: slo file).")
     parser.add_argument("--warmup-seconds", type=float, default=-1, help="Not judged: first S s (-1: slo file).")
@@ -175,7 +177,12 @@ class ChatUser(FastHttpUser):
         self.max_tokens = options.max_tokens
         self.open_loop = options.rate > 0 or bool(getattr(options, "step_rates", ""))
         if self.open_loop:
-            ARRIVALS.start()
+            seed = (
+                options.seed
+                if options.seed < 0
+                else options.seed + (getattr(self.environment.runner, "worker_index", 0) or 0)
+            )
+            ARRIVALS.start(None if seed < 0 else seed)
         if state["cycle"] is None:
             tags = frozenset(t for t in options.prompt_tags.split(",") if t)
             loaded = prompts.load(Path(options.prompts), tags)
@@ -214,12 +221,14 @@ class ChatUser(FastHttpUser):
         }  # fmt: skip
         if self.max_tokens > 0:
             body["max_tokens"] = self.max_tokens
+        request_id = uuid.uuid4().hex
+        headers = {**self.headers, "X-Request-Id": request_id}
         wall, sent = time.time(), time.perf_counter()
         timing = StreamTiming(sent)
         scanner = SSEScanner(timing.on_chunk, strip_usage=False)
         error: str | None = None
         payload: Any = orjson.dumps(body)  # bytes go out as they are; Locust's annotation says str
-        with self.client.post(CHAT_PATH, data=payload, headers=self.headers, stream=True, catch_response=True) as resp:
+        with self.client.post(CHAT_PATH, data=payload, headers=headers, stream=True, catch_response=True) as resp:
             if resp.status_code != 200:
                 error = f"HTTP {resp.status_code}: {(resp.text or str(resp.error))[:200]}"
             else:
@@ -243,5 +252,5 @@ class ChatUser(FastHttpUser):
                 resp.success()
         _record(self.environment, Sample(
             start=wall, e2e=e2e, ok=error is None, ttft=timing.ttft, tpot=timing.tpot(e2e), itl=timing.itl,
-            output_tokens=timing.output_tokens, empty=empty, error=error, prompt=prompt.id,
+            output_tokens=timing.output_tokens, empty=empty, error=error, prompt=prompt.id, request_id=request_id,
         ))  # fmt: skip

@@ -26,6 +26,7 @@ class Sample:
     empty: bool = False
     error: str | None = None
     prompt: str = ""
+    request_id: str = ""  # sent as X-Request-Id: the gateway's access log carries the same id
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
