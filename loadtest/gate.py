@@ -48,45 +48,6 @@ def wait_for_finals(workers: set[str], timeout: float) -> None:
         log.warning("no last samples from workers %s: the report misses their last requests", workers - finals)
 
 
-def explain_goodput(
-    measured: list[Sample], values: dict[str, float | None], target: slo.Target, slos: slo.SloFile, batch: int
-) -> str:
-    """Why goodput missed its target, with the numbers: how much load was offered, and what the engine can
-    complete at all (answer length ÷ (batch x one stream's decode speed))."""
-    ok = [s for s in measured if s.ok and not s.empty and s.output_tokens]
-    if not ok:
-        return "No request completed with tokens in the measured window."
-    span = window(measured)
-    offered = len(measured) / span if span else 0.0
-    mean_out = statistics.fmean(s.output_tokens or 0 for s in ok)
-    tpots = [s.tpot for s in ok if s.tpot]
-    missed = [s for s in ok if not slo.good(s, slos.per_request)]
-    failed = len(measured) - len(ok)
-    parts = [
-        f"{offered:.2f} req/s were sent; {len(missed)} of {len(ok)} completed requests missed a per-request SLO "
-        f"and {failed} failed or were empty."
-    ]
-    if tpots:
-        stream = 1.0 / statistics.median(tpots)
-        aggregate = values.get("output_tokens_per_second") or 0.0
-        if batch:
-            capacity = batch * stream / mean_out
-            how = f"{batch} streams (--max-num-seqs) × {stream:.0f} tok/s ÷ {mean_out:.0f} tokens per answer"
-        else:
-            capacity = aggregate / mean_out
-            how = f"{aggregate:.0f} tok/s aggregate (pass --max-num-seqs for the batch) ÷ {mean_out:.0f} tokens"
-        parts.append(f"Answers averaged {mean_out:.0f} output tokens and one stream decoded at {stream:.0f} tok/s, so "
-                     f"the engine completes at most {how} = {capacity:.2f} answers/s.")  # fmt: skip
-        if capacity < target.value:
-            parts.append(
-                f"That is below the target of {target.value:g} req/s: this profile cannot meet it without shorter "
-                "answers (--max-tokens), a larger batch (if the KV cache holds it) or a faster GPU."
-            )
-        elif offered < target.value:
-            parts.append(f"The run offered less than {target.value:g} req/s: raise --rate (or --users).")
-    return " ".join(parts)
-
-
 def finish(environment: Environment) -> int:
     """Judge the run; write summary.json and report.html; return the exit code (1 on any SLO miss)."""
     options = environment.parsed_options
@@ -108,7 +69,9 @@ def finish(environment: Environment) -> int:
     goodput = slos.slos.get("goodput_requests_per_second")
     reached = values["goodput_requests_per_second"]
     if goodput and reached is not None and not goodput.met(reached):
-        notes["goodput_requests_per_second"] = explain_goodput(measured, values, goodput, slos, options.max_num_seqs)
+        notes["goodput_requests_per_second"] = slo.explain_goodput(
+            measured, values, goodput, slos, options.max_num_seqs
+        )
     rows = slo.rows(slos, values, notes)
     if not measured:
         rows.append({"slo": "requests", "what": "completed requests after warm-up", "target": "≥ 1",
