@@ -43,6 +43,8 @@ class Arrivals:
         if self._greenlet is not None:
             self._greenlet.kill(block=False)
             self._greenlet = None
+        while not self._due.empty():  # arrivals still owed are dropped, not sent
+            self._due.get_nowait()
         for _ in range(waiting):
             self._due.put(None)
 

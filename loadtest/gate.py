@@ -25,16 +25,19 @@ log = logging.getLogger(__name__)
 
 received: dict[str, list[Sample]] = {}
 finals: set[str] = set()
+late: dict[str, int] = {}  # open-loop arrivals that found no free user, per process
 sweep_steps: list[dict[str, Any]] = []  # the step/ramp shape's steps: {"rate", "start", "end"}
 
 
 def reset() -> None:
     received.clear()
     finals.clear()
+    late.clear()
 
 
 def collect(node: str, data: dict[str, Any]) -> None:
     received.setdefault(node, []).extend(Sample.from_wire(s) for s in data["samples"])
+    late[node] = int(data.get("late", 0))
     if data.get("final"):
         finals.add(node)
 
@@ -81,7 +84,12 @@ def finish(environment: Environment) -> int:
         "host": environment.host,
         "model": options.model or None,
         "slo_file": str(options.slo),
-        "mode": {"rate": options.rate or None, "users": options.num_users, "max_tokens": options.max_tokens or None},
+        "mode": {
+            "rate": options.rate or None,
+            "late_arrivals": sum(late.values()),
+            "users": options.num_users,
+            "max_tokens": options.max_tokens or None,
+        },
         "requests": {
             "total": len(samples),
             "warmup": len(warmup),

@@ -89,7 +89,7 @@ def _flush(environment: Environment, final: bool) -> None:
     SAMPLES.clear()
     if batch or final:
         assert environment.runner is not None
-        environment.runner.send_message(SAMPLES_MSG, {"samples": batch, "final": final})
+        environment.runner.send_message(SAMPLES_MSG, {"samples": batch, "final": final, "late": ARRIVALS.late})
 
 
 def _flush_forever(environment: Environment) -> None:
@@ -102,6 +102,7 @@ def _flush_forever(environment: Environment) -> None:
 @events.test_start.add_listener
 def _start(environment: Environment, **_: Any) -> None:
     state["draining"] = False
+    ARRIVALS.late = 0
     options = environment.parsed_options
     if options is None or isinstance(environment.runner, WorkerRunner):
         return
@@ -115,11 +116,12 @@ def _drain(environment: Environment) -> None:
     runner = environment.runner
     assert runner is not None
     ARRIVALS.stop(waiting=runner.user_count)
+    if not isinstance(runner, WorkerRunner):
+        return  # one process: Locust's own stop waits --stop-timeout for these, and the samples stay here
     deadline = time.monotonic() + (environment.stop_timeout or 0.0)
     while state["in_flight"] and time.monotonic() < deadline:
         gevent.sleep(0.05)
-    if isinstance(runner, WorkerRunner):
-        _flush(environment, final=True)
+    _flush(environment, final=True)
 
 
 @events.test_stopping.add_listener
@@ -143,7 +145,7 @@ def _stop(environment: Environment, **_: Any) -> None:
 @events.quitting.add_listener
 def _quitting(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, LocalRunner):
-        gate.collect("local", {"samples": [s.to_wire() for s in SAMPLES], "final": True})
+        gate.collect("local", {"samples": [s.to_wire() for s in SAMPLES], "final": True, "late": ARRIVALS.late})
         SAMPLES.clear()
     if isinstance(environment.runner, LocalRunner | MasterRunner):
         code = gate.finish(environment)
