@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import statistics
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from tests.locust_run import run_locust
-from tests.support import REPO, free_port, llmwatch_cmd, running, sim_cmd, wait_until
+from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -136,3 +137,41 @@ def test_open_loop_with_two_processes_holds_its_rate_without_a_burst_and_loses_n
     # Closed loop would send all 64 users' first requests at once; Poisson at 40/s puts ~4 in the first 100 ms.
     first = [t for t in starts if t < starts[0] + 0.1]
     assert len(first) <= 15, f"{len(first)} requests in the first 100 ms: a burst at start"
+
+
+def test_gpu_memory_comes_from_prometheus(stack: Stack, tmp_path: Path) -> None:
+    """A real Prometheus scraping the simulator and a dcgm-exporter exposition: the peak framebuffer use is judged
+    against the budget, and the report says which quantity it measured."""
+    fresh(stack, tmp_path)
+    dcgm_dir = tmp_path / "dcgm"
+    dcgm_dir.mkdir()
+    # dcgm-exporter's exposition: framebuffer used in MiB, per GPU.
+    (dcgm_dir / "metrics").write_text(
+        "# HELP DCGM_FI_DEV_FB_USED Framebuffer memory used (in MiB).\n# TYPE DCGM_FI_DEV_FB_USED gauge\n"
+        'DCGM_FI_DEV_FB_USED{gpu="0",modelName="NVIDIA GeForce RTX 3060"} 2500\n'
+    )
+    dcgm_port, prom_port = free_port(), free_port()
+    config = {"global": {"scrape_interval": "1s"}, "scrape_configs": [
+        {"job_name": "vllm", "static_configs": [{"targets": [stack.sim.removeprefix("http://")]}]},
+        {"job_name": "dcgm", "static_configs": [{"targets": [f"127.0.0.1:{dcgm_port}"]}]},
+    ]}  # fmt: skip
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    http = [sys.executable, "-m", "http.server", str(dcgm_port), "--bind", "127.0.0.1", "--directory", str(dcgm_dir)]
+    prom = [need_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}"]  # fmt: skip
+    prom_url = f"http://127.0.0.1:{prom_port}"
+    with (
+        running(http, tmp_path / "dcgm.log", f"http://127.0.0.1:{dcgm_port}/metrics"),
+        running(prom, tmp_path / "prometheus.log", f"{prom_url}/-/ready"),
+    ):
+
+        def scraped() -> bool:
+            answer = httpx.get(f"{prom_url}/api/v1/query", params={"query": "DCGM_FI_DEV_FB_USED"}, timeout=5)
+            return bool(answer.json()["data"]["result"])
+
+        wait_until(scraped, 20, "Prometheus to scrape the dcgm-exporter exposition")
+        run = run_locust(tmp_path / "out", stack.gateway, "-u", "2", "-r", "2", "-t", "6s", "--max-tokens", "16",
+                         "--warmup-requests", "0", "--prometheus", prom_url)  # fmt: skip
+    row = run.row("gpu_memory_bytes")
+    assert row["measured"] == 2500 * 1024**2 and row["status"] == "PASS", run.output[-2000:]
+    assert "DCGM_FI_DEV_FB_USED" in run.summary()["gpu_memory"]["measured"]
