@@ -75,6 +75,11 @@ def finish(environment: Environment) -> int:
         notes["goodput_requests_per_second"] = slo.explain_goodput(
             measured, values, goodput, slos, options.max_num_seqs
         )
+        if options.rate and sum(late.values()):
+            notes["goodput_requests_per_second"] += (
+                f" The open loop asked for {options.rate:g} req/s; {sum(late.values())} arrivals found every user "
+                "busy and went out late: the server fell behind (or --users is too small)."
+            )
     rows = slo.rows(slos, values, notes)
     if not measured:
         rows.append({"slo": "requests", "what": "completed requests after warm-up", "target": "≥ 1",

@@ -148,9 +148,14 @@ def _errors_plot(measured: list[Sample]) -> str:
             kinds[(s.error or "error").split(":")[0]] += 1
         elif s.empty:
             kinds["empty response"] += 1
-    fig, ax = plt.subplots(figsize=(6, 2.6))
-    names = sorted(kinds) or ["none"]
-    ax.barh(names, [kinds.get(n, 0) for n in names], color="#c44e52")
+    fig, ax = plt.subplots(figsize=(6, 2.0))
+    names = sorted(kinds)
+    ax.barh(names, [kinds[n] for n in names], color="#c44e52")
+    for y, name in enumerate(names):
+        ax.text(kinds[name], y, f" {kinds[name]}", va="center")
+    if not names:
+        ax.text(0.5, 0.5, f"none in {len(measured)} requests", ha="center", va="center", transform=ax.transAxes)
+        ax.set_yticks([])
     ax.set_title("errors and empty responses")
     return _png(fig)
 
