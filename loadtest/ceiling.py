@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -32,7 +33,9 @@ def sim_speed(streams: int, tok_s: float) -> float:
     return step * tok_s
 
 
-def measure(streams: int, seconds: float, tok_s: float, max_tokens: int, work: Path) -> dict[str, float]:
+def measure(
+    streams: int, seconds: float, tok_s: float, max_tokens: int, work: Path, extra: list[str]
+) -> dict[str, float]:
     sim_port, gw_port = free_port(), free_port()
     access = work / "access.log"
     sim = Child("sim", [
@@ -54,6 +57,7 @@ def measure(streams: int, seconds: float, tok_s: float, max_tokens: int, work: P
             f"http://127.0.0.1:{gw_port}", "--headless", "--only-summary", "-u", str(streams), "-r",
             str(max(1, streams // 5)), "-t", f"{seconds:.0f}s", "--stop-timeout", "60", "--max-tokens",
             str(max_tokens), "--prompt-tags", "short", "--warmup-seconds", "6", "--report-dir", str(work / "out"),
+            *extra,
         ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)  # fmt: skip
         locust.wait(seconds + 120)
         elapsed = time.monotonic() - started
@@ -88,17 +92,18 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0, help="Run time per count.")
     parser.add_argument("--tok-s", type=float, default=20.0, help="Decode pace of each stream.")
     parser.add_argument("--max-tokens", type=int, default=200, help="Answer length (tokens).")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()  # anything else goes to Locust, e.g. --no-itl-events
     rows = []
     for streams in (int(n) for n in args.streams.split(",")):
         with tempfile.TemporaryDirectory(prefix="llmwatch-ceiling-") as tmp:
-            rows.append(measure(streams, args.seconds, args.tok_s, args.max_tokens, Path(tmp)))
+            rows.append(measure(streams, args.seconds, args.tok_s, args.max_tokens, Path(tmp), extra))
         r = rows[-1]
         ratio = r["ttft_locust_ms"] / r["ttft_gateway_ms"]
         base = rows[0]["chunks_per_s"]
         sys.stdout.write(
             f"{r['streams']:>5} users: {r['in_flight']:6.0f} streams in flight, {r['chunks_per_s']:7.0f} chunks/s "
             f"({r['chunks_per_s'] / base:4.1f}x the first row), {r['stream_tok_s']:5.1f} tok/s per stream, "
+            f"Locust CPU {r['locust_cpu']:4.0%} of a core, load average {os.getloadavg()[0]:.1f}, "
             f"TTFT median Locust {r['ttft_locust_ms']:7.1f} ms / gateway {r['ttft_gateway_ms']:7.1f} ms = "
             f"{ratio:5.3f} ({'within' if ratio <= 1.05 else 'OVER'} 5%)\n"
         )

@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a locustfile: make the `loadtest` packag
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import gevent
+import gevent.lock
 import orjson
 from locust import FastHttpUser, events, task
 from locust.env import Environment
@@ -38,6 +39,7 @@ DRAIN_MSG = "llmwatch_drain"  # master -> workers: send nothing new, finish what
 CHAT_PATH = "/v1/chat/completions"
 FLUSH_SECONDS = 2.0
 
+MODEL_LOOKUP = gevent.lock.Semaphore()
 ARRIVALS = Arrivals()  # seeded by --seed at the start of a run
 SAMPLES: list[Sample] = []  # this process's samples not yet sent to the master (all of them on a local run)
 state: dict[str, Any] = {"model": None, "cycle": None, "draining": False, "in_flight": 0}
@@ -57,6 +59,9 @@ def _options(parser: Any) -> None:
     parser.add_argument("--report-dir", default="run/loadtest", help="Where summary.json and report.html go.")
     parser.add_argument("--prometheus", default="", help="Prometheus base URL, for GPU memory during the run.")
     parser.add_argument("--max-num-seqs", type=int, default=0, help="The engine's batch size, to explain a miss.")
+    parser.add_argument(
+        "--no-itl-events", action="store_true", help="No ITL rows in Locust's stats (the report keeps exact ITL)."
+    )
     parser.add_argument("--gpu", default="", help="GPU model (rtx3060, rtx4090, h100): per-stream decode ceiling.")
     parser.add_argument(
         "--api-key", default="", env_var="LOADTEST_API_KEY", is_secret=True,
@@ -160,6 +165,8 @@ def _record(environment: Environment, sample: Sample) -> None:
         fire(request_type="TTFT", name="chat", response_time=sample.ttft * 1000, response_length=0, exception=None)
     if sample.tpot is not None:
         fire(request_type="TPOT", name="chat", response_time=sample.tpot * 1000, response_length=0, exception=None)
+    if environment.parsed_options is not None and environment.parsed_options.no_itl_events:
+        return
     for gap in sample.itl:
         fire(request_type="ITL", name="chat", response_time=gap * 1000, response_length=0, exception=None)
 
@@ -190,8 +197,9 @@ class ChatUser(FastHttpUser):
             loaded = prompts.load(Path(options.prompts), tags)
             random.Random(0).shuffle(loaded)
             state["cycle"] = itertools.cycle(loaded)
-        if state["model"] is None:
-            state["model"] = options.model or self._first_model()
+        with MODEL_LOOKUP:  # one GET /v1/models per process, not one per user
+            if state["model"] is None:
+                state["model"] = options.model or self._first_model()
 
     def _first_model(self) -> str:
         with self.client.get("/v1/models", headers=self.headers, catch_response=True) as resp:
