@@ -24,6 +24,7 @@ from bench.procs import Child, free_port
 from llmwatch.simulator.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
+WARMUP_SECONDS = 8  # the ramp (users / 5 per second) and connection set-up
 CONTEXT_TOKENS = 150  # prompt + half an answer, per stream: the KV read of one decode step
 
 
@@ -56,7 +57,8 @@ def measure(
             sys.executable, "-m", "locust", "-f", str(REPO / "loadtest" / "locustfile.py"), "--host",
             f"http://127.0.0.1:{gw_port}", "--headless", "--only-summary", "-u", str(streams), "-r",
             str(max(1, streams // 5)), "-t", f"{seconds:.0f}s", "--stop-timeout", "60", "--max-tokens",
-            str(max_tokens), "--prompt-tags", "short", "--warmup-seconds", "6", "--report-dir", str(work / "out"),
+            str(max_tokens), "--prompt-tags", "short", "--warmup-seconds", str(WARMUP_SECONDS),
+            "--report-dir", str(work / "out"),
             *extra,
         ], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=work)  # fmt: skip
         locust.wait(seconds + 120)
@@ -73,13 +75,25 @@ def measure(
         entry = json.loads(line)
         logged[entry["request_id"]] = entry
     pairs = [(s["ttft"], logged[s["request_id"]]["ttft_ms"] / 1000) for s in measured if s["request_id"] in logged]
-    span = max(s["start"] + s["e2e"] for s in measured) - min(s["start"] for s in measured)
+    # Steady state: from the end of the warm-up to the end of the run (not the ramp, not the drain afterwards).
+    begin = min(s["start"] for s in samples) + WARMUP_SECONDS
+    end = min(s["start"] for s in samples) + seconds
+    tokens = 0
+    busy = 0.0
+    for s in samples:
+        if s["ttft"] is not None:
+            at = s["start"] + s["ttft"]
+            for gap in [0.0, *s["itl"]]:
+                at += gap
+                tokens += begin <= at < end
+        busy += max(0.0, min(end, s["start"] + s["e2e"]) - max(begin, s["start"]))
+    span = end - begin
     return {
         "streams": streams,
         "locust_cpu": locust_cpu,
         "requests": len(measured),
-        "in_flight": sum(s["e2e"] for s in measured) / span,
-        "chunks_per_s": sum(len(s["itl"]) + 1 for s in measured) / span,
+        "in_flight": busy / span,
+        "chunks_per_s": tokens / span,
         "stream_tok_s": statistics.median(1 / s["tpot"] for s in measured if s["tpot"]),
         "ttft_locust_ms": statistics.median(a for a, _ in pairs) * 1000,
         "ttft_gateway_ms": statistics.median(b for _, b in pairs) * 1000,
