@@ -24,7 +24,8 @@ class Arrivals:
         self._due: Queue[float | None] = Queue()  # None: the run is stopping
         self._greenlet: gevent.Greenlet[[], None] | None = None
         self.rate = 0.0
-        self.late = 0
+        self.late = 0  # arrivals sent later than due: no user was free
+        self.dropped = 0  # arrivals still waiting for a user when the run stopped
 
     def set_rate(self, rate: float) -> None:
         """Applies from the next gap on (the step/ramp shape changes it mid-run)."""
@@ -34,6 +35,7 @@ class Arrivals:
         """Start the schedule once per process; arrivals left over from an earlier run are dropped."""
         if self._greenlet is None or self._greenlet.dead:
             self._rng.seed(seed)
+            self.late = self.dropped = 0
             while not self._due.empty():
                 self._due.get_nowait()
             self._greenlet = gevent.spawn(self._run)
@@ -45,6 +47,7 @@ class Arrivals:
             self._greenlet = None
         while not self._due.empty():  # arrivals still owed are dropped, not sent
             self._due.get_nowait()
+            self.dropped += 1
         for _ in range(waiting):
             self._due.put(None)
 

@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 received: dict[str, list[Sample]] = {}
 finals: set[str] = set()
 late: dict[str, int] = {}  # open-loop arrivals that found no free user, per process
+dropped: dict[str, int] = {}  # open-loop arrivals never sent (still waiting when the run stopped), per process
 sweep_steps: list[dict[str, Any]] = []  # the step/ramp shape's steps: {"rate", "start", "end"}
 
 
@@ -33,11 +34,13 @@ def reset() -> None:
     received.clear()
     finals.clear()
     late.clear()
+    dropped.clear()
 
 
 def collect(node: str, data: dict[str, Any]) -> None:
     received.setdefault(node, []).extend(Sample.from_wire(s) for s in data["samples"])
     late[node] = int(data.get("late", 0))
+    dropped[node] = int(data.get("dropped", 0))
     if data.get("final"):
         finals.add(node)
 
@@ -75,10 +78,11 @@ def finish(environment: Environment) -> int:
         notes["goodput_requests_per_second"] = slo.explain_goodput(
             measured, values, goodput, slos, options.max_num_seqs
         )
-        if options.rate and sum(late.values()):
+        if options.rate and sum(late.values()) + sum(dropped.values()):
             notes["goodput_requests_per_second"] += (
-                f" The open loop asked for {options.rate:g} req/s; {sum(late.values())} arrivals found every user "
-                "busy and went out late: the server fell behind (or --users is too small)."
+                f" The open loop asked for {options.rate:g} req/s: {sum(late.values())} arrivals found every user "
+                f"busy and went out late, and {sum(dropped.values())} were never sent: the server fell behind "
+                "(or --users is too small)."
             )
     rows = slo.rows(slos, values, notes)
     if not measured:
@@ -92,6 +96,7 @@ def finish(environment: Environment) -> int:
         "mode": {
             "rate": options.rate or None,
             "late_arrivals": sum(late.values()),
+            "unsent_arrivals": sum(dropped.values()),
             "users": options.num_users,
             "max_tokens": options.max_tokens or None,
         },

@@ -89,12 +89,19 @@ def _init(environment: Environment, **_: Any) -> None:
         runner.register_message(SAMPLES_MSG, lambda environment, msg, **_: gate.collect(msg.node_id, msg.data))
 
 
+def _message(batch: list[dict[str, Any]], final: bool) -> dict[str, Any]:
+    """What a process reports to the gate: its samples, and how its open-loop arrivals fared."""
+    return {"samples": batch, "final": final, "late": ARRIVALS.late, "dropped": ARRIVALS.dropped}
+
+
 def _flush(environment: Environment, final: bool) -> None:
     batch = [s.to_wire() for s in SAMPLES]
     SAMPLES.clear()
     if batch or final:
         assert environment.runner is not None
-        environment.runner.send_message(SAMPLES_MSG, {"samples": batch, "final": final, "late": ARRIVALS.late})
+        environment.runner.send_message(
+            SAMPLES_MSG, {"samples": batch, "final": final, "late": ARRIVALS.late, "dropped": ARRIVALS.dropped}
+        )
 
 
 def _flush_forever(environment: Environment) -> None:
@@ -107,7 +114,6 @@ def _flush_forever(environment: Environment) -> None:
 @events.test_start.add_listener
 def _start(environment: Environment, **_: Any) -> None:
     state["draining"] = False
-    ARRIVALS.late = 0
     options = environment.parsed_options
     if options is None or isinstance(environment.runner, WorkerRunner):
         return
@@ -150,7 +156,15 @@ def _stop(environment: Environment, **_: Any) -> None:
 @events.quitting.add_listener
 def _quitting(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, LocalRunner):
-        gate.collect("local", {"samples": [s.to_wire() for s in SAMPLES], "final": True, "late": ARRIVALS.late})
+        gate.collect(
+            "local",
+            {
+                "samples": [s.to_wire() for s in SAMPLES],
+                "final": True,
+                "late": ARRIVALS.late,
+                "dropped": ARRIVALS.dropped,
+            },
+        )
         SAMPLES.clear()
     if isinstance(environment.runner, LocalRunner | MasterRunner):
         code = gate.finish(environment)
