@@ -118,7 +118,8 @@ def _start(environment: Environment, **_: Any) -> None:
     if options is None or isinstance(environment.runner, WorkerRunner):
         return
     gate.reset()
-    apply_rate(environment, options.rate)
+    if environment.shape_class is None:  # a shape (loadtest/sweep.py) sets the rate itself, step by step
+        apply_rate(environment, options.rate)
 
 
 def _drain(environment: Environment) -> None:

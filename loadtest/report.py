@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import html as html_lib
 import io
+import math
 from collections import defaultdict
 from typing import Any
 
@@ -40,24 +41,31 @@ def text(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# A step is judged on latency and on keeping up with its rate; the throughput targets are what the sweep finds.
-SWEEP_KEEP_UP = 0.9
+# A step is judged on latency, on its requests meeting the per-request SLOs, and on the rate really being offered.
+SWEEP_GOOD_SHARE = 0.9
 
 
 def sweep_rows(steps: list[dict[str, Any]], measured: list[Sample], slos: slo.SloFile) -> list[dict[str, Any]]:
-    """Each step of the step/ramp shape, judged on the requests that started in it: latency SLOs met and goodput
-    at least 90% of the step's rate. The highest passing rate is the answer."""
+    """Each step of the step/ramp shape, judged on the requests that started in it. It passes when its TTFT SLOs
+    hold, at least 90% of its requests met every per-request SLO, and it sent its rate (to within 3 standard
+    deviations of a Poisson count). The highest passing rate is the answer."""
     last_end = max((s.start + s.e2e for s in measured), default=0.0)
     out = []
     for step in steps:
         end = min(step["end"], last_end)
+        seconds = max(end - step["start"], 1e-9)
         inside = [s for s in measured if step["start"] <= s.start < step["end"]]
-        values = slo.measure(inside, slos, None, span=max(end - step["start"], 1e-9))
+        values = slo.measure(inside, slos, None, span=seconds)
         latency = [r for r in slo.rows(slos, values, {}) if r["slo"].startswith("ttft_")]
-        goodput = values["goodput_requests_per_second"] or 0.0
+        good = sum(slo.good(s, slos.per_request) for s in inside)
+        expected = step["rate"] * seconds
         passed = (
-            bool(inside) and goodput >= SWEEP_KEEP_UP * step["rate"] and all(r["status"] != "FAIL" for r in latency)
+            bool(inside)
+            and all(r["status"] != "FAIL" for r in latency)
+            and good >= SWEEP_GOOD_SHARE * len(inside)
+            and len(inside) >= expected - 3 * math.sqrt(expected)
         )
+        goodput = values["goodput_requests_per_second"] or 0.0
         status = "PASS" if passed else "FAIL"
         out.append({"rate": step["rate"], "requests": len(inside), "goodput": goodput,
                     "ttft_p99_seconds": values["ttft_p99_seconds"], "status": status})  # fmt: skip

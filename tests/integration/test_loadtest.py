@@ -175,3 +175,16 @@ def test_gpu_memory_comes_from_prometheus(stack: Stack, tmp_path: Path) -> None:
     row = run.row("gpu_memory_bytes")
     assert row["measured"] == 2500 * 1024**2 and row["status"] == "PASS", run.output[-2000:]
     assert "DCGM_FI_DEV_FB_USED" in run.summary()["gpu_memory"]["measured"]
+
+
+def test_step_sweep_finds_the_highest_rate_that_meets_the_slos(stack: Stack, tmp_path: Path) -> None:
+    """Two open-loop steps: 2 req/s is carried; 200 req/s is not (8 users cannot send that many), so 2 is the answer."""
+    fresh(stack, tmp_path)
+    run = run_locust(tmp_path / "out", stack.gateway, "-u", "8", "-r", "8", "--step-rates", "2,200",
+                     "--step-seconds", "5", "--max-tokens", "64", "--warmup-requests", "0",
+                     "--slo", scaled_slo(tmp_path, 1.0), locustfile="loadtest/sweep.py")  # fmt: skip
+    steps = run.summary()["sweep"]
+    assert [(s["rate"], s["status"], s["highest_passing"]) for s in steps] == [
+        (2.0, "PASS", True), (200.0, "FAIL", False),
+    ], run.output[-3000:]  # fmt: skip
+    assert steps[1]["requests"] < 0.9 * 200 * 5, "8 users cannot offer 200 req/s"
