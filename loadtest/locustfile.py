@@ -33,7 +33,7 @@ from loadtest import gate, prompts, slo
 from loadtest.arrivals import Arrivals
 from loadtest.stream import Sample, StreamTiming
 
-SAMPLES_MSG = "llmwatch_samples"  # worker -> master: {"samples": [...], "final": bool}
+SAMPLES_MSG = "llmwatch_samples"  # worker -> master: _message(...)
 RATE_MSG = "llmwatch_rate"  # master -> workers: this worker's share of the open-loop rate
 DRAIN_MSG = "llmwatch_drain"  # master -> workers: send nothing new, finish what is in flight, send the last samples
 CHAT_PATH = "/v1/chat/completions"
@@ -99,9 +99,7 @@ def _flush(environment: Environment, final: bool) -> None:
     SAMPLES.clear()
     if batch or final:
         assert environment.runner is not None
-        environment.runner.send_message(
-            SAMPLES_MSG, {"samples": batch, "final": final, "late": ARRIVALS.late, "dropped": ARRIVALS.dropped}
-        )
+        environment.runner.send_message(SAMPLES_MSG, _message(batch, final))
 
 
 def _flush_forever(environment: Environment) -> None:
@@ -157,15 +155,7 @@ def _stop(environment: Environment, **_: Any) -> None:
 @events.quitting.add_listener
 def _quitting(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, LocalRunner):
-        gate.collect(
-            "local",
-            {
-                "samples": [s.to_wire() for s in SAMPLES],
-                "final": True,
-                "late": ARRIVALS.late,
-                "dropped": ARRIVALS.dropped,
-            },
-        )
+        gate.collect("local", _message([s.to_wire() for s in SAMPLES], final=True))
         SAMPLES.clear()
     if isinstance(environment.runner, LocalRunner | MasterRunner):
         code = gate.finish(environment)
