@@ -10,6 +10,7 @@ Raw samples go to the master (Locust's messaging), which judges them against loa
 from __future__ import annotations
 
 import itertools
+import logging
 import random
 import sys
 import time
@@ -37,6 +38,7 @@ SAMPLES_MSG = "llmwatch_samples"  # worker -> master: _message(...)
 RATE_MSG = "llmwatch_rate"  # master -> workers: this worker's share of the open-loop rate
 DRAIN_MSG = "llmwatch_drain"  # master -> workers: send nothing new, finish what is in flight, send the last samples
 CHAT_PATH = "/v1/chat/completions"
+log = logging.getLogger("loadtest")
 FLUSH_SECONDS = 2.0
 
 MODEL_LOOKUP = gevent.lock.Semaphore()
@@ -78,8 +80,27 @@ def apply_rate(environment: Environment, rate: float) -> None:
         ARRIVALS.set_rate(rate)
 
 
+def _fail(flag: str, error: Exception) -> None:
+    """A bad flag or file: one line naming it, exit status 2 (before any request is sent)."""
+    sys.stderr.write(f"{flag}: {error}\n")
+    raise SystemExit(2)
+
+
 @events.init.add_listener
 def _init(environment: Environment, **_: Any) -> None:
+    options = environment.parsed_options
+    if options is not None:
+        try:
+            tags = frozenset(t for t in options.prompt_tags.split(",") if t)
+            loaded = prompts.load(Path(options.prompts), tags)
+        except prompts.PromptError as exc:
+            _fail("--prompts", exc)
+        random.Random(0).shuffle(loaded)
+        state["cycle"] = itertools.cycle(loaded)
+        try:
+            slo.load(Path(options.slo))
+        except slo.SloError as exc:
+            _fail("--slo", exc)
     runner = environment.runner
     if isinstance(runner, WorkerRunner):
         runner.register_message(RATE_MSG, lambda environment, msg, **_: ARRIVALS.set_rate(float(msg.data["rate"])))
@@ -197,21 +218,20 @@ class ChatUser(FastHttpUser):
                 else options.seed + (getattr(self.environment.runner, "worker_index", 0) or 0)
             )
             ARRIVALS.start(None if seed < 0 else seed)
-        if state["cycle"] is None:
-            tags = frozenset(t for t in options.prompt_tags.split(",") if t)
-            loaded = prompts.load(Path(options.prompts), tags)
-            random.Random(0).shuffle(loaded)
-            state["cycle"] = itertools.cycle(loaded)
-        with MODEL_LOOKUP:  # one GET /v1/models per process, not one per user
-            if state["model"] is None:
-                state["model"] = options.model or self._first_model()
+        self.model = options.model
 
     def _first_model(self) -> str:
+        """The first model of GET /v1/models; a target that has none ends the run with one clear line."""
         with self.client.get("/v1/models", headers=self.headers, catch_response=True) as resp:
             try:
                 return str(resp.json()["data"][0]["id"])
             except (ValueError, KeyError, IndexError, TypeError):
-                resp.failure(f"GET /v1/models answered {resp.status_code}: no model id; pass --model")
+                why = f"GET {self.host}/v1/models answered {resp.status_code or resp.error}: no model id"
+                resp.failure(why)
+        log.error("%s; check --host (and --api-key), or pass --model. Stopping.", why)
+        runner, options = self.environment.runner, self.environment.parsed_options
+        assert runner is not None and options is not None
+        gevent.spawn(runner.quit if options.headless else runner.stop)
         raise StopUser()
 
     def wait_time(self) -> float:
@@ -222,6 +242,11 @@ class ChatUser(FastHttpUser):
         if (self.open_loop and not ARRIVALS.take()) or state["draining"]:
             gevent.sleep(1.0)  # the run is stopping: send nothing new
             return
+        if not self.model:
+            with MODEL_LOOKUP:  # one GET /v1/models per process, not one per user
+                if state["model"] is None:
+                    state["model"] = self._first_model()
+            self.model = state["model"]
         prompt = next(state["cycle"])
         state["in_flight"] += 1
         try:
@@ -231,7 +256,7 @@ class ChatUser(FastHttpUser):
 
     def _send(self, prompt: prompts.Prompt) -> None:
         body: dict[str, Any] = {
-            "model": state["model"], "messages": prompt.messages, "stream": True,
+            "model": self.model, "messages": prompt.messages, "stream": True,
             "stream_options": {"include_usage": True}, **prompts.R1_SAMPLING,
         }  # fmt: skip
         if self.max_tokens > 0:

@@ -72,6 +72,9 @@ def load(path: Path = DEFAULT_FILE) -> SloFile:
         raise SloError(f"cannot read SLO file {path}: {exc}") from None
     if not isinstance(doc, dict):
         raise SloError(f"{path} must be a mapping with warmup, per_request and slos")
+    unknown_keys = doc.keys() - {"warmup", "per_request", "slos"}
+    if unknown_keys or not doc.get("slos"):
+        raise SloError(f"{path} needs `slos:` (optionally warmup, per_request); unknown keys: {sorted(unknown_keys)}")
     warm = doc.get("warmup") or {}
     per_request = {k: _target(k, v, "per_request") for k, v in (doc.get("per_request") or {}).items()}
     slos = {k: _target(k, v, "slos") for k, v in (doc.get("slos") or {}).items()}

@@ -99,6 +99,7 @@ def test_slo_file_disagreeing_with_thresholds_is_caught(tmp_path: Path) -> None:
         ("slos: {ttft_p50_seconds: {max: 1, min: 0}}", "exactly one of max: or min:"),
         ("slos: {ttft_p50_seconds: {max: fast}}", "must be a number"),
         ("- a list", "must be a mapping"),
+        ('{"id": "x", "messages": []}', "needs `slos:`"),
     ],
 )
 def test_bad_slo_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
