@@ -52,12 +52,16 @@ class Arrivals:
             self._due.put(None)
 
     def _run(self) -> None:
+        # Due times on an absolute schedule: a busy event loop delays an arrival, it does not slow the rate down.
+        due = self._clock()
         while True:
             if self.rate <= 0:
                 gevent.sleep(0.1)  # no share yet (a worker waiting for the master's message)
+                due = self._clock()
                 continue
-            gevent.sleep(self._rng.expovariate(self.rate))
-            self._due.put(self._clock())
+            due += self._rng.expovariate(self.rate)
+            gevent.sleep(max(0.0, due - self._clock()))
+            self._due.put(due)
 
     def take(self) -> bool:
         """Block until the next arrival is due (True), or the run stops (False); count late arrivals."""
