@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint typecheck unit bench load clean
+.PHONY: install demo test lint typecheck unit bench load clean k8s acceptance
 
 install:
 	scripts/install.sh test
@@ -14,6 +14,7 @@ demo:
 lint:
 	$(VENV)/bin/ruff check services tests bench elasticsearch loadtest
 	$(VENV)/bin/ruff format --check services tests bench elasticsearch loadtest
+	$(VENV)/bin/ruff check deploy/k8s && $(VENV)/bin/ruff format --check deploy/k8s
 
 typecheck:
 	$(VENV)/bin/mypy
@@ -23,6 +24,14 @@ test: install lint typecheck
 
 unit:
 	scripts/pytest.sh tests -m unit
+
+# Refresh deploy/k8s's copies of the rules, dashboards, pipelines and setup files after changing any of them.
+k8s:
+	$(PY) deploy/k8s/generate.py
+
+# On a new Docker host, first: the sim-profile stack as its own project, end to end (scripts/acceptance.sh --help).
+acceptance:
+	scripts/acceptance.sh
 
 bench:
 	scripts/install.sh bench

@@ -10,8 +10,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.conftest import GatewayFactory
-from tests.support import free_port, running, sim_cmd, total
+from tests.support import GatewayFactory, free_port, running, sim_cmd, total
 
 pytestmark = pytest.mark.integration
 

@@ -31,7 +31,7 @@ class Stack:
         if not self.access_log.exists():
             return []
         lines = [json.loads(x) for x in self.access_log.read_text().splitlines() if x.strip()]
-        return [line for line in lines if line["path"] == "/v1/chat/completions"]
+        return [line for line in lines if line["path"] == "/v1/chat/completions" and line["kind"] == "chat"]
 
     def faults(self, **patch: float) -> None:
         httpx.post(f"{self.sim}/admin/faults", json=patch, timeout=5).raise_for_status()
