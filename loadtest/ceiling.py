@@ -19,8 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.procs import Child, free_port
-
+from llmwatch.processes import Child, free_port
 from llmwatch.simulator.profiles import PROFILES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,16 +38,16 @@ def measure(
 ) -> dict[str, float]:
     sim_port, gw_port = free_port(), free_port()
     access = work / "access.log"
-    sim = Child("sim", [
+    sim = Child([
         sys.executable, "-m", "llmwatch.cli", "sim", "--host", "127.0.0.1", "--port", str(sim_port),
         "--startup-seconds", "0", "--warmup-requests", "0", "--gpu-profile", "h100", "--reasoning-parser",
         "deepseek_r1", "--max-num-seqs", str(streams + 8), "--speed", f"{sim_speed(streams, tok_s):.6f}",
         "--log-level", "WARNING",
-    ], work)  # fmt: skip
-    gateway = Child("gateway", [
+    ], work / "sim.log")  # fmt: skip
+    gateway = Child([
         sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", f"http://127.0.0.1:{sim_port}", "--host",
         "127.0.0.1", "--port", str(gw_port), "--log-file", str(access), "--no-log-stdout",
-    ], work)  # fmt: skip
+    ], work / "gateway.log")  # fmt: skip
     try:
         sim.wait_http(f"http://127.0.0.1:{sim_port}/health", 30)
         gateway.wait_http(f"http://127.0.0.1:{gw_port}/healthz", 30)
