@@ -452,16 +452,35 @@ def test_users_meet_a_warm_engine_and_prometheus_keeps_exemplars(rendered: dict[
         assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]
 
 
-def test_gateway_key_file_holds_the_open_webui_key(rendered: dict[str, Rendered], env_file: Path) -> None:
+def gateway_keys(env_file: Path) -> dict[str, str]:
+    """name -> key of the gateway's --api-keys file as compose renders it; blank lines are skipped, as the gateway
+    does, and every other line must be `name=key`."""
     result = compose(env_file, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
     project = json.loads(result.stdout)
-    gateway, webui = project["services"]["gateway"], project["services"]["open-webui"]
+    gateway = project["services"]["gateway"]
     keys_path = gateway["command"][gateway["command"].index("--api-keys") + 1]
     (mounted,) = [c for c in gateway.get("configs", []) + gateway.get("secrets", []) if c["target"] == keys_path]
     content = project["configs"][mounted["source"]]["content"]
     lines = [line.split("=", 1) for line in content.splitlines() if line.strip()]
     assert all(len(pair) == 2 and pair[0] and pair[1] for pair in lines), "the gateway reads `name=key` lines"
-    assert webui["environment"]["OPENAI_API_KEY"] in {key for _, key in lines}
+    return {name: key for name, key in lines}
+
+
+def test_gateway_key_file_holds_the_open_webui_key(env_file: Path) -> None:
+    result = compose(env_file, "config", "--format", "json")
+    webui = json.loads(result.stdout)["services"]["open-webui"]
+    assert webui["environment"]["OPENAI_API_KEY"] in gateway_keys(env_file).values()
+
+
+def test_loadtest_key_is_optional(env_file: Path, tmp_path: Path) -> None:
+    """LOADTEST_API_KEY unset: compose still renders and the file holds no `loadtest` line; set: it does."""
+    unset = tmp_path / "unset.env"
+    unset.write_text(filled_env_text(drop=frozenset({"LOADTEST_API_KEY"})))
+    assert "loadtest" not in gateway_keys(unset)
+    with_key = tmp_path / "set.env"
+    with_key.write_text(env_file.read_text().replace("LOADTEST_API_KEY=", "LOADTEST_API_KEY=lt-secret-1", 1))
+    assert gateway_keys(with_key)["loadtest"] == "lt-secret-1"
 
 
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(:[^}]*)?\}")

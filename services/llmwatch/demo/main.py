@@ -1,7 +1,8 @@
 """`llmwatch demo` (`make demo`): simulator + gateway + Prometheus + Alertmanager on 127.0.0.1, a burst of traffic,
 then where to look and the KPIs. Ctrl-C stops everything.
 
-The demo is a list of steps; the load test plugs in as a further step after the traffic; `llmwatch doctor` ends it.
+The demo is a list of steps; `llmwatch doctor` ends it. While the demo runs, `make load` load-tests its gateway
+(docs/loadtest.md).
 """
 
 from __future__ import annotations
