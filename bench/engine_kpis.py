@@ -31,10 +31,7 @@ from typing import Any
 
 import httpx
 
-if __package__ in (None, ""):  # run as a script: make `bench.*` importable from the repo root
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
-from bench.procs import Child, free_port
+from llmwatch.processes import Child, free_port
 
 MODEL_NAME = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
@@ -177,8 +174,8 @@ def main(argv: list[str] | None = None) -> int:
         sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", f"http://127.0.0.1:{engine_port}",
         "--host", "127.0.0.1", "--port", str(gateway_port), "--log-file", str(access_log), "--no-log-stdout",
     ]  # fmt: skip
-    engine = Child("llama-server", engine_cmd, args.out)
-    gateway = Child("gateway", gateway_cmd, args.out)
+    engine = Child(engine_cmd, args.out / "llama-server.log")
+    gateway = Child(gateway_cmd, args.out / "gateway.log")
     try:
         engine.wait_http(f"http://127.0.0.1:{engine_port}/health", 600)
         gw = f"http://127.0.0.1:{gateway_port}"

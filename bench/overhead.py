@@ -22,8 +22,9 @@ if __package__ in (None, ""):  # run as a script (make bench): make `bench.*` im
 import orjson
 
 from bench import paths, profile, report
-from bench.procs import Child, cpu_layout, free_port
+from bench.procs import cpu_layout, pinned
 from bench.runner import WORKLOADS, LoadGen, Plan, run_all
+from llmwatch.processes import Child, free_port
 
 log = logging.getLogger("bench.overhead")
 
@@ -47,6 +48,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--require",
         default="direct,gateway,nginx",
         help="paths that must run; the others are skipped with a reason when unavailable",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run the gateway as it was at git revision REV, in the same run (before/after a change)",
     )
     p.add_argument("--profile", action="store_true", help="profile the gateway with py-spy instead of benchmarking")
     p.add_argument("--profile-seconds", type=float, default=10.0, help="how long --profile samples")
@@ -85,10 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         upstream_port = free_port()
         upstream = Child(
-            "upstream",
-            [sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)],
-            work,
-            cpus=load_cpus,
+            pinned([sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)], load_cpus),
+            work / "upstream.log",
             cwd=paths.REPO,
         )
         loadgen: LoadGen | None = None
@@ -99,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
                 return profile.run(
                     upstream_port, work, args.out, args.profile_seconds, args.profile_format, proxy_cpus, load_cpus
                 )
+            if args.baseline:
+                paths.baseline_source(args.baseline, work)
+                wanted.append(f"gateway@{args.baseline}")
             targets = paths.start_all(wanted, upstream_port, work, proxy_cpus)
             loadgen = LoadGen(work, load_cpus)
             if args.quick:  # one request per concurrent client, short streams: seconds, even through LiteLLM

@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.procs import Child, free_port
+from bench.procs import pinned
+from llmwatch.processes import Child, free_port
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
@@ -60,8 +62,21 @@ def why_unavailable(name: str) -> str | None:
     return None
 
 
-def _gateway(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
+def baseline_source(rev: str, work: Path) -> Path:
+    """The gateway's code at ``rev`` (git archive of services/), to run beside today's in the same benchmark."""
+    dest = work / "baseline"
+    dest.mkdir()
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", rev, "services"], capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise ValueError(f"--baseline {rev}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    return dest / "services"
+
+
+def _gateway(upstream: str, work: Path, cpus: Sequence[int] | None, name: str = "gateway") -> Target:
+    """Today's gateway, or (``gateway@REV``) the one at a git revision, importing its own code first."""
     port = free_port()
+    env = {"PYTHONPATH": str(work / "baseline" / "services")} if "@" in name else None
     args = [
         sys.executable,
         "-m",
@@ -74,11 +89,11 @@ def _gateway(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
         "--port",
         str(port),
         "--log-file",
-        str(work / "gateway-access.log"),
+        str(work / f"{name.replace('@', '-')}-access.log"),
     ]
-    proc = Child("gateway", args, work, cpus=cpus, cwd=REPO)
+    proc = Child(pinned(args, cpus), work / f"{name.replace('@', '-')}.log", env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
-    return Target("gateway", url, proc, f"{url}/readyz", 30.0)
+    return Target(name, url, proc, f"{url}/readyz", 30.0)
 
 
 def _litellm(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
@@ -96,7 +111,7 @@ def _litellm(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
         "--num_workers",
         "1",
     ]
-    proc = Child("litellm", args, work, env=env, cpus=cpus, cwd=work)
+    proc = Child(pinned(args, cpus), work / "litellm.log", env=env, cwd=work)
     url = f"http://127.0.0.1:{port}"
     return Target("litellm", url, proc, f"{url}/health/liveliness", 120.0)
 
@@ -114,7 +129,7 @@ def _nginx(upstream_port: int, work: Path, cpus: Sequence[int] | None) -> Target
     )
     nginx = shutil.which("nginx") or "nginx"
     args = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"]
-    proc = Child("nginx", args, work, cpus=cpus)
+    proc = Child(pinned(args, cpus), work / "nginx.log")
     url = f"http://127.0.0.1:{port}"
     return Target("nginx", url, proc, f"{url}/health", 15.0)
 
@@ -127,8 +142,8 @@ def start_all(names: Sequence[str], upstream_port: int, work: Path, cpus: Sequen
         for name in names:
             if name == "direct":
                 targets.append(Target("direct", upstream))
-            elif name == "gateway":
-                targets.append(_gateway(upstream, work, cpus))
+            elif name == "gateway" or name.startswith("gateway@"):
+                targets.append(_gateway(upstream, work, cpus, name))
             elif name == "litellm":
                 targets.append(_litellm(upstream, work, cpus))
             elif name == "nginx":

@@ -4,23 +4,9 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 
 _TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _children(pid: int) -> list[int]:
@@ -88,66 +74,6 @@ def pinned(args: Sequence[str], cpus: Sequence[int] | None) -> list[str]:
     if taskset is None:
         raise RuntimeError("taskset not found (util-linux); run with --no-pin")
     return [taskset, "-c", ",".join(map(str, cpus)), *args]
-
-
-class Child:
-    """A background process whose output goes to a log file."""
-
-    def __init__(
-        self,
-        name: str,
-        args: Sequence[str],
-        log_dir: Path,
-        env: Mapping[str, str] | None = None,
-        cpus: Sequence[int] | None = None,
-        cwd: Path | None = None,
-    ) -> None:
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self._log = self.log_path.open("wb")
-        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-        self.popen = subprocess.Popen(
-            pinned(args, cpus),
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def tail(self, n: int = 2000) -> str:
-        self._log.flush()
-        return self.log_path.read_text(errors="replace")[-n:]
-
-    def wait_http(self, url: str, timeout: float) -> None:
-        """Poll ``url`` until it answers 200; fail with the log tail if the process dies or time runs out."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{self.tail()}")
-            try:
-                with urllib.request.urlopen(url, timeout=2) as resp:
-                    if resp.status == 200:
-                        return
-            except (urllib.error.URLError, OSError):
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.name} not ready at {url} after {timeout}s:\n{self.tail()}")
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        if self.popen.poll() is None:
-            # The child leads its own session: signal the group so nginx workers / uvicorn children go too.
-            os.killpg(self.popen.pid, sig)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.popen.pid, signal.SIGKILL)
-                self.popen.wait(timeout)
-        self._log.close()
 
 
 def cpu_layout(pin: bool) -> tuple[list[int] | None, list[int] | None]:

@@ -11,6 +11,7 @@ import time
 
 import orjson
 
+from llmwatch import openai_error
 from llmwatch.simulator import wire
 
 MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
@@ -54,4 +55,4 @@ def models_body(model: str) -> bytes:
 
 
 def error_body(message: str, code: int) -> bytes:
-    return wire.error_body(message, "BadRequestError", code)
+    return openai_error.error_body(message, "BadRequestError", None, code)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from tests.support import Proc, free_port, llmwatch_cmd, running, scrape, sim_cmd, wait_until
+from tests.support import Child, Gateway, GatewayFactory, free_port, llmwatch_cmd, running, sim_cmd
 
 
 @pytest.fixture
@@ -22,34 +20,10 @@ def sim_url(tmp_path: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
 
 
-class Gateway:
-    """A running `llmwatch gateway`: its URL, its access-log file, and helpers to read both."""
-
-    def __init__(self, url: str, log_path: Path, proc: Proc) -> None:
-        self.url = url
-        self.log_path = log_path
-        self.proc = proc
-
-    def lines(self) -> list[dict[str, Any]]:
-        if not self.log_path.exists():
-            return []
-        return [json.loads(line) for line in self.log_path.read_text().splitlines() if line.strip()]
-
-    def wait_lines(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
-        """The access-log lines once ``count`` have been written (the writer is a background thread)."""
-        return wait_until(lambda: len(self.lines()) >= count and self.lines(), timeout, f"{count} access-log lines")
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return scrape(self.url + "/metrics")
-
-
-GatewayFactory = Callable[..., Gateway]
-
-
 @pytest.fixture
 def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
     """Start `llmwatch gateway --upstream URL [extra flags]`; every gateway started is stopped afterwards."""
-    started: list[Proc] = []
+    started: list[Child] = []
 
     def start(upstream: str, *extra: str, env: dict[str, str] | None = None) -> Gateway:
         port = free_port()
@@ -58,7 +32,7 @@ def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
             "gateway", "--upstream", upstream, "--host", "127.0.0.1", "--port", str(port),
             "--log-file", str(log_path), "--no-log-stdout", "--health-interval", "0.5", *extra,
         )  # fmt: skip
-        proc = Proc(args, tmp_path / f"gateway-{port}.out", env)
+        proc = Child(args, tmp_path / f"gateway-{port}.out", env)
         started.append(proc)
         proc.wait_http(f"http://127.0.0.1:{port}/healthz")
         return Gateway(f"http://127.0.0.1:{port}", log_path, proc)

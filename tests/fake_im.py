@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
+from tests.support import serving
+
 DINGTALK_TOKEN = "dt-token-5f1c2a9b7e"
 DINGTALK_SECRET = "SECdingtalk-3b8e7f1d2c"
 WECOM_KEY = "wecom-key-9a7c1e5b3d"
@@ -185,15 +187,8 @@ class FakeIM:
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield f"http://127.0.0.1:{server.server_address[1]}"
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)
+        with serving(ThreadingHTTPServer(("127.0.0.1", 0), Handler)) as url:
+            yield url
 
 
 def relay_env(base: str, backoff: float, backoff_max: float) -> dict[str, str]:

@@ -7,6 +7,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 _NAME_MATCHER = re.compile(r"__name__\s*(=~?)\s*\"([^\"]*)\"")
 # A quoted PromQL (or Lucene) string, with escapes: what name-scanning regexes must not look inside.
 QUOTED = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`")
@@ -58,3 +60,37 @@ def panels_of(dash: dict[str, Any]) -> Iterator[dict[str, Any]]:
     for panel in dash.get("panels", []):
         yield panel
         yield from panel.get("panels", [])
+
+
+def exposed_names(name: str, kind: Any) -> set[str]:
+    """Series names a metric family of this type puts on /metrics (client_python and vLLM conventions).
+
+    This is how histogram (_bucket/_sum/_count) and counter (_total) suffixes are handled: each real family is
+    expanded to exactly the series it exposes, which is stricter than stripping suffixes (a gauge_bucket fails).
+    """
+    kind = str(getattr(kind, "value", getattr(kind, "__name__", kind))).lower()
+    if kind == "counter":
+        base = name.removesuffix("_total")
+        return {f"{base}_total", f"{base}_created"}
+    if kind == "histogram":
+        return {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"}
+    if kind == "summary":
+        return {name, f"{name}_sum", f"{name}_count", f"{name}_created"}
+    if kind == "info":
+        return {f"{name.removesuffix('_info')}_info"}
+    return {name}
+
+
+def registry_names(registry: CollectorRegistry) -> set[str]:
+    """Every series name the families of ``registry`` expose."""
+    names: set[str] = set()
+    for family in registry.collect():
+        names |= exposed_names(family.name, family.type) | {sample.name for sample in family.samples}
+    return names
+
+
+def vllm_names() -> set[str]:
+    """Every series name of the vLLM 0.33 families the simulator's metric spec lists."""
+    from llmwatch.simulator.metric_spec import VLLM_METRICS
+
+    return {name for metric in VLLM_METRICS for name in exposed_names(metric.name, metric.type)}

@@ -9,7 +9,11 @@ Environment (the four passwords are required; the job fails, naming every missin
     ELASTIC_PASSWORD, LOGSTASH_WRITER_PASSWORD, KIBANA_SYSTEM_PASSWORD, GRAFANA_READER_PASSWORD
     ELASTICSEARCH_URL       default http://elasticsearch:9200
     KIBANA_URL              default http://kibana:5601; set it empty to skip the Kibana steps
+    SETUP_STEPS             default "elasticsearch,kibana"; compose runs them as two jobs, so that shipping logs
+                            never waits for Kibana (the `setup` job: elasticsearch; `kibana-setup`: kibana)
     LLMWATCH_LOG_RETENTION  default 30d: delete log indices this long after rollover
+    GRAFANA_PUBLIC_URL      default http://localhost:$GRAFANA_PORT (3000): Grafana's address in the browser, for
+                            the Kibana dashboard's link to it (replaces ${GRAFANA_PUBLIC_URL} in kibana/saved-objects)
     SETUP_TIMEOUT_S         default 300: how long to wait for Elasticsearch and Kibana to come up
     LLMWATCH_CONFIG_ROOT    default: the repository root this file sits in (holds elasticsearch/ and kibana/)
 """
@@ -35,7 +39,13 @@ log = logging.getLogger("llmwatch.setup")
 
 REQUIRED = ("ELASTIC_PASSWORD", "LOGSTASH_WRITER_PASSWORD", "KIBANA_SYSTEM_PASSWORD", "GRAFANA_READER_PASSWORD")
 RETENTION_PLACEHOLDER = "${LLMWATCH_LOG_RETENTION}"
+GRAFANA_URL_PLACEHOLDER = "${GRAFANA_PUBLIC_URL}"
+# The URL lands inside JSON strings and a markdown link: nothing that would end either.
+PUBLIC_URL = re.compile(r"https?://[^\s\"\\()<>]+")
 DATA_STREAMS = "logs-llm_gateway-*,logs-llm_stack-*"
+STEPS = ("elasticsearch", "kibana")
+# Kibana's /api/status levels that still serve the saved-objects and alerting APIs (critical and unavailable don't).
+KIBANA_READY = ("available", "degraded")
 # Rule fields Kibana accepts on create but rejects on update.
 CREATE_ONLY_RULE_FIELDS = ("rule_type_id", "consumer", "enabled")
 
@@ -53,9 +63,11 @@ class Config:
     env: Mapping[str, str]
     es_url: str
     kibana_url: str
+    steps: tuple[str, ...]
     retention: str
     timeout_s: float
     root: Path
+    grafana_url: str
 
 
 def load_config(env: Mapping[str, str]) -> Config:
@@ -65,13 +77,22 @@ def load_config(env: Mapping[str, str]) -> Config:
     retention = env.get("LLMWATCH_LOG_RETENTION") or "30d"
     if not re.fullmatch(r"[0-9]+[dhms]", retention):
         raise ConfigError(f"LLMWATCH_LOG_RETENTION={retention!r}: use a number and a unit d, h, m or s, e.g. 30d")
+    # A browser-facing address, never called from here (compose always sets it).
+    grafana_url = (env.get("GRAFANA_PUBLIC_URL") or f"http://localhost:{env.get('GRAFANA_PORT') or 3000}").rstrip("/")
+    if not PUBLIC_URL.fullmatch(grafana_url):
+        raise ConfigError(f"GRAFANA_PUBLIC_URL={grafana_url!r}: use the http(s) URL people open Grafana at")
+    steps = tuple(s.strip() for s in (env.get("SETUP_STEPS") or ",".join(STEPS)).split(",") if s.strip())
+    if not steps or set(steps) - set(STEPS):
+        raise ConfigError(f"SETUP_STEPS={env.get('SETUP_STEPS')!r}: use elasticsearch, kibana or both, comma-separated")
     return Config(
         env=env,
         es_url=(env.get("ELASTICSEARCH_URL") or "http://elasticsearch:9200").rstrip("/"),
         kibana_url=env.get("KIBANA_URL", "http://kibana:5601").rstrip("/"),
+        steps=steps,
         retention=retention,
         timeout_s=float(env.get("SETUP_TIMEOUT_S") or 300),
         root=Path(env.get("LLMWATCH_CONFIG_ROOT") or Path(__file__).resolve().parents[2]),
+        grafana_url=grafana_url,
     )
 
 
@@ -156,16 +177,21 @@ def apply_elasticsearch(cfg: Config) -> None:
         log.info("lazy rollover of %s", stream["name"])
 
 
-def multipart(path: Path) -> tuple[bytes, str]:
+def multipart(path: Path, content: bytes | None = None) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     head = (
         f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{path.name}"\r\n'
         "Content-Type: application/ndjson\r\n\r\n"
     )
     return (
-        head.encode() + path.read_bytes() + f"\r\n--{boundary}--\r\n".encode(),
+        head.encode() + (path.read_bytes() if content is None else content) + f"\r\n--{boundary}--\r\n".encode(),
         f"multipart/form-data; boundary={boundary}",
     )
+
+
+def kibana_saved_objects(cfg: Config, path: Path) -> bytes:
+    """An ndjson file of saved objects with the links to Grafana pointing at GRAFANA_PUBLIC_URL."""
+    return path.read_text().replace(GRAFANA_URL_PLACEHOLDER, cfg.grafana_url).encode()
 
 
 def rule_update_body(rule: Mapping[str, Any]) -> dict[str, Any]:
@@ -177,11 +203,11 @@ def apply_kibana(cfg: Config) -> None:
 
     def available() -> bool:
         status, answer = kb.call("GET", "/api/status")
-        return status == 200 and answer["status"]["overall"]["level"] == "available"
+        return status == 200 and answer["status"]["overall"]["level"] in KIBANA_READY
 
     wait_for(f"Kibana at {cfg.kibana_url}", available, cfg.timeout_s)
     for path in sorted((cfg.root / "kibana/saved-objects").glob("*.ndjson")):
-        body, content_type = multipart(path)
+        body, content_type = multipart(path, kibana_saved_objects(cfg, path))
         status, answer = kb.call("POST", "/api/saved_objects/_import?overwrite=true", body, content_type)
         if status != 200 or not answer.get("success"):
             raise SetupError(f"importing {path.name} answered {status}: {answer}")
@@ -201,8 +227,9 @@ def main(env: Mapping[str, str]) -> int:
     logging.basicConfig(level=logging.INFO, format="setup: %(message)s")
     try:
         cfg = load_config(env)
-        apply_elasticsearch(cfg)
-        if cfg.kibana_url:
+        if "elasticsearch" in cfg.steps:
+            apply_elasticsearch(cfg)
+        if "kibana" in cfg.steps and cfg.kibana_url:
             apply_kibana(cfg)
     except SetupError as exc:
         log.error("%s", exc)

@@ -12,6 +12,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("llmwatch.simulator.main", "vLLM-compatible simulator of DeepSeek-R1-Distill-Qwen-1.5B"),
     "relay": ("llmwatch.relay.main", "Alertmanager webhook -> DingTalk / WeCom / Feishu"),
     "demo": ("llmwatch.demo.main", "the local stack on 127.0.0.1 (no Docker, no GPU) with a burst of traffic"),
+    "doctor": ("llmwatch.doctor.main", "walk the bottleneck path over live Prometheus metrics: ranked findings"),
 }
 
 

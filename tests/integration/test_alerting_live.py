@@ -20,9 +20,7 @@ import json
 import math
 import re
 import subprocess
-import threading
 import time
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ import httpx
 import pytest
 import yaml
 
+from llmwatch import engine_sizing
 from llmwatch.demo.localstack import Ports, local_alertmanager_config, local_prometheus_config
 from tests.fake_im import (
     DINGTALK_SECRET,
@@ -44,7 +43,18 @@ from tests.fake_im import (
     relay_env,
 )
 from tests.promql import QUOTED, panels_of, promql_metric_names, variable_expr
-from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, scrape, sim_cmd, total, wait_until
+from tests.support import (
+    REPO,
+    Traffic,
+    free_port,
+    llmwatch_cmd,
+    need_binary,
+    running,
+    scrape,
+    sim_cmd,
+    total,
+    wait_until,
+)
 
 # --- time compression of the real rule files ---------------------------------------------------------------------
 WINDOW_FACTOR = 30  # [5m] -> [10s], [15m] -> [30s]
@@ -199,49 +209,6 @@ REQUESTS: list[dict[str, Any]] = [
 ]
 
 
-class Traffic:
-    """A few clients sending REQUESTS through the gateway until stopped, or ``max_s`` at the latest."""
-
-    def __init__(self, base_url: str, workers: int = 2, pause_s: float = 0.5, max_s: float = 240.0) -> None:
-        self.base_url, self.pause_s = base_url, pause_s
-        self.deadline = time.monotonic() + max_s
-        self.statuses: Counter[int | str] = Counter()
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(workers)]
-
-    def _send(self, client: httpx.Client, body: dict[str, Any]) -> int:
-        if body.get("stream"):
-            with client.stream("POST", "/v1/chat/completions", json=body) as response:
-                response.read()
-                return response.status_code
-        return client.post("/v1/chat/completions", json=body).status_code
-
-    def _run(self, worker: int) -> None:
-        with httpx.Client(base_url=self.base_url, timeout=30) as client:
-            n = worker
-            while not self._stop.is_set() and time.monotonic() < self.deadline:
-                try:
-                    status: int | str = self._send(client, REQUESTS[n % len(REQUESTS)])
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                with self._lock:
-                    self.statuses[status] += 1
-                n += 1
-                self._stop.wait(self.pause_s)  # pacing, and the way out
-
-    @contextlib.contextmanager
-    def running(self) -> Iterator[Traffic]:
-        for thread in self._threads:
-            thread.start()
-        try:
-            yield self
-        finally:
-            self._stop.set()
-            for thread in self._threads:
-                thread.join(35)
-
-
 @dataclass
 class Stack:
     ports: Ports
@@ -284,8 +251,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("alerting-live")
     ports = Ports(**{name: free_port() for name in Ports.model_fields})
     url = {name: f"http://127.0.0.1:{port}" for name, port in vars(ports).items()}
+    sizing = engine_sizing.write(tmp / "rendered", {"VLLM_MAX_NUM_SEQS": "16"})  # the sim's --max-num-seqs below
     prom_config = local_prometheus_config(REPO, ports, {"engine", "gateway", "relay", "alertmanager",
-                                                        "node-exporter"}, SCRAPE_INTERVAL)  # fmt: skip
+                                                        "node-exporter"}, SCRAPE_INTERVAL, sizing)  # fmt: skip
     prom_config["rule_files"] = [str(p) for p in write_compressed_rules(prom_config["rule_files"], tmp / "rules")]
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(prom_config, sort_keys=False))
     am_config = yaml.safe_load(local_alertmanager_config(REPO, ports))
@@ -318,7 +286,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                f"--storage.tsdb.path={tmp / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{ports.prometheus}"],
               "prometheus", f"{url['prometheus']}/-/ready", timeout=30)  # fmt: skip
         node_names = {name for name, _ in scrape(f"{url['node_exporter']}/metrics")}
-        traffic = stop.enter_context(Traffic(url["gateway"]).running())
+        traffic = stop.enter_context(Traffic(url["gateway"], REQUESTS).running())
         yield Stack(ports, fake, tmp, traffic, node_names)
 
 
@@ -465,6 +433,8 @@ def dashboard_queries() -> dict[str, str]:
         templating = board.get("templating", {}).get("list", [])
         variables = dict(BUILTINS)
         for var in templating:
+            if var["type"] in ("textbox", "constant"):  # e.g. $kibana, a link target: never in a query
+                continue
             assert var.get("includeAll") and var.get("allValue"), f"{path.name} ${var['name']}: no All value"
             variables[var["name"]] = var["allValue"]
         for var in templating:
@@ -538,6 +508,7 @@ def test_every_dashboard_query_and_recording_rule_parses_and_has_data(stack: Sta
 
     groups = httpx.get(f"{stack.url('prometheus')}/api/v1/rules", timeout=5).json()["data"]["groups"]
     expected = {g["name"] for p in RULE_FILES for g in yaml.safe_load(p.read_text())["groups"]}
+    expected |= {g["name"] for g in yaml.safe_load(engine_sizing.render())["groups"]}
     assert {g["name"] for g in groups} == expected
     unhealthy = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
     assert not unhealthy, unhealthy

@@ -23,6 +23,7 @@ import jsonschema
 import pytest
 import yaml
 
+from llmwatch import engine_sizing
 from llmwatch.demo.localstack import Ports
 from tests.support import REPO, free_port, llmwatch_cmd, wait_until
 
@@ -86,6 +87,7 @@ def test_demo_serves_the_stack_prints_kpis_and_stops_everything_on_ctrl_c(tmp_pa
     prometheus = f"http://127.0.0.1:{ports['prometheus']}"
     expected_groups = {g["name"] for p in (REPO / "prometheus/rules").glob("*.yml") for g in yaml.safe_load(
         p.read_text())["groups"]}  # fmt: skip
+    expected_groups |= {g["name"] for g in yaml.safe_load(engine_sizing.render())["groups"]}
 
     def output() -> str:
         return log.read_text(errors="replace")
@@ -125,6 +127,9 @@ def test_demo_serves_the_stack_prints_kpis_and_stops_everything_on_ctrl_c(tmp_pa
     assert "stopping ..." in text and "stopped: every process of the demo has exited." in text
 
     assert "KPIs from the access log:" in text
+    # The demo ends with `llmwatch doctor` over its burst: it evaluated the path against the demo's Prometheus.
+    assert f"llmwatch doctor: http://127.0.0.1:{ports['prometheus']}, last 2m" in text, text
+    assert re.search(r"^checked: target_down, cold_start, .*ttft_high$", text, re.M), text
     assert re.search(rf"^\s+requests\s+{REQUESTS}$", text, re.M), text
     for row in ("success", "5xx", "empty responses", "latency p50 / p99 (chat)", "TTFT p50 / p99 (chat, streamed)",
                 "output tokens/s (aggregate)", "decode tokens/s per stream (p50)"):  # fmt: skip

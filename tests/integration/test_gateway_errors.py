@@ -10,8 +10,7 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.conftest import Gateway, GatewayFactory
-from tests.support import REPO, free_port, total, wait_until
+from tests.support import REPO, Gateway, GatewayFactory, free_port, total, wait_until
 from tests.vllm_chunks import MODEL
 
 pytestmark = pytest.mark.integration
@@ -61,7 +60,7 @@ def test_bad_requests_are_answered_by_the_gateway(start_gateway: GatewayFactory,
     assert total(metrics, "llmwatch_requests_total", status="400") == 4
     assert total(metrics, "llmwatch_requests_total", status="413") == 1
     resp = httpx.get(gw.url + "/chat/completions")
-    _assert_envelope(resp, 404, "not_found")
+    _assert_envelope(resp, 404, "route_not_allowed")
     assert _only_line(gw, 5)["status"] == 404
 
 
@@ -107,17 +106,23 @@ def test_upstream_timeout_is_504(start_gateway: GatewayFactory, fake_vllm: str) 
     assert 450 <= line["duration_ms"] < 5000
 
 
-@pytest.mark.parametrize("status", [400, 500])
+@pytest.mark.parametrize(
+    ("status", "error_type", "engine_failed"), [(400, "engine_rejected", 0), (500, "upstream_error", 1)]
+)
 def test_upstream_errors_pass_through_with_their_body(
-    start_gateway: GatewayFactory, fake_vllm: str, status: int
+    start_gateway: GatewayFactory, fake_vllm: str, status: int, error_type: str, engine_failed: int
 ) -> None:
     gw = start_gateway(fake_vllm)
     resp = _post(gw, CHAT, **{"X-Fake": f"error{status}"})
     assert resp.status_code == status
     assert resp.json()["error"]["message"] == f"fake {status}"
     line = _only_line(gw, 0)
-    assert (line["status"], line["error_type"], line["error_message"]) == (status, "upstream_error", f"fake {status}")
-    assert total(gw.metrics(), "llmwatch_requests_total", status=str(status)) == 1
+    assert (line["status"], line["error_type"], line["error_message"]) == (status, error_type, f"fake {status}")
+    metrics = gw.metrics()
+    assert total(metrics, "llmwatch_requests_total", status=str(status)) == 1
+    assert total(metrics, "llmwatch_request_errors_total", error_type=error_type) == 1
+    # The engine refusing a bad request is the client's fault, not a failure of the engine.
+    assert total(metrics, "llmwatch_upstream_errors_total") == engine_failed
 
 
 def test_stream_broken_by_the_upstream_is_502_and_the_client_gets_an_error_event(

@@ -11,8 +11,7 @@ import jsonschema
 import openai
 import pytest
 
-from tests.conftest import Gateway, GatewayFactory
-from tests.support import REPO, free_port, running, scrape, sim_cmd, total
+from tests.support import REPO, Gateway, GatewayFactory, free_port, running, scrape, sim_cmd, total
 
 pytestmark = pytest.mark.integration
 

@@ -173,16 +173,12 @@ def test_over_long_prompt_is_a_clear_400_and_logged(start_gateway: StartGateway,
     assert line["status"] == 400 and "context" in (line["error_message"] or "")
 
 
-@pytest.mark.xfail(
-    strict=True, reason="gateway: an engine 400 for a prompt over the context is logged as upstream_error"
-)
 def test_over_long_prompt_is_logged_as_context_length(start_gateway: StartGateway, llama_url: str) -> None:
     gw = start_gateway(llama_url)
     _, line = _over_long(gw)
     assert line["error_type"] == "context_length"
 
 
-@pytest.mark.xfail(strict=True, reason="gateway: llama.cpp's `timings` are not logged yet")
 @pytest.mark.parametrize("stream", [False, True])
 def test_llamacpp_timings_are_logged(start_gateway: StartGateway, llama_url: str, stream: bool) -> None:
     gw = start_gateway(llama_url)

@@ -2,10 +2,10 @@
 
 Checks what the gateway assumes about Open WebUI against the installed version (scripts/install-open-webui.sh),
 set up as docker-compose.yml ships it: Open WebUI with compose's DEFAULT_MODEL_METADATA (the `usage` capability on,
-built-in tools off), the gateway without --always-return-usage. A recording proxy in front of the gateway shows
-what Open WebUI itself sent: it asks for usage (stream_options.include_usage) and sends no `tools`, and the usage
-then shows under the reply with the gateway's exact counts. The X-OpenWebUI-User-* headers give `user`, and
-background generations are logged as `kind: task`.
+built-in tools off) and ENABLE_PERSISTENT_CONFIG=false, the gateway without --always-return-usage. A recording
+proxy in front of the gateway shows what Open WebUI itself sent: it asks for usage (stream_options.include_usage)
+and sends no `tools`, and the usage then shows under the reply with the gateway's exact counts. The
+X-OpenWebUI-User-* headers give `user`, and background generations are logged as `kind: task`.
 
 A second connection (models under the `always.` prefix) goes to a gateway with --always-return-usage; its model
 has the `usage` capability turned off by a per-model override, so there the flag alone brings the usage.
@@ -27,9 +27,20 @@ import httpx
 import pytest
 import yaml
 
-from tests.conftest import Gateway, GatewayFactory
+from tests.compose_support import OPEN_WEBUI_PERSISTENT
 from tests.e2e.recording_proxy import RecordingProxy
-from tests.support import REPO, Samples, free_port, need_binary, running, scrape, total, wait_until
+from tests.support import (
+    REPO,
+    Gateway,
+    GatewayFactory,
+    Samples,
+    free_port,
+    need_binary,
+    running,
+    scrape,
+    total,
+    wait_until,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -58,16 +69,16 @@ if not OPEN_WEBUI.exists():
     )
 
 
-def compose_setup() -> str:
-    """Open WebUI's DEFAULT_MODEL_METADATA from docker-compose.yml, after checking compose's gateway has no flag."""
+def compose_env(name: str) -> str:
+    """One of Open WebUI's settings from docker-compose.yml, after checking compose's gateway has no flag."""
     services = yaml.safe_load((REPO / "docker-compose.yml").read_text())["services"]
     assert "--always-return-usage" not in services["gateway"]["command"], "compose changed: update this test"
-    metadata: str = services["open-webui"]["environment"]["DEFAULT_MODEL_METADATA"]
-    return metadata
+    value: str = services["open-webui"]["environment"][name]
+    return value
 
 
 @contextlib.contextmanager
-def open_webui(tmp_path: Path, *connections: str) -> Iterator[str]:
+def open_webui(tmp_path: Path, *connections: str, key: str = API_KEY) -> Iterator[str]:
     """A running Open WebUI (offline, throw-away data dir) with one OpenAI connection per base URL; its URL.
 
     The second connection's models appear under the `always.` prefix.
@@ -80,11 +91,13 @@ def open_webui(tmp_path: Path, *connections: str) -> Iterator[str]:
         "ENABLE_OLLAMA_API": "false",
         "OPENAI_API_BASE_URL": f"{connections[0]}/v1",
         "OPENAI_API_BASE_URLS": ";".join(f"{url}/v1" for url in connections),
-        "OPENAI_API_KEY": API_KEY,
-        "OPENAI_API_KEYS": ";".join(API_KEY for _ in connections),
+        "OPENAI_API_KEY": key,
+        "OPENAI_API_KEYS": ";".join(key for _ in connections),
         "OPENAI_API_CONFIGS": json.dumps({"1": {"prefix_id": "always"}}),
         "DEFAULT_MODELS": MODEL,
-        "DEFAULT_MODEL_METADATA": compose_setup(),
+        "DEFAULT_MODEL_METADATA": compose_env("DEFAULT_MODEL_METADATA"),
+        # As compose ships it: the environment wins at every start, not the copy saved at the first one.
+        "ENABLE_PERSISTENT_CONFIG": compose_env("ENABLE_PERSISTENT_CONFIG"),
         "ENABLE_FORWARD_USER_INFO_HEADERS": "true",
         # Nothing from the internet: no hub downloads, no update check, no embedding model at startup; attached
         # files go into the prompt whole instead of through an embedding model.
@@ -288,3 +301,31 @@ def test_chat_with_attached_file_is_chat(sim_url: str, start_gateway: GatewayFac
     # Open WebUI's RAG template wraps the question under a "### Task:" heading; it is still the user's chat.
     assert line["prompt"].startswith("### Task:\nRespond to the user query using the provided context"), line
     assert (line["kind"], line["status"], line["user"]) == ("chat", 200, DEFAULT_USER), line
+
+
+def test_compose_settings_are_the_ones_open_webui_would_freeze() -> None:
+    """The env -> config-key table the compose tests use, against the installed Open WebUI: each key is in its
+    DEFAULT_CONFIG, built from that variable, and ENABLE_PERSISTENT_CONFIG decides whether the database wins."""
+    source = (OPEN_WEBUI.parent.parent / "lib").glob("python3*/site-packages/open_webui/config.py")
+    text = next(source).read_text()
+    for env_name, key in OPEN_WEBUI_PERSISTENT.items():
+        plural = re.sub(r"(URL|KEY)$", r"\1S", env_name)
+        assert re.search(rf"'{re.escape(key)}': {plural}\b", text), f"{key} is not built from {env_name}"
+        assert f"os.getenv('{env_name}'" in text, env_name
+    assert "enable_persistent=ENABLE_PERSISTENT_CONFIG" in text
+    assert "ENABLE_PERSISTENT_CONFIG = os.getenv('ENABLE_PERSISTENT_CONFIG', 'True').lower() == 'true'" in text
+
+
+def test_a_rotated_gateway_key_takes_effect_at_the_next_start(
+    sim_url: str, start_gateway: GatewayFactory, tmp_path: Path
+) -> None:
+    """Same data directory, new gateway (new URL) and new key in the environment: with compose's
+    ENABLE_PERSISTENT_CONFIG both are used (with persistence on, Open WebUI keeps the first start's URL and key)."""
+    for key in ("sk-llmwatch-first-key", "sk-llmwatch-rotated-key"):
+        keys = tmp_path / f"api-keys-{key}"
+        keys.write_text(f"open-webui={key}\n")
+        gateway = start_gateway(sim_url, "--api-keys", str(keys))
+        with open_webui(tmp_path, gateway.url, key=key) as ui_url, signed_in(ui_url) as client:
+            models = client.get("/api/models").raise_for_status().json()["data"]
+            assert MODEL in [m["id"] for m in models], f"Open WebUI could not list models with {key}"
+        gateway.proc.stop()  # the old gateway is gone: a frozen URL or key can't be answered any more

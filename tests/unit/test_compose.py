@@ -24,8 +24,8 @@ import yaml
 from pydantic_settings import BaseSettings, CliApp
 
 from llmwatch.cli import SUBCOMMANDS
+from tests.compose_support import COMPOSE_FILE, OPEN_WEBUI_PERSISTENT, filled_env_text, required_messages
 from tests.support import REPO
-from tests.unit.test_env_example import COMPOSE_FILE, filled_env_text, required_messages
 
 pytestmark = pytest.mark.unit
 
@@ -51,10 +51,12 @@ LISTEN = {
     "vllm": {8000}, "sim": {8000}, "llama": {8000}, "gateway": {4000}, "relay": {9099}, "prometheus": {9090},
     "alertmanager": {9093}, "node-exporter": {9100}, "dcgm-exporter": {9400}, "grafana": {3000},
     "elasticsearch": {9200}, "logstash": {5044, 9600}, "kibana": {5601}, "open-webui": {8080},
-    "filebeat": {5066}, "setup": set(),
+    "filebeat": {5066}, "setup": set(), "kibana-setup": set(),
 }  # fmt: skip
+# One-shot jobs: `no` runs once per `up`; `on-failure` retries until it has done its work.
+ONE_SHOT_RESTART = {"no", "on-failure"}
 VLLM_FLAGS = {
-    "--model", "--served-model-name", "--host", "--port", "--dtype", "--gpu-memory-utilization", "--max-model-len",
+    "--served-model-name", "--host", "--port", "--dtype", "--gpu-memory-utilization", "--max-model-len",
     "--max-num-seqs", "--max-num-batched-tokens", "--reasoning-parser",
 }  # fmt: skip
 _PROBE_PORT = re.compile(r"(?:127\.0\.0\.1|localhost)[:/](\d+)")
@@ -149,9 +151,10 @@ def test_gpu_services_reserve_an_nvidia_gpu(rendered: dict[str, Rendered]) -> No
 
 
 def test_vllm_command(rendered: dict[str, Rendered], env_file: Path, tmp_path: Path) -> None:
-    command = rendered["gpu"]["vllm"]["command"]
+    # The image's entrypoint is `vllm serve`, which takes the model positionally (`--model` is deprecated there).
+    model, *command = rendered["gpu"]["vllm"]["command"]
+    assert model == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B" and "--model" not in command
     args = dict(zip(command[::2], command[1::2], strict=False))
-    assert args["--model"] == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
     assert args["--reasoning-parser"] == "deepseek_r1" and args["--dtype"] == "half"
     assert "--disable-log-requests" not in command, "removed in vLLM 0.33"
     assert set(args) == VLLM_FLAGS, "vLLM flags this project relies on (the image itself cannot be run here)"
@@ -169,9 +172,34 @@ def test_vllm_command(rendered: dict[str, Rendered], env_file: Path, tmp_path: P
 # ---- health and start order -----------------------------------------------------------------------------------------
 
 
+def waits_on(services: Rendered, name: str) -> set[str]:
+    """Every service ``name`` waits for, directly or through others."""
+    seen: set[str] = set()
+    todo = [name]
+    while todo:
+        for target in services[todo.pop()].get("depends_on") or {}:
+            if target in services and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+def test_log_shipping_never_waits_for_kibana(rendered: dict[str, Rendered]) -> None:
+    """A degraded or broken Kibana must not keep Logstash and Filebeat down: the setup job they wait for does the
+    Elasticsearch steps only, and the Kibana import is a job of its own that nothing waits for."""
+    for services in rendered.values():
+        for shipper in ("filebeat", "logstash"):
+            assert not {"kibana", "kibana-setup"} & waits_on(services, shipper), shipper
+        assert services["setup"]["environment"]["SETUP_STEPS"] == "elasticsearch"
+        kibana_job = services["kibana-setup"]
+        assert kibana_job["environment"]["SETUP_STEPS"] == "kibana" and kibana_job["restart"] == "on-failure"
+        assert kibana_job["depends_on"]["kibana"]["condition"] == "service_healthy"
+        assert not [n for n, s in services.items() if "kibana-setup" in (s.get("depends_on") or {})]
+
+
 def test_long_running_services_have_healthchecks(rendered: dict[str, Rendered]) -> None:
     for profile, name, service in all_services(rendered):
-        if service.get("restart") == "no":
+        if service.get("restart") in ONE_SHOT_RESTART:
             continue
         test = (service.get("healthcheck") or {}).get("test") or ["NONE"]
         assert test[0] in {"CMD", "CMD-SHELL"}, f"{name} ({profile}) has no healthcheck"
@@ -184,7 +212,7 @@ def test_dependents_wait_for_health(rendered: dict[str, Rendered]) -> None:
                 assert dep.get("required") is False, f"{name} needs {target}, absent in the {profile} profile"
                 continue
             if dep["condition"] == "service_completed_successfully":
-                assert rendered[profile][target].get("restart") == "no", f"{target} is not a one-shot job"
+                assert rendered[profile][target].get("restart") in ONE_SHOT_RESTART, f"{target} is no one-shot job"
             else:
                 assert dep["condition"] == "service_healthy", f"{name} -> {target}: {dep['condition']}"
                 assert rendered[profile][target].get("healthcheck"), f"{name} waits on {target}, which has none"
@@ -283,8 +311,33 @@ def test_prometheus_loads_its_config_and_rules_from_the_mount(rendered: dict[str
     flag = next(a for a in service["command"] if a.startswith("--config.file="))
     config_path = container_to_repo(service, flag.split("=", 1)[1])
     assert config_path is not None and config_path.is_file(), flag
+    config_targets = [Path(c["target"]) for c in service.get("configs", [])]
     for pattern in yaml.safe_load(config_path.read_text())["rule_files"]:
+        if pattern.startswith("/"):  # rendered by compose: a `configs:` entry must land there
+            assert any(t.match(pattern) for t in config_targets), f"no configs: target matches {pattern!r}"
+            continue
         assert list(config_path.parent.glob(pattern)), f"rule_files {pattern!r} matches nothing in the mount"
+
+
+def test_engine_sizing_rules_render_in_compose_as_llmwatch_renders_them(env_file: Path, tmp_path: Path) -> None:
+    from llmwatch import engine_sizing
+
+    env = {"VLLM_MAX_NUM_SEQS": "12", "VLLM_MAX_MODEL_LEN": "8192", "GPUS_EXPECTED": "0"}
+    custom = tmp_path / ".env"
+    custom.write_text(env_file.read_text() + "".join(f"{k}={v}\n" for k, v in env.items()))
+    for path, values in ((env_file, {}), (custom, env)):
+        result = compose(path, "config", "--format", "json")
+        assert result.returncode == 0, result.stderr
+        content = json.loads(result.stdout)["configs"][engine_sizing.CONFIG_NAME]["content"]
+        defaults = {k: v for k, v in _env_values(path).items() if k in ("VLLM_MAX_NUM_SEQS", "VLLM_MAX_MODEL_LEN",
+                    "VLLM_GPU_MEMORY_UTILIZATION", "GPUS_EXPECTED")}  # fmt: skip
+        assert content == engine_sizing.render({**defaults, **values})
+    assert "vector(12)" in content and "vector(8192)" in content and "vector(0)" in content
+
+
+def _env_values(path: Path) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
+    return {k.strip(): v.strip() for k, v in pairs}
 
 
 def test_filebeat_ships_to_logstash_and_reads_the_gateway_log(rendered: dict[str, Rendered]) -> None:
@@ -365,6 +418,16 @@ def test_alertmanager_webhooks_reach_the_relay(rendered: dict[str, Rendered]) ->
         assert_reaches(rendered, url, "alertmanager webhook")
 
 
+def test_open_webui_takes_its_settings_from_env_at_every_start(rendered: dict[str, Rendered]) -> None:
+    for services in rendered.values():
+        env = services["open-webui"]["environment"]
+        persistent = sorted(OPEN_WEBUI_PERSISTENT[name] for name in env if name in OPEN_WEBUI_PERSISTENT)
+        frozen = {"openai.api_base_urls", "openai.api_keys", "ui.default_models", "models.default_metadata"}
+        assert frozen <= set(persistent)
+        # Open WebUI compares .lower() with "true"; only the exact "false" is what the docs promise.
+        assert env.get("ENABLE_PERSISTENT_CONFIG") == "false", f"these would be frozen at first start: {persistent}"
+
+
 def test_open_webui_and_gateway_point_down_the_serving_path(rendered: dict[str, Rendered]) -> None:
     for services in rendered.values():
         env = services["open-webui"]["environment"]
@@ -379,16 +442,45 @@ def test_open_webui_and_gateway_point_down_the_serving_path(rendered: dict[str, 
         assert_reaches(rendered, upstream, "gateway --upstream")
 
 
-def test_gateway_key_file_holds_the_open_webui_key(rendered: dict[str, Rendered], env_file: Path) -> None:
+def test_users_meet_a_warm_engine_and_prometheus_keeps_exemplars(rendered: dict[str, Rendered]) -> None:
+    for services in rendered.values():
+        gateway = services["gateway"]
+        command = gateway["command"]
+        assert int(command[command.index("--warmup") + 1]) > 0, "compose warms the engine up before users reach it"
+        assert "/readyz" in " ".join(gateway["healthcheck"]["test"]), "healthy only once ready (warm-up done)"
+        assert services["open-webui"]["depends_on"]["gateway"]["condition"] == "service_healthy"
+        assert "--enable-feature=exemplar-storage" in services["prometheus"]["command"]
+
+
+def gateway_keys(env_file: Path) -> dict[str, str]:
+    """name -> key of the gateway's --api-keys file as compose renders it; blank lines are skipped, as the gateway
+    does, and every other line must be `name=key`."""
     result = compose(env_file, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
     project = json.loads(result.stdout)
-    gateway, webui = project["services"]["gateway"], project["services"]["open-webui"]
+    gateway = project["services"]["gateway"]
     keys_path = gateway["command"][gateway["command"].index("--api-keys") + 1]
     (mounted,) = [c for c in gateway.get("configs", []) + gateway.get("secrets", []) if c["target"] == keys_path]
     content = project["configs"][mounted["source"]]["content"]
     lines = [line.split("=", 1) for line in content.splitlines() if line.strip()]
     assert all(len(pair) == 2 and pair[0] and pair[1] for pair in lines), "the gateway reads `name=key` lines"
-    assert webui["environment"]["OPENAI_API_KEY"] in {key for _, key in lines}
+    return {name: key for name, key in lines}
+
+
+def test_gateway_key_file_holds_the_open_webui_key(env_file: Path) -> None:
+    result = compose(env_file, "config", "--format", "json")
+    webui = json.loads(result.stdout)["services"]["open-webui"]
+    assert webui["environment"]["OPENAI_API_KEY"] in gateway_keys(env_file).values()
+
+
+def test_loadtest_key_is_optional(env_file: Path, tmp_path: Path) -> None:
+    """LOADTEST_API_KEY unset: compose still renders and the file holds no `loadtest` line; set: it does."""
+    unset = tmp_path / "unset.env"
+    unset.write_text(filled_env_text(drop=frozenset({"LOADTEST_API_KEY"})))
+    assert "loadtest" not in gateway_keys(unset)
+    with_key = tmp_path / "set.env"
+    with_key.write_text(env_file.read_text().replace("LOADTEST_API_KEY=", "LOADTEST_API_KEY=lt-secret-1", 1))
+    assert gateway_keys(with_key)["loadtest"] == "lt-secret-1"
 
 
 _ENV_REFERENCE = re.compile(r"\$\{(\w+)(:[^}]*)?\}")
@@ -539,3 +631,72 @@ def test_dockerfile_passes_hadolint() -> None:
     args = [str(hadolint), "--no-color", str(DOCKERFILE)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- dcgm-exporter ----------------------------------------------------------------------------------------------
+
+# dcgm-exporter 4.7.1, internal/pkg/counters/counter_config.go: ReadCSVFile reads with encoding/csv, Comment '#';
+# ExtractCounters trims spaces, wants exactly 3 fields per record and a known Prometheus type (promMetricType).
+DCGM_PROM_TYPES = {"gauge", "counter", "label"}
+DCGM_PROFILING = {"DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE", "DCGM_FI_PROF_DRAM_ACTIVE"}
+
+
+def dcgm_counters(text: str) -> dict[str, str]:
+    import csv
+
+    rows = csv.reader(line for line in text.splitlines() if not line.startswith("#"))
+    fields: dict[str, str] = {}
+    for i, record in enumerate(r for r in rows if r):
+        record = [field.strip(" ") for field in record]
+        assert len(record) == 3, f"record {i} {record}: dcgm-exporter wants exactly 3 fields"
+        assert record[1] in DCGM_PROM_TYPES, f"{record[0]}: unknown Prometheus type {record[1]!r}"
+        fields[record[0]] = record[1]
+    return fields
+
+
+def test_dcgm_exporter_collects_the_profiling_fields_and_names_the_server(rendered: dict[str, Rendered]) -> None:
+    dcgm = rendered["gpu"]["dcgm-exporter"]
+    counters = container_to_repo(dcgm, dcgm["environment"]["DCGM_EXPORTER_COLLECTORS"])
+    assert counters is not None
+    fields = dcgm_counters(counters.read_text())
+    assert set(fields) >= DCGM_PROFILING and all(fields[f] == "gauge" for f in DCGM_PROFILING)
+    assert "SYS_ADMIN" in dcgm["cap_add"], "the profiling fields need it"
+    # Its Hostname label is the container's host name; a container id would name no server in an alert.
+    assert dcgm["hostname"] == "gpu-server-1"
+    with pytest.raises(AssertionError, match="3 fields"):
+        dcgm_counters("DCGM_FI_DEV_GPU_TEMP, gauge\n")
+
+
+def test_nothing_reads_a_missing_profiling_field_as_a_fault() -> None:
+    """GeForce cards have no DCGM_FI_PROF_* series: no alert may fire on their absence, and a panel that shows
+    them says "not supported on this card" when there is no data."""
+    for path in sorted((REPO / "prometheus/rules").glob("*.yml")):
+        for group in load_yaml(str(path.relative_to(REPO)))["groups"]:
+            for rule in group["rules"]:
+                expr = str(rule["expr"])
+                if "DCGM_FI_PROF_" in expr:
+                    assert "absent" not in expr and "unless" not in expr, f"{path.name}: {rule}"
+    for path in sorted((REPO / "grafana/dashboards").glob("*.json")):
+        for panel in json.loads(path.read_text()).get("panels", []):
+            exprs = " ".join(str(t.get("expr", "")) for t in panel.get("targets", []))
+            if "DCGM_FI_PROF_" in exprs:
+                no_value = panel.get("fieldConfig", {}).get("defaults", {}).get("noValue", "")
+                assert "not supported" in no_value.lower(), f"{path.name}: {panel.get('title')}"
+
+
+# Grafana's provisioning loader (pkg/services/provisioning/values/values.go, interpolateValue): every string value is
+# split on "$$" (a literal $) and each part goes through Go's os.ExpandEnv, which turns $NAME and ${NAME} into the
+# variable's value, or silently into "" when it is unset: a typo gives an empty password, not an error.
+GO_ENV_REF = re.compile(r"\$\{(\w+)\}|\$(\w+)")
+
+
+def test_grafana_provisioning_references_only_what_grafana_gets(rendered: dict[str, Rendered]) -> None:
+    env = rendered["gpu"]["grafana"].get("environment") or {}
+    for path in sorted((REPO / "grafana/provisioning").rglob("*.y*ml")):
+        for line in path.read_text().splitlines():
+            if line.lstrip().startswith("#"):
+                continue
+            for part in line.split("$$"):
+                for braced, bare in GO_ENV_REF.findall(part):
+                    name = braced or bare
+                    assert env.get(name), f"{path.relative_to(REPO)}: ${name} would be empty (grafana sets no {name})"

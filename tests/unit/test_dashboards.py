@@ -20,8 +20,17 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
+from llmwatch import engine_sizing
 from tests.llamacpp import capture_names
-from tests.promql import QUOTED, panels_of, promql_metric_names, variable_expr
+from tests.promql import (
+    QUOTED,
+    exposed_names,
+    panels_of,
+    promql_metric_names,
+    registry_names,
+    variable_expr,
+    vllm_names,
+)
 from tests.support import REPO, free_port, need_binary, running
 
 GRAFANA = REPO / "grafana"
@@ -144,40 +153,12 @@ def unknown_names(dashes: Iterable[dict[str, Any]], known: set[str], exempt_pref
 
 
 # --- What the real sources expose -------------------------------------------------------------------------------
-def exposed_names(name: str, kind: Any) -> set[str]:
-    """Series names a metric family of this type puts on /metrics (client_python and vLLM conventions).
-
-    This is how histogram (_bucket/_sum/_count) and counter (_total) suffixes are handled: each real family is
-    expanded to exactly the series it exposes, which is stricter than stripping suffixes (a gauge_bucket fails).
-    """
-    kind = str(getattr(kind, "value", getattr(kind, "__name__", kind))).lower()
-    if kind == "counter":
-        base = name.removesuffix("_total")
-        return {f"{base}_total", f"{base}_created"}
-    if kind == "histogram":
-        return {f"{name}_bucket", f"{name}_sum", f"{name}_count", f"{name}_created"}
-    if kind == "summary":
-        return {name, f"{name}_sum", f"{name}_count", f"{name}_created"}
-    if kind == "info":
-        return {f"{name.removesuffix('_info')}_info"}
-    return {name}
-
-
 def gateway_names() -> set[str]:
     from llmwatch.gateway.metrics import GatewayMetrics  # the shared contract module
 
     registry = CollectorRegistry()
     GatewayMetrics(registry)
-    names = set()
-    for family in registry.collect():
-        names |= exposed_names(family.name, family.type) | {sample.name for sample in family.samples}
-    return names
-
-
-def vllm_names() -> set[str]:
-    from llmwatch.simulator.metric_spec import VLLM_METRICS
-
-    return {name for metric in VLLM_METRICS for name in exposed_names(metric.name, metric.type)}
+    return registry_names(registry)
 
 
 def dcgm_names() -> set[str]:
@@ -189,6 +170,7 @@ def dcgm_names() -> set[str]:
 def recording_rule_names() -> set[str]:
     files = sorted((REPO / "prometheus" / "rules").glob("*.y*ml"))
     groups = [group for path in files for group in (yaml.safe_load(path.read_text()) or {}).get("groups", [])]
+    groups += yaml.safe_load(engine_sizing.render())["groups"]  # rendered from .env by compose
     return {rule["record"] for group in groups for rule in group.get("rules", []) if "record" in rule}
 
 
@@ -430,3 +412,25 @@ def test_every_expression_parses_with_promtool(dashboards: list[dict[str, Any]],
         yaml.safe_dump({"groups": [{"name": "b", "rules": [{"record": "b:x", "expr": "sum(rate(x[5m])"}]}]})
     )
     assert subprocess.run([promtool, "check", "rules", str(broken)], capture_output=True, timeout=30).returncode != 0
+
+
+VLLM_SELECTOR = re.compile(r"(vllm:\w+)\{([^}]*)\}")
+
+
+def test_vllm_selectors_filter_on_labels_the_metric_has(dashboards: list[dict[str, Any]]) -> None:
+    """A matcher on a label the metric lacks (vllm:cache_config_info has no model_name) blanks the panel."""
+    from llmwatch.simulator.metric_spec import VLLM_METRICS
+
+    specs = {spec.name: spec for spec in VLLM_METRICS}
+    wrong = []
+    for dash in dashboards:
+        for panel in panels_of(dash):
+            for target in panel.get("targets", []):
+                for metric, matchers in VLLM_SELECTOR.findall(str(target.get("expr", ""))):
+                    base = re.sub(r"_(total|bucket|sum|count)$", "", metric)
+                    spec = specs.get(metric) or specs.get(base)
+                    labels = set(spec.labels) | {"instance", "job", "le"} if spec else set()
+                    used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)", matchers))
+                    if spec and used - labels:
+                        wrong.append(f"{dash['title']} / {panel.get('title')}: {metric} has no {used - labels}")
+    assert wrong == []

@@ -1,74 +1,24 @@
-"""Offline checks of .env.example against docker-compose.yml: every variable documented, pinned, no default secrets.
-
-The helpers here (``parse_env_example``, ``required_messages``, ``filled_env_text``) are shared with test_compose.py,
-which renders the stack with the real compose binary.
-"""
+"""Offline checks of .env.example against docker-compose.yml: every variable documented, pinned, no default secrets."""
 
 from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass
 
 import pytest
 
+from tests.compose_support import (
+    ASSIGNMENT,
+    COMPOSE_OWN,
+    ENV_EXAMPLE,
+    SECRET_NAME,
+    compose_variables,
+    parse_env_example,
+    required_messages,
+)
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
-
-ENV_EXAMPLE = REPO / ".env.example"
-COMPOSE_FILE = REPO / "docker-compose.yml"
-
-# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is compose's escape for a literal `$`.
-_REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
-_ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
-# Names that hold credentials: they may be required (`:?`) or optional with an empty default, never defaulted.
-SECRET_NAME = re.compile(r"PASSWORD|SECRET|_TOKEN$|_KEY$|WEBHOOK|(DINGTALK|WECOM|FEISHU)_URL$")
-# Read by compose itself rather than interpolated into the file.
-COMPOSE_OWN = {"COMPOSE_PROFILES"}
-
-
-@dataclass(frozen=True)
-class Reference:
-    name: str
-    operator: str  # "", ":-", "-", ":?", "?"
-    argument: str
-
-
-def compose_variables() -> list[Reference]:
-    """Every variable reference in docker-compose.yml, in file order, comments excluded."""
-    lines = COMPOSE_FILE.read_text().splitlines()
-    text = "\n".join(line for line in lines if not line.lstrip().startswith("#"))
-    return [Reference(m.group(1), m.group(2) or "", m.group(3) or "") for m in _REFERENCE.finditer(text)]
-
-
-def required_messages() -> dict[str, str]:
-    """VAR -> the message of its `${VAR:?message}`; one message per variable (the test below holds them equal)."""
-    return {ref.name: ref.argument for ref in compose_variables() if ref.operator == ":?"}
-
-
-def parse_env_example() -> dict[str, str]:
-    """VAR -> value as written in .env.example."""
-    values: dict[str, str] = {}
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        match = _ASSIGNMENT.match(line)
-        if match:
-            values[match.group(1)] = match.group(2)
-    return values
-
-
-def filled_env_text(drop: frozenset[str] = frozenset()) -> str:
-    """.env.example with every empty required variable filled by a dummy, minus the names in ``drop``."""
-    required = required_messages()
-    lines = []
-    for line in ENV_EXAMPLE.read_text().splitlines():
-        match = _ASSIGNMENT.match(line)
-        if match and match.group(1) in drop:
-            continue
-        if match and match.group(2) == "" and match.group(1) in required:
-            line = f"{match.group(1)}=dummy-{match.group(1).lower()}-0123456789abcdef0123456789abcdef"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
 
 
 def test_every_compose_variable_is_in_env_example() -> None:
@@ -91,8 +41,8 @@ def test_every_variable_block_is_commented() -> None:
     previous = ""
     uncommented = []
     for line in ENV_EXAMPLE.read_text().splitlines():
-        match = _ASSIGNMENT.match(line)
-        if match and not (previous.startswith("#") or _ASSIGNMENT.match(previous)):
+        match = ASSIGNMENT.match(line)
+        if match and not (previous.startswith("#") or ASSIGNMENT.match(previous)):
             uncommented.append(match.group(1))
         previous = line
     assert not uncommented, f"add a comment above: {uncommented}"
@@ -150,3 +100,23 @@ def test_each_required_variable_has_one_message_that_names_it() -> None:
         assert len(texts) == 1, f"{name} has different messages in docker-compose.yml: {sorted(texts)}"
         assert name in next(iter(texts)), f"the message for {name} should say which variable to set"
         assert ": " not in next(iter(texts)), "': ' inside a plain YAML scalar breaks the YAML"
+
+
+# Pins whose tag could not be confirmed in upstream tags or changelogs when last reviewed; they say so in the file.
+UNCONFIRMED = {"GRAFANA_VERSION"}
+
+
+def test_every_image_pin_names_where_it_was_checked() -> None:
+    """A pin nobody found upstream breaks the first pull; each one says where its version was confirmed."""
+    lines = ENV_EXAMPLE.read_text().splitlines()
+    for i, line in enumerate(lines):
+        match = ASSIGNMENT.match(line)
+        if not match or not match.group(1).endswith("_VERSION") or match.group(1) == "LLMWATCH_VERSION":
+            continue
+        above = []
+        for previous in reversed(lines[:i]):
+            if not previous.startswith("#"):
+                break
+            above.append(previous)
+        note = "# Unconfirmed:" if match.group(1) in UNCONFIRMED else "# Checked:"
+        assert any(c.startswith(note) for c in above), f"{match.group(1)}: add a `{note} <source>` line above it"

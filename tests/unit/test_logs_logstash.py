@@ -9,7 +9,16 @@ import pytest
 import yaml
 from logstash_pipeline_parser import Pipeline
 
-from tests.unit.test_logs_support import ES_DIR, LOGSTASH_DIR, LogstashConfig, Plugin, load_json, load_pipeline
+from tests.logs_support import (
+    ES_DIR,
+    LOGSTASH_DIR,
+    LogstashConfig,
+    Plugin,
+    load_json,
+    load_pipeline,
+    parse_pipeline,
+    run_copies,
+)
 
 pytestmark = pytest.mark.unit
 
@@ -116,3 +125,36 @@ def test_settings_keep_events_durable() -> None:
     settings = yaml.safe_load((LOGSTASH_DIR / "config/logstash.yml").read_text())
     assert settings["queue.type"] == "persisted" and settings["dead_letter_queue.enable"] is True
     assert settings["api.http.host"] == "0.0.0.0" and "path.config" not in settings  # pipelines.yml rules
+
+
+# Container names equal the compose service names in both runtimes (docker-compose.yml, deploy/k8s).
+STACK_SERVICES = ["vllm", "sim", "llama", "gateway", "open-webui", "relay"]
+
+
+@pytest.mark.parametrize("service", STACK_SERVICES)
+def test_llm_stack_names_the_service_in_docker_and_kubernetes_shapes(service: str) -> None:
+    """Filebeat's add_docker_metadata gives the compose label; Kubernetes autodiscover gives kubernetes.*."""
+    filters = [
+        items for section, items in parse_pipeline(LOGSTASH_DIR / "pipeline/llm_stack.conf") if section == "filter"
+    ]
+    (stack_filter,) = filters
+    docker = {"container": {"labels": {"com_docker_compose_service": service}, "name": f"llmwatch-{service}-1"}}
+    kubernetes = {
+        "kubernetes": {
+            "container": {"name": service},
+            "namespace": "llmwatch",
+            "pod": {"name": f"{service}-7d9f8c6b5-x2x4q"},
+            "labels": {"app_kubernetes_io/name": service},
+        }
+    }
+    for shape in (docker, kubernetes):
+        event = run_copies(stack_filter, {"message": "x", "tags": ["llm_stack"], **shape})
+        assert event["service"]["name"] == service, shape
+    assert "service" not in run_copies(stack_filter, {"message": "x"})
+
+
+def test_kubernetes_fields_are_mapped() -> None:
+    mapping = load_json(ES_DIR / "component-templates/llm_stack@mappings.json")["template"]["mappings"]["properties"]
+    kubernetes = mapping["kubernetes"]["properties"]
+    assert kubernetes["container"]["properties"]["name"]["type"] == "keyword"
+    assert kubernetes["namespace"]["type"] == kubernetes["pod"]["properties"]["name"]["type"] == "keyword"

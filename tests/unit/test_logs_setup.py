@@ -3,17 +3,15 @@ logs-as-code file follows: a two-line header, JSON that Elasticsearch accepts, s
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
 
+from tests.logs_support import ES_DIR, KIBANA_DIR, load_filebeat, load_json, load_setup_script
 from tests.support import REPO
-from tests.unit.test_logs_support import ES_DIR, KIBANA_DIR, load_filebeat, load_json
 
 pytestmark = pytest.mark.unit
 
@@ -25,16 +23,7 @@ PASSWORDS = {
 }
 
 
-def setup_module_() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("llmwatch_es_setup", ES_DIR / "setup/setup.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-setup = setup_module_()
+setup = load_setup_script()
 
 
 def test_missing_passwords_are_all_named_before_anything_runs() -> None:
@@ -152,3 +141,31 @@ def test_kibana_and_filebeat_take_secrets_and_hosts_as_the_stack_expects() -> No
     assert gateway["paths"] == ["/var/log/llmwatch/access.log*"] and gateway["parsers"][0]["ndjson"]["target"] == ""
     assert gateway["file_identity.native"] is None and gateway["prospector.scanner.fingerprint.enabled"] is False
     assert (gateway["tags"], stack["tags"]) == (["llm_gateway"], ["llm_stack"])
+
+
+def test_steps_are_chosen_and_checked() -> None:
+    assert setup.load_config(PASSWORDS).steps == ("elasticsearch", "kibana")
+    assert setup.load_config(PASSWORDS | {"SETUP_STEPS": "kibana"}).steps == ("kibana",)
+    with pytest.raises(setup.ConfigError, match="SETUP_STEPS"):
+        setup.load_config(PASSWORDS | {"SETUP_STEPS": "elastic"})
+
+
+def test_a_degraded_kibana_still_gets_its_objects_and_elasticsearch_is_left_alone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Kibana's status API says "degraded" while one plugin lags; its saved-objects API works all the same."""
+    calls: list[tuple[str, str]] = []
+
+    def call(self: Any, method: str, path: str, body: bytes | None = None, content_type: str = "") -> tuple[int, Any]:
+        calls.append((self.base, path))
+        if path == "/api/status":
+            return 200, {"status": {"overall": {"level": "degraded"}}}
+        if path.startswith("/api/saved_objects/_import"):
+            return 200, {"success": True, "successCount": 1}
+        return (404, None) if method == "GET" else (200, {})
+
+    monkeypatch.setattr(setup.Http, "call", call)
+    env = PASSWORDS | {"SETUP_STEPS": "kibana", "SETUP_TIMEOUT_S": "1", "ELASTICSEARCH_URL": "http://es:9200"}
+    assert setup.main(env) == 0
+    assert calls and all(base == "http://kibana:5601" for base, _ in calls)
+    assert any(path.startswith("/api/saved_objects/_import") for _, path in calls)

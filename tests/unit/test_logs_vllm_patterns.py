@@ -7,56 +7,43 @@ logstash/patterns/llm_stack translated mechanically to Python regexes."""
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.unit.test_logs_support import (
+from tests.logs_support import (
     FIXTURES,
     LOGSTASH_DIR,
     compile_grok,
+    container_events,
     grok_filters,
-    load_filebeat,
     load_patterns,
     load_pipeline,
+    logstash_settings,
+    logstash_string,
+    raw_option_strings,
+    ruby_gsub,
 )
 
 pytestmark = pytest.mark.unit
 
-STACK = load_pipeline(LOGSTASH_DIR / "pipeline/llm_stack.conf")
+STACK_CONF = LOGSTASH_DIR / "pipeline/llm_stack.conf"
+STACK = load_pipeline(STACK_CONF)
 GROKS = grok_filters(STACK)
 
 
-def multiline_pattern() -> re.Pattern[str]:
-    (stack_input,) = [i for i in load_filebeat()["filebeat.inputs"] if i["id"] == "llm-stack-containers"]
-    (parser,) = [p["multiline"] for p in stack_input["parsers"] if "multiline" in p]
-    assert (parser["negate"], parser["match"]) == (False, "after")
-    # Go's $ (no flags) is the end of the text, Python's \Z.
-    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", parser["pattern"]))
-
-
-def container_events(path: Path) -> list[str]:
-    """Docker json-file lines -> Filebeat events: a line matching the multiline pattern joins the one before."""
-    pattern = multiline_pattern()
-    events: list[list[str]] = []
-    for line in path.read_text().splitlines():
-        text = json.loads(line)["log"]
-        if events and pattern.search(text):
-            events[-1].append(text)
-        else:
-            events.append([text])
-    return ["\n".join(lines) for lines in events]
-
-
-def normalise(message: str) -> str:
+def normalise(message: str, support_escapes: bool | None = None) -> str:
+    """llm_stack.conf's gsub and strip, with Logstash's string rules and config.support_escapes as configured."""
+    if support_escapes is None:
+        support_escapes = logstash_settings().get("config.support_escapes", False) is True
     for plugin in STACK.plugins:
-        gsub = plugin.options.get("gsub", [])
-        for i in range(0, len(gsub), 3):
-            assert gsub[i] == "message"
-            message = re.sub(gsub[i + 1], gsub[i + 2], message)
+        if "gsub" in plugin.options:
+            raw = raw_option_strings(STACK_CONF, plugin.options["id"], "gsub")
+            gsub = [logstash_string(s, support_escapes) for s in raw]
+            for i in range(0, len(gsub), 3):
+                assert gsub[i] == "message"
+                message = ruby_gsub(gsub[i + 1], gsub[i + 2], message)
         if "message" in plugin.options.get("strip", []):
             message = message.strip()
     return message
@@ -70,9 +57,9 @@ def grok(filter_id: str, text: str) -> dict[str, Any] | None:
     return None
 
 
-def parse(message: str) -> dict[str, Any]:
+def parse(message: str, support_escapes: bool | None = None) -> dict[str, Any]:
     """The llm_stack filter section for one event, as far as grok is concerned."""
-    event: dict[str, Any] = {"message": normalise(message)}
+    event: dict[str, Any] = {"message": normalise(message, support_escapes)}
     line = grok("stack_line", event["message"])
     event["parsed"] = line is not None
     event.update(line or {})
@@ -165,6 +152,23 @@ def test_tracebacks_yield_the_exception(vllm: list[dict[str, Any]], webui: list[
     assert errors[3][1] == "500, message='Internal Server Error', url='http://gateway:4000/v1/chat/completions'"
     # Only the exception line: the vLLM head in front of it is not part of the type.
     assert all("\n" not in m and "ERROR" not in m for _, m in errors)
+
+
+def test_without_support_escapes_the_newlines_turn_into_backslash_n() -> None:
+    """The shipped bug: without config.support_escapes, "\\n" in the gsub is a backslash and an n (lscl.rb), so
+    every joined traceback became one line and PY_EXCEPTION found no exception type."""
+    (traceback, *_) = [m for m in container_events(FIXTURES / "vllm-container.log") if "Traceback" in m]
+    old = parse(traceback, support_escapes=False)
+    assert "\\n" in old["message"] and "\n" not in old["message"] and "error.type" not in old
+    assert parse(traceback)["error.type"] == "torch.OutOfMemoryError"
+    assert logstash_settings()["config.support_escapes"] is True
+
+
+def test_the_string_rules_follow_logstash() -> None:
+    assert logstash_string(r"a\nb\tc\"d\\e\qf", support_escapes=True) == 'a\nb\tc"d\\e\\qf'
+    assert logstash_string(r"a\nb", support_escapes=False) == r"a\nb"
+    # Ruby keeps an unknown backslash pair in a gsub replacement; \\1 is the first group.
+    assert ruby_gsub("x+", r"\n", "axxb") == r"a\nb" and ruby_gsub("(x+)", r"<\1>", "axxb") == "a<xx>b"
 
 
 def test_open_webui_lines(webui: list[dict[str, Any]]) -> None:

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -18,6 +19,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
+from llmwatch import engine_sizing
+from tests.promql import panels_of, registry_names, vllm_names
 from tests.support import REPO, need_binary
 
 PROM = REPO / "prometheus"
@@ -53,6 +56,23 @@ def rules(path: Path) -> list[dict[str, Any]]:
 
 ALERTS = rules(PROM / "rules" / "alerts.yml")
 RECORDED = [r for path in RULES for r in rules(path) if "record" in r]
+# Read by `llmwatch doctor`, not by a rule.
+TOOL_THRESHOLDS = {"threshold:engine_max_model_len:max"}
+
+
+@pytest.fixture(scope="module")
+def sizing(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The engine-sizing rule file compose renders from .env, rendered with its defaults."""
+    return engine_sizing.write(tmp_path_factory.mktemp("rendered"))
+
+
+def with_sizing(test_file: Path, sizing: Path, dest: Path) -> Path:
+    """A promtool test file whose rule_files also load the rendered engine-sizing file (absolute paths)."""
+    doc = load(test_file)
+    doc["rule_files"] = [str((test_file.parent / f).resolve()) for f in doc["rule_files"]] + [str(sizing)]
+    out = dest / test_file.name
+    out.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    return out
 
 
 @pytest.mark.integration
@@ -61,13 +81,13 @@ def test_promtool_check_config() -> None:
 
 
 @pytest.mark.integration
-def test_promtool_check_rules() -> None:
-    promtool("check", "rules", *RULES)
+def test_promtool_check_rules(sizing: Path) -> None:
+    promtool("check", "rules", *RULES, sizing)
 
 
 @pytest.mark.integration
-def test_promtool_unit_tests() -> None:
-    promtool("test", "rules", *TESTS)
+def test_promtool_unit_tests(sizing: Path) -> None:
+    promtool("test", "rules", *(with_sizing(path, sizing, sizing.parent) for path in TESTS))
 
 
 # Everything below is pure: YAML and Python only.
@@ -116,17 +136,35 @@ def test_alert_has_severity_component_summary_check_first_and_a_runbook_anchor(a
     assert runbook.split("#")[1] in anchors(DOCS.read_text()), f"no heading for {runbook} in docs/alerting.md"
 
 
+def thresholds_outside_rules() -> set[str]:
+    """`threshold:*` names that the dashboards' queries and the load test's SLO file (loadtest/slo.yml) read: the
+    operator's KPI targets live in thresholds.yml too, and some are judged there rather than alerted on."""
+    used: set[str] = set()
+    for path in sorted((REPO / "grafana" / "dashboards").glob("*.json")):
+        for panel in panels_of(json.loads(path.read_text())):
+            for target in panel.get("targets", []):
+                used |= set(re.findall(r"threshold:[\w:]+", target.get("expr", "")))
+    slo = load(REPO / "loadtest" / "slo.yml")
+    for section in ("per_request", "slos"):
+        used |= {entry["threshold"] for entry in slo[section].values() if "threshold" in entry}
+    return used
+
+
 @pytest.mark.unit
 def test_thresholds_live_in_thresholds_yml_only() -> None:
     defined = {r["record"] for r in rules(PROM / "rules" / "thresholds.yml") if r["record"].startswith("threshold:")}
+    defined |= {r["record"] for g in yaml.safe_load(engine_sizing.render())["groups"] for r in g["rules"]}
     used: set[str] = set()
     for path in RULES:
         for rule in rules(path):
             used |= set(re.findall(r"threshold:[\w:]+", rule["expr"]))
             if path.name != "thresholds.yml":
                 assert "record" not in rule or not rule["record"].startswith("threshold:"), rule["record"]
+    # Every threshold is read somewhere: by a rule, a dashboard or the load test; each of those reads only
+    # thresholds that exist.
+    used |= thresholds_outside_rules()
     assert used <= defined, f"thresholds used but not defined: {sorted(used - defined)}"
-    assert defined <= used, f"thresholds defined but never used: {sorted(defined - used)}"
+    assert defined - TOOL_THRESHOLDS <= used, f"thresholds defined but never used: {sorted(defined - used)}"
     for alert in ALERTS:
         literals = {float(n) for n in re.findall(r"(?:[<>]=?|[!=]=)\s*(\d+(?:\.\d+)?)", alert["expr"])}
         assert literals <= {0.0, 1.0}, f"{alert['alert']} compares with {literals}: put it in thresholds.yml"
@@ -141,23 +179,11 @@ def test_rules_do_not_depend_on_host_names() -> None:
                 assert host not in rule["expr"], f"{rule.get('alert') or rule.get('record')} names {host}"
 
 
-def exposed_names(registry: CollectorRegistry) -> set[str]:
-    names: set[str] = set()
-    for family in registry.collect():
-        if family.type == "counter":
-            names.add(family.name + "_total")
-        elif family.type == "histogram":
-            names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
-        else:
-            names.add(family.name)
-    return names
-
-
 @pytest.mark.unit
 def test_metric_names_match_the_gateway_relay_simulator_and_dcgm_contracts() -> None:
     from llmwatch.gateway.metrics import GatewayMetrics
     from llmwatch.relay.metrics import RelayMetrics
-    from llmwatch.simulator.metric_spec import REMOVED_METRICS, VLLM_METRICS
+    from llmwatch.simulator.metric_spec import REMOVED_METRICS
     from llmwatch.simulator.settings import SimSettings
     from llmwatch.simulator.simulator import Simulator
 
@@ -165,11 +191,8 @@ def test_metric_names_match_the_gateway_relay_simulator_and_dcgm_contracts() -> 
     GatewayMetrics(registry)
     RelayMetrics(registry, ["dingtalk"])
     Simulator(SimSettings(), registry)  # its llmwatch_sim_info; its vllm:* names are checked against the spec below
-    ours = exposed_names(registry)
-    vllm = set()
-    for spec in VLLM_METRICS:
-        suffixes = ("_bucket", "_sum", "_count") if spec.type == "histogram" else ("",)
-        vllm |= {spec.exposed_name + s for s in suffixes}
+    ours = registry_names(registry)
+    vllm = vllm_names()
     text = " ".join(r["expr"] for path in RULES for r in rules(path))
     for name in set(re.findall(r"(?<![\w:])(vllm:\w+|llmwatch_\w+|DCGM_\w+)", text)):
         assert name not in REMOVED_METRICS
@@ -200,7 +223,7 @@ def test_prometheus_yml_scrapes_every_service_with_one_label_scheme() -> None:
         (static,) = job["static_configs"]
         assert static["targets"] == [expected[name]]
         assert static["labels"]["service"], f"job {name} has no service label"
-    assert config["rule_files"] == ["rules/*.yml"]
+    assert config["rule_files"] == ["rules/*.yml", f"{engine_sizing.COMPOSE_DIR}/*.yml"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
     assert config["global"]["external_labels"] == {"stack": "llmwatch"}
 

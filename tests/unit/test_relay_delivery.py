@@ -30,7 +30,7 @@ from tests.fake_im import (
     feishu_url,
     wecom_url,
 )
-from tests.unit.test_relay_render import parse, payload
+from tests.relay_payloads import parse, payload
 
 pytestmark = pytest.mark.unit
 BASE = "http://im.test"

@@ -38,7 +38,7 @@ class Recorder:
 
 def _engine(blocks: int, max_num_seqs: int) -> tuple[Engine, CollectorRegistry]:
     registry = CollectorRegistry()
-    metrics = EngineMetrics(build_collectors(registry, 4096), MODEL, cache_config_labels(0.9, blocks, None))
+    metrics = EngineMetrics(build_collectors(registry, 4096), MODEL, cache_config_labels(0.9, blocks, None, 4096))
     config = EngineConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=512, num_gpu_blocks=blocks, speed=20.0)
     return Engine(PROFILES["h100"], config, metrics, lambda: Faults()), registry
 
@@ -97,3 +97,6 @@ async def test_exhausted_kv_cache_preempts_and_recomputes() -> None:
         == 3
     )
     assert engine.free_blocks == 6
+    # every preemption lands in one finished request's vllm:request_num_preemptions observation
+    assert _value(registry, "vllm:request_num_preemptions_count") == 3
+    assert _value(registry, "vllm:request_num_preemptions_sum") == _value(registry, "vllm:num_preemptions_total")

@@ -80,8 +80,8 @@ def test_crlf_line_endings_and_comments_are_tolerated() -> None:
     assert _summary(acct)[0] == (11, 8, 5, 19)
 
 
-def test_malformed_event_is_counted_and_forwarded() -> None:
+def test_malformed_event_is_forwarded_and_the_rest_still_counted() -> None:
     data = b"data: {not json}\n\n" + STREAM
-    out, _, scanner = _scan(data, [], strip=True)
-    assert scanner.malformed == 1
+    out, acct, scanner = _scan(data, [], strip=True)
     assert out.startswith(b"data: {not json}\n\n")
+    assert scanner.done and _summary(acct)[0] == (11, 8, 5, 19)

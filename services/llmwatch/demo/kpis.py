@@ -1,4 +1,4 @@
-"""The seed's KPIs, computed from access-log lines (the same numbers Kibana and Grafana show)."""
+"""The operator's KPIs, computed from access-log lines (the same numbers Kibana and Grafana show)."""
 
 from __future__ import annotations
 

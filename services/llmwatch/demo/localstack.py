@@ -6,23 +6,20 @@ on 127.0.0.1 with its own port, so targets and URLs are rewritten and the rule f
 
 from __future__ import annotations
 
-import logging
 import re
 import shutil
 import socket
-import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
 import yaml
 from pydantic import BaseModel
 
-log = logging.getLogger(__name__)
+from llmwatch import engine_sizing
+from llmwatch.processes import Child
 
 
 class Ports(BaseModel):
@@ -50,15 +47,24 @@ def _local_target(target: str, ports: dict[str, int]) -> str | None:
     return None if port is None else f"127.0.0.1:{port}"
 
 
-def local_prometheus_config(repo: Path, ports: Ports, running: set[str], interval: str | None = None) -> dict[str, Any]:
-    """prometheus/prometheus.yml with 127.0.0.1 targets; jobs whose service is not running locally are dropped."""
+def local_prometheus_config(
+    repo: Path, ports: Ports, running: set[str], interval: str | None = None, sizing: Path | None = None
+) -> dict[str, Any]:
+    """prometheus/prometheus.yml with 127.0.0.1 targets; jobs whose service is not running locally are dropped.
+
+    ``sizing`` is the engine-sizing rule file (llmwatch.engine_sizing.write) that compose would render and mount.
+    """
     config: dict[str, Any] = yaml.safe_load((repo / "prometheus/prometheus.yml").read_text())
     by_service = ports.by_service()
     local = {name: port for name, port in by_service.items() if name in running or name == "localhost"}
     if interval is not None:
         config["global"]["scrape_interval"] = interval
         config["global"]["evaluation_interval"] = interval
-    config["rule_files"] = [str(repo / "prometheus" / pattern) for pattern in config.get("rule_files", [])]
+    config["rule_files"] = [
+        str(sizing) if pattern.startswith(engine_sizing.COMPOSE_DIR) else str(repo / "prometheus" / pattern)
+        for pattern in config.get("rule_files", [])
+        if sizing is not None or not pattern.startswith(engine_sizing.COMPOSE_DIR)
+    ]
     jobs = []
     for job in config.get("scrape_configs", []):
         if interval is not None:
@@ -96,42 +102,19 @@ class LocalStack:
     """Child processes with their output in ``run_dir``; ``stop`` ends them all, newest first."""
 
     run_dir: Path
-    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    procs: dict[str, Child] = field(default_factory=dict)
 
     def start(self, name: str, args: list[str], ready_url: str | None, timeout: float = 30.0) -> None:
         if ready_url is not None:
             _refuse_taken_port(name, ready_url)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        out = (self.run_dir / f"{name}.log").open("wb")
-        proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, cwd=self.run_dir)
-        self.procs[name] = proc
+        child = Child(args, self.run_dir / f"{name}.log", cwd=self.run_dir)
+        self.procs[name] = child
         if ready_url is not None:
-            self.wait_ready(name, ready_url, timeout)
-
-    def wait_ready(self, name: str, url: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.procs[name].poll() is not None:
-                tail = (self.run_dir / f"{name}.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{name} exited with {self.procs[name].returncode}:\n{tail}")
-            try:
-                if httpx.get(url, timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{name} was not ready at {url} within {timeout}s; see {self.run_dir / name}.log")
+            child.wait_http(ready_url, timeout)
 
     def stop(self) -> None:
-        for name, proc in reversed(list(self.procs.items())):
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    log.warning("%s did not stop in 10 s; killing it", name)
-                    proc.kill()
-                    proc.wait()
+        for child in reversed(list(self.procs.values())):
+            child.stop()
         self.procs.clear()
 
 

@@ -1,12 +1,14 @@
 """`llmwatch demo` (`make demo`): simulator + gateway + Prometheus + Alertmanager on 127.0.0.1, a burst of traffic,
 then where to look and the KPIs. Ctrl-C stops everything.
 
-The demo is a list of steps; the load test and `llmwatch doctor` plug in as further steps after the traffic.
+The demo is a list of steps; `llmwatch doctor` ends it. While the demo runs, `make load` load-tests its gateway
+(docs/loadtest.md).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -16,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 from pydantic import Field
-from pydantic_settings import BaseSettings, CliApp
+from pydantic_settings import BaseSettings
 
-from llmwatch.config import settings_config
+from llmwatch import engine_sizing
+from llmwatch.config import parse_cli, settings_config
 from llmwatch.demo.kpis import Kpis, read_lines
 from llmwatch.demo.localstack import (
     LocalStack,
@@ -31,6 +35,7 @@ from llmwatch.demo.localstack import (
     write_yaml,
 )
 from llmwatch.demo.traffic import burst
+from llmwatch.doctor.main import main as doctor_main
 
 
 class DemoSettings(BaseSettings):
@@ -39,7 +44,7 @@ class DemoSettings(BaseSettings):
     repo: Path = Field(Path("."), description="The llmwatch checkout (its prometheus/ and alertmanager/ are used).")
     run_dir: Path = Field(Path("run/demo"), description="Where logs and Prometheus/Alertmanager data go.")
     gpu_profile: str = Field("rtx3060", description="Simulated GPU: rtx3060, rtx4090 or h100.")
-    max_num_seqs: int = Field(4, description="The engine's batch size (vLLM --max-num-seqs), as in the seed's tuning.")
+    max_num_seqs: int = Field(4, description="The engine's batch size (vLLM --max-num-seqs); compose's default.")
     requests: int = Field(40, description="Requests in the traffic burst.")
     concurrency: int = Field(8, description="Requests in flight during the burst.")
     keep_running: bool = Field(True, description="After the summary, keep the stack up until Ctrl-C.")
@@ -104,11 +109,12 @@ def start_alertmanager(demo: Demo) -> None:
 
 def start_prometheus(demo: Demo) -> None:
     p, run = demo.settings.ports, demo.settings.run_dir.resolve()
-    config = local_prometheus_config(demo.settings.repo.resolve(), p, set(demo.stack.procs) | {"engine"}, "5s")
+    sizing = engine_sizing.write(run / "rendered", {"VLLM_MAX_NUM_SEQS": str(demo.settings.max_num_seqs)})
+    config = local_prometheus_config(demo.settings.repo.resolve(), p, set(demo.stack.procs) | {"engine"}, "5s", sizing)
     path = write_yaml(run / "prometheus.yml", config)
     demo.stack.start("prometheus", [
         binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={run / 'prometheus-data'}",
-        f"--web.listen-address=127.0.0.1:{p.prometheus}",
+        f"--web.listen-address=127.0.0.1:{p.prometheus}", "--enable-feature=exemplar-storage",
     ], f"http://127.0.0.1:{p.prometheus}/-/ready")  # fmt: skip
     demo.notes.append(f"Prometheus          http://127.0.0.1:{p.prometheus}   (rules: prometheus/rules/*.yml, 5 s)")
 
@@ -142,6 +148,20 @@ def summarize(demo: Demo) -> None:
         "-d '{\"error_rate\": 0.2}'")  # fmt: skip
 
 
+def run_doctor(demo: Demo) -> None:
+    """`llmwatch doctor` over the burst, once Prometheus has scraped all of it (and evaluated the thresholds)."""
+    url = f"http://127.0.0.1:{demo.settings.ports.prometheus}"
+    scraped = f"sum(llmwatch_requests_total) >= {demo.settings.requests} and on () threshold:gpus_expected:min"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            if httpx.post(f"{url}/api/v1/query", data={"query": scraped}, timeout=2).json()["data"]["result"]:
+                break
+        time.sleep(0.5)
+    say(f"      llmwatch doctor --prometheus {url} --window 2m")
+    doctor_main(["--prometheus", url, "--window", "2m"])
+
+
 P99_QUERY = "histogram_quantile(0.99, sum by (le) (rate(llmwatch_request_duration_seconds_bucket[5m])))"
 
 STEPS: list[tuple[str, Callable[[Demo], None]]] = [
@@ -152,11 +172,12 @@ STEPS: list[tuple[str, Callable[[Demo], None]]] = [
     ("Prometheus", start_prometheus),
     ("traffic", send_traffic),
     ("summary", summarize),
+    ("doctor", run_doctor),
 ]
 
 
 def main(argv: list[str]) -> int:
-    settings = CliApp.run(DemoSettings, cli_args=argv)
+    settings = parse_cli(DemoSettings, argv)
     logging.basicConfig(level=logging.WARNING)
     demo = Demo(settings, LocalStack(settings.run_dir.resolve()))
     stop = threading.Event()

@@ -32,12 +32,14 @@ class CompletionAccounting:
         "reasoning_deltas",
         "reasoning_text",
         "stream_error",
+        "timings",
         "usage",
     )
 
     def __init__(self, keep_text: bool = False) -> None:
         self._keep_text = keep_text
         self.usage: dict[str, Any] | None = None
+        self.timings: dict[str, Any] | None = None  # llama.cpp's own per-request timings
         self.finish_reason: str | None = None
         self.stream_error: str | None = None
         self.first_token_at: float | None = None
@@ -61,6 +63,9 @@ class CompletionAccounting:
         usage = obj.get("usage")
         if usage:
             self.usage = usage
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            self.timings = timings
         error = obj.get("error")
         if error is not None:
             self.stream_error = str(error.get("message") if isinstance(error, dict) else error)[:300]
@@ -147,6 +152,9 @@ class CompletionAccounting:
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            self.timings = timings
         choices = obj.get("choices") or []
         for choice in choices[:1]:
             self.finish_reason = choice.get("finish_reason")
@@ -186,6 +194,11 @@ class CompletionAccounting:
             reasoning = self._apportion(completion, streamed)
         return prompt, completion, reasoning, total
 
+    def engine_per_token_seconds(self) -> tuple[float | None, float | None]:
+        """(prompt, predicted) seconds per token as llama.cpp measured them (its `timings`), else None."""
+        timings = self.timings or {}
+        return _seconds(timings.get("prompt_per_token_ms")), _seconds(timings.get("predicted_per_token_ms"))
+
     def _apportion(self, completion: int, streamed: bool) -> int:
         if streamed:
             thought, said = self.reasoning_deltas, self.answer_deltas
@@ -216,3 +229,7 @@ def split_inline_think(content: str) -> tuple[str, str]:
 
 def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _seconds(ms: Any) -> float | None:
+    return ms / 1000.0 if isinstance(ms, int | float) and not isinstance(ms, bool) and ms >= 0 else None

@@ -1,4 +1,4 @@
-"""Wiring only: the /v1/* proxy as plain ASGI, everything else (health, metrics, docs) as a small FastAPI app."""
+"""Wiring only: the engine routes as plain ASGI, everything else (health, metrics, docs) as a small FastAPI app."""
 
 from __future__ import annotations
 
@@ -7,27 +7,37 @@ import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import FastAPI, Response
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from fastapi import FastAPI, Request, Response
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
 
 from llmwatch import __version__
 from llmwatch.gateway.access_log import AccessLog
-from llmwatch.gateway.auth import KeyRing, load_api_keys
 from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.proxy import Proxy
-from llmwatch.gateway.recorder import Recorder
-from llmwatch.gateway.settings import GatewaySettings
+from llmwatch.gateway.report import Reporter
+from llmwatch.gateway.settings import GatewayConfig
 from llmwatch.gateway.upstreams import UpstreamPool
+from llmwatch.gateway.warmup import Warmer
 
 MANAGEMENT_PATHS = frozenset({"/healthz", "/readyz", "/health", "/metrics", "/docs", "/openapi.json"})
+
+
+def exposition(registry: CollectorRegistry, accept: str | None) -> Response:
+    """The registry in the format the scraper asked for: OpenMetrics (with exemplars) or the plain text format."""
+    encoder, content_type = choose_encoder(accept or "")
+    return Response(encoder(registry), media_type=content_type)
 
 
 class GatewayApp:
     """The ASGI entry point: dispatches on path before any framework code runs."""
 
-    def __init__(self, proxy: Proxy, management: FastAPI) -> None:
+    def __init__(self, proxy: Proxy, management: FastAPI, pool: UpstreamPool, log: AccessLog, interval: float) -> None:
         self.proxy = proxy
         self.management = management
+        self.pool = pool
+        self._log = log
+        self._interval = interval
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] not in MANAGEMENT_PATHS:
@@ -35,34 +45,34 @@ class GatewayApp:
         else:
             await self.management(scope, receive, send)
 
-
-def create_app(
-    settings: GatewaySettings, registry: CollectorRegistry | None = None, access_log: AccessLog | None = None
-) -> GatewayApp:
-    registry = registry if registry is not None else CollectorRegistry()
-    metrics = GatewayMetrics(registry)
-    log = access_log or AccessLog(
-        settings.log_file,
-        settings.log_max_bytes,
-        settings.log_backup_count,
-        sys.stdout if settings.log_stdout else None,
-    )
-    pool = UpstreamPool(
-        settings.upstream, metrics, settings.connect_timeout, settings.read_timeout, settings.max_connections,
-        settings.upstream_api_key,
-    )  # fmt: skip
-    keyring = KeyRing(load_api_keys(settings.api_keys)) if settings.api_keys else None
-    recorder = Recorder(metrics, log, pool, settings.log_content_max_chars if settings.log_content else None)
-
     @contextlib.asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        log.start()
-        await pool.start(settings.health_interval)
+    async def running(self) -> AsyncIterator[None]:
+        """Start the access-log writer and the upstream probes; on exit every accepted line is on disk."""
+        self._log.start()
+        await self.pool.start(self._interval)
         try:
             yield
         finally:
-            await pool.close()
-            log.stop()
+            await self.pool.close()
+            self._log.stop()
+
+
+def create_app(
+    config: GatewayConfig, registry: CollectorRegistry | None = None, access_log: AccessLog | None = None
+) -> GatewayApp:
+    s = config.settings
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = GatewayMetrics(registry)
+    log = access_log or AccessLog(s.log_file, s.log_max_bytes, s.log_backup_count, sys.stdout if s.log_stdout else None)
+    pool = UpstreamPool(config, metrics)
+    reporter = Reporter(metrics, log, pool, config.content_chars)
+    if s.warmup:
+        pool.warm_up = Warmer(s.warmup, s.warmup_timeout, reporter, metrics, config.upstream_auth)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        async with app.running():
+            yield
 
     management = FastAPI(title="llmwatch gateway", version=__version__, lifespan=lifespan, redoc_url=None)
 
@@ -73,18 +83,33 @@ def create_app(
 
     @management.get("/readyz")
     async def readyz(response: Response) -> dict[str, Any]:
-        """At least one upstream answered its last /health probe."""
+        """At least one upstream answered its last /health probe and has finished its warm-up."""
         response.status_code = 200 if pool.ready else 503
-        return {"ready": pool.ready, "upstreams": {u.base: u.healthy for u in pool.upstreams}}
+        upstreams = {u.base: {"healthy": u.healthy, "warm": u.warm} for u in pool.upstreams}
+        return {"ready": pool.ready, "upstreams": upstreams}
 
     @management.get("/health")
     async def health() -> Response:
-        """vLLM-compatible: 200 with an empty body only while an upstream is healthy."""
+        """vLLM-compatible: 200 with an empty body only while an upstream is ready."""
         return Response(status_code=200 if pool.ready else 503)
 
     @management.get("/metrics")
-    async def prometheus_metrics() -> Response:
-        """Prometheus exposition of the gateway's metrics."""
-        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus exposition of the gateway's metrics (OpenMetrics with exemplars when asked for)."""
+        return exposition(registry, request.headers.get("accept"))
 
-    return GatewayApp(Proxy(settings, pool, recorder, metrics, keyring), management)
+    app = GatewayApp(Proxy(config, pool, reporter, metrics), management, pool, log, s.health_interval)
+    return app
+
+
+def metrics_only_app(registry: CollectorRegistry) -> FastAPI:
+    """GET /metrics alone, for --metrics-port: a NetworkPolicy can open it to Prometheus and nothing else."""
+    app = FastAPI(title="llmwatch gateway metrics", version=__version__, docs_url=None, redoc_url=None,
+                  openapi_url=None)  # fmt: skip
+
+    @app.get("/metrics")
+    async def prometheus_metrics(request: Request) -> Response:
+        """Prometheus exposition of the gateway's metrics."""
+        return exposition(registry, request.headers.get("accept"))
+
+    return app

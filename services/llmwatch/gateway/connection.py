@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from llmwatch.gateway.errors import GatewayError
 
 _JSON = (b"content-type", b"application/json")
+FINAL_EVENT_SECONDS = 1.0
 
 
 class ClientGone(Exception):
@@ -81,9 +83,14 @@ class ClientConnection:
             return
         body = error.body()
         if self.started:
-            await self.end(b"data: " + body + b"\n\n")
+            # A client that stopped reading would block this write for ever: give the last event a moment only.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FINAL_EVENT_SECONDS):
+                    await self.end(b"data: " + body + b"\n\n")
             return
         headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]
+        if error.retry_after is not None:
+            headers.append((b"retry-after", str(error.retry_after).encode()))
         await self.start(error.status, headers)
         await self.end(body)
 

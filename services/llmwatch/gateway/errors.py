@@ -1,40 +1,95 @@
-"""Errors in the OpenAI envelope: {"error": {"message", "type", "param", "code"}}."""
+"""Every `error_type` of the access log, in one table, and the gateway's own errors in the OpenAI envelope.
+
+Each type carries the HTTP status the client gets, the OpenAI error `type`, and whether it is a failure of the
+link to the engine (counted in llmwatch_upstream_errors_total, which the 5xx alert points operators to). The
+access-log schema's enum is checked against this table by a test; docs/gateway.md explains each row.
+"""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 import orjson
 
-# error_type (access log) -> (HTTP status, OpenAI error type)
-ERRORS: dict[str, tuple[int, str]] = {
-    "invalid_json": (400, "invalid_request_error"),
-    "invalid_request": (400, "invalid_request_error"),
-    "body_too_large": (413, "invalid_request_error"),
-    "unauthorized": (401, "authentication_error"),
-    "not_found": (404, "invalid_request_error"),
-    "upstream_unreachable": (502, "upstream_error"),
-    "upstream_timeout": (504, "upstream_error"),
-    "upstream_stream_broken": (502, "upstream_error"),
-    "upstream_disconnect": (502, "upstream_error"),
-    "internal_error": (500, "internal_error"),
+from llmwatch.openai_error import error_body
+
+
+@dataclass(frozen=True)
+class ErrorType:
+    status: int
+    openai_type: str
+    upstream_failure: bool = False
+
+
+_CLIENT = "invalid_request_error"
+_UPSTREAM = "upstream_error"
+
+ERRORS: dict[str, ErrorType] = {
+    # The client's request, refused by the gateway before it reaches the engine.
+    "invalid_json": ErrorType(400, _CLIENT),
+    "invalid_request": ErrorType(400, _CLIENT),
+    "bad_path": ErrorType(400, _CLIENT),
+    "route_not_allowed": ErrorType(404, _CLIENT),
+    "method_not_allowed": ErrorType(405, _CLIENT),
+    "body_too_large": ErrorType(413, _CLIENT),
+    "body_timeout": ErrorType(408, _CLIENT),
+    "unauthorized": ErrorType(401, "authentication_error"),
+    "concurrency_limit": ErrorType(429, "rate_limit_error"),
+    "key_concurrency_limit": ErrorType(429, "rate_limit_error"),
+    "stream_too_long": ErrorType(504, "timeout_error"),
+    # The client went away before the answer was complete (nginx's 499).
+    "client_disconnect": ErrorType(499, _CLIENT),
+    # The engine answered 4xx: the request's fault, not the engine's. Status and body pass through.
+    "context_length": ErrorType(400, _CLIENT),
+    "model_not_found": ErrorType(404, _CLIENT),
+    "engine_rejected": ErrorType(400, _CLIENT),
+    # The engine answered, but the gateway-engine link is misconfigured or the engine is saturated.
+    "engine_auth": ErrorType(502, _UPSTREAM, upstream_failure=True),
+    "engine_overloaded": ErrorType(429, _UPSTREAM, upstream_failure=True),
+    # The engine failed: 5xx, an error event mid-stream, or no (complete) answer at all.
+    "upstream_error": ErrorType(502, _UPSTREAM, upstream_failure=True),
+    "upstream_unreachable": ErrorType(502, _UPSTREAM, upstream_failure=True),
+    "upstream_timeout": ErrorType(504, _UPSTREAM, upstream_failure=True),
+    "upstream_disconnect": ErrorType(502, _UPSTREAM, upstream_failure=True),
+    "upstream_stream_broken": ErrorType(502, _UPSTREAM, upstream_failure=True),
+    # A bug in the gateway itself.
+    "internal_error": ErrorType(500, "internal_error"),
 }
+
+# vLLM: "...the model's context length is only 4096 tokens..." / "max_tokens=...cannot be greater than
+# max_model_len..."; llama.cpp: "the request exceeds the available context size, try increasing it".
+_CONTEXT = re.compile(r"context length|context size|max_model_len|maximum context", re.IGNORECASE)
+
+
+def engine_error_type(status: int, message: str | None) -> str:
+    """The error_type of an engine's own error answer (status >= 400), from its status and message."""
+    if status >= 500:
+        return "upstream_error"
+    if status in (401, 403):
+        return "engine_auth"
+    if status == 429:
+        return "engine_overloaded"
+    if status == 404:
+        return "model_not_found"
+    if message is not None and _CONTEXT.search(message):
+        return "context_length"
+    return "engine_rejected"
 
 
 class GatewayError(Exception):
     """A failure the gateway answers itself, with a message that says what to change."""
 
-    def __init__(self, error_type: str, message: str, param: str | None = None) -> None:
+    def __init__(self, error_type: str, message: str, param: str | None = None, retry_after: int | None = None) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
         self.param = param
-        self.status, self.openai_type = ERRORS[error_type]
+        self.retry_after = retry_after  # seconds, sent as Retry-After
+        self.status = ERRORS[error_type].status
 
     def body(self) -> bytes:
-        return envelope(self.message, self.openai_type, self.param, self.error_type)
-
-
-def envelope(message: str, type_: str, param: str | None, code: str | int | None) -> bytes:
-    return orjson.dumps({"error": {"message": message, "type": type_, "param": param, "code": code}})
+        return error_body(self.message, ERRORS[self.error_type].openai_type, self.param, self.error_type)
 
 
 def error_message_of(body: bytes, limit: int = 300) -> str | None:

@@ -2,31 +2,47 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sys
 
 import uvicorn
-from prometheus_client import disable_created_metrics
-from pydantic_settings import CliApp
+import uvloop
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
-from llmwatch.gateway.app import create_app
+from llmwatch.config import parse_cli
+from llmwatch.gateway.app import create_app, metrics_only_app
+from llmwatch.gateway.server import QuietServer, guarded_protocol, uvicorn_config
 from llmwatch.gateway.settings import GatewaySettings
 
 
 def main(argv: list[str]) -> int:
-    settings = CliApp.run(GatewaySettings, cli_args=argv)
+    settings = parse_cli(GatewaySettings, argv)
+    try:
+        config = settings.load()
+    except (OSError, ValueError) as exc:
+        sys.stderr.write(f"llmwatch gateway: --api-keys {settings.api_keys}: {exc}\n")
+        return 2
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard reads them
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings)
-    uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        loop="uvloop",
-        http="httptools",
-        access_log=False,  # the gateway writes its own, richer access log
-        log_level="info",
-        lifespan="on",
-        timeout_keep_alive=75,
-        backlog=4096,
+    registry = CollectorRegistry()
+    app = create_app(config, registry)
+    protocol = guarded_protocol(settings.header_timeout, settings.max_header_bytes, app.proxy.metrics.header_rejections)
+    main_server = uvicorn.Server(uvicorn_config(app, settings.host, settings.port, http=protocol, lifespan="on"))
+    if settings.metrics_port is None:
+        main_server.run()
+        return 0
+    metrics_server = QuietServer(
+        uvicorn_config(metrics_only_app(registry), settings.host, settings.metrics_port, lifespan="off")
     )
+
+    async def serve_both() -> None:
+        extra = asyncio.create_task(metrics_server.serve())
+        try:
+            await main_server.serve()
+        finally:
+            metrics_server.should_exit = True
+            await extra
+
+    uvloop.run(serve_both())
     return 0

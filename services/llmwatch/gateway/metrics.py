@@ -11,9 +11,13 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-# vLLM 0.33's own boundaries, so gateway and engine panels line up (vllm/v1/metrics/loggers.py).
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10, 20, 40, 80)
-TPOT_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1, 2.5, 5, 7.5, 10)
+from llmwatch.simulator.metric_spec import TOKEN_LATENCY_BUCKETS as VLLM_TOKEN_LATENCY_BUCKETS
+from llmwatch.simulator.metric_spec import TTFT_BUCKETS as VLLM_TTFT_BUCKETS
+
+# TTFT: vLLM 0.33's time-to-first-token buckets plus 0.8 s, the operator's TTFT target, so the TTFT alert's quantile
+# is not interpolated across it. TPOT: vLLM 0.33's inter-token-latency buckets, unchanged (vllm/v1/metrics/buckets.py).
+TTFT_BUCKETS = tuple(sorted({*VLLM_TTFT_BUCKETS, 0.8}))
+TPOT_BUCKETS = VLLM_TOKEN_LATENCY_BUCKETS
 # 0.8 s (TTFT SLO) and 3 s (P99 SLO) sit on bucket edges so the alerts' quantiles are not interpolated across them.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.8, 1, 1.5, 2, 2.5, 3, 5, 10, 15, 20, 30, 60, 120, 240)
 
@@ -49,11 +53,36 @@ class GatewayMetrics:
             registry=registry,
         )  # fmt: skip
         self.in_flight = Gauge("llmwatch_requests_in_flight", "Requests being served now.", registry=registry)
+        self.errors = Counter(
+            "llmwatch_request_errors", "Requests that ended in an error, by error_type (the access log's).",
+            (*labels, "error_type"), registry=registry,
+        )  # fmt: skip
         self.upstream_errors = Counter(
-            "llmwatch_upstream_errors", "Failures talking to an upstream.", ("upstream", "error_type"),
-            registry=registry,
+            "llmwatch_upstream_errors", "Failures of the link to an engine: it failed, timed out, broke a stream, "
+            "was unreachable, saturated or refused the gateway's key. Engine 4xx answers to bad requests are not "
+            "counted here.", ("upstream", "error_type"), registry=registry,
+        )  # fmt: skip
+        self.warmup_timeouts = Counter(
+            "llmwatch_warmup_timeouts", "Warm-ups that ran past --warmup-timeout; the upstream took traffic anyway.",
+            ("upstream",), registry=registry,
+        )  # fmt: skip
+        self.header_rejections = Counter(
+            "llmwatch_connections_rejected", "Connections closed before a request: headers too slow or too large.",
+            ("reason",), registry=registry,
         )  # fmt: skip
         self.upstream_up = Gauge(
             "llmwatch_upstream_up", "1 when the upstream's /health answered 200 at the last probe.", ("upstream",),
             registry=registry,
         )  # fmt: skip
+
+    def prime(self, model: str) -> None:
+        """Start a served model's user-traffic series at 0, so rate() and increase() count its first requests too
+        (a series born at its first increment loses that increment to extrapolation)."""
+        for kind in ("chat", "task"):
+            self.requests.labels(model, kind, "200")
+            self.duration.labels(model, kind)
+            self.ttft.labels(model, kind)
+            self.tpot.labels(model, kind)
+            self.empty.labels(model, kind)
+            for type_ in ("prompt", "completion", "reasoning"):
+                self.tokens.labels(model, kind, type_)

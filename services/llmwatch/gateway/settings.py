@@ -1,30 +1,38 @@
-"""`llmwatch gateway` flags; each has an LLMWATCH_GATEWAY_* env twin."""
+"""`llmwatch gateway` flags; each has an LLMWATCH_GATEWAY_* env twin. `load()` derives, once, what each part needs."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from llmwatch.config import CommaList, settings_config
+from llmwatch.gateway.auth import KeyRing, load_api_keys
+from llmwatch.gateway.routes import RouteTable, parse_routes
 
 
 class GatewaySettings(BaseSettings):
     model_config = settings_config("LLMWATCH_GATEWAY_", "llmwatch gateway")
 
     upstream: CommaList = Field(
-        default_factory=lambda: ["http://127.0.0.1:8000"],
-        description="Engine base URL (vLLM or `llmwatch sim`); repeat the flag, or comma-separate in env, for several.",
+        ["http://127.0.0.1:8000"],
+        description="Engine base URL (vLLM, llama.cpp or `llmwatch sim`); repeat the flag, or comma-separate in env, "
+        "for several.",
     )
     host: str = Field("0.0.0.0", description="Address to listen on.")
-    port: int = Field(4000, description="Port to listen on.")
+    port: int = Field(4000, ge=1, le=65535, description="Port to listen on.")
+    metrics_port: int | None = Field(
+        None, ge=1, le=65535, description="Also serve GET /metrics (only) on this port, e.g. for a NetworkPolicy."
+    )
     log_file: Path | None = Field(None, description="Access-log file (JSON lines, size-rotated); stdout always.")
-    log_max_bytes: int = Field(100 * 1024 * 1024, description="Rotate the access-log file at this size.")
-    log_backup_count: int = Field(5, description="Rotated access-log files to keep.")
+    log_max_bytes: int = Field(100 * 1024 * 1024, gt=0, description="Rotate the access-log file at this size.")
+    log_backup_count: int = Field(5, ge=0, description="Rotated access-log files to keep.")
     log_stdout: bool = Field(True, description="Also write access-log lines to stdout.")
     log_content: bool = Field(False, description="Opt in to logging prompt, reasoning and answer text (truncated).")
-    log_content_max_chars: int = Field(2000, description="Truncate logged texts to this many characters.")
+    log_content_max_chars: int = Field(2000, gt=0, description="Truncate logged texts to this many characters.")
     api_keys: Path | None = Field(
         None, description="File of `name=key` lines; when set, clients must send `Authorization: Bearer <key>`."
     )
@@ -32,8 +40,71 @@ class GatewaySettings(BaseSettings):
     always_return_usage: bool = Field(
         False, description="Forward the usage chunk of streams even when the client did not ask (Open WebUI shows it)."
     )
-    connect_timeout: float = Field(5.0, description="Seconds to connect to an upstream.")
-    read_timeout: float = Field(600.0, description="Seconds an upstream may stay silent (headers or next chunk).")
-    max_body_bytes: int = Field(4 * 1024 * 1024, description="Largest request body accepted (413 beyond).")
-    health_interval: float = Field(5.0, description="Seconds between upstream /health probes.")
-    max_connections: int = Field(1024, description="Pooled connections per upstream.")
+    allow_route: CommaList = Field(
+        [],
+        description="Open a route beyond the default chat/completions/models ones, as `METHOD /path` (e.g. "
+        "`POST /v1/embeddings`; end the path with `?` if it takes a query string); repeat for several.",
+    )
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to an upstream.")
+    read_timeout: float = Field(600.0, gt=0, description="Seconds an upstream may stay silent (headers or next chunk).")
+    body_timeout: float = Field(30.0, gt=0, description="Seconds a client may take to send its request body (408).")
+    header_timeout: float = Field(
+        30.0, gt=0, description="Seconds a client may take to send its request headers; the connection is closed."
+    )
+    max_header_bytes: int = Field(64 * 1024, ge=1024, description="Largest request head (431 and close beyond).")
+    max_stream_seconds: float = Field(
+        1800.0, gt=0, description="Longest a request may take end to end, long R1 reasoning included (504)."
+    )
+    max_concurrency: int = Field(0, ge=0, description="Requests in flight per gateway replica (429 beyond); 0 = off.")
+    max_concurrency_per_key: int = Field(
+        0, ge=0, description="Requests in flight per API key per gateway replica (429 beyond); 0 = off."
+    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest request body accepted (413 beyond).")
+    health_interval: float = Field(5.0, gt=0, description="Seconds between upstream /health probes.")
+    max_connections: int = Field(1024, gt=0, description="Pooled connections per upstream.")
+    warmup: int = Field(
+        0, ge=0, description="Short generations sent to each upstream when it turns healthy, before it takes traffic."
+    )
+    warmup_timeout: float = Field(
+        300.0, gt=0, description="Seconds warm-up may take (with retries) before the upstream is used anyway."
+    )
+
+    @field_validator("upstream")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("at least one upstream URL is required")
+        for url in value:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"{url!r} is not an http(s) URL such as http://engine:8000")
+            if parts.path.rstrip("/") or parts.query:
+                raise ValueError(f"{url!r}: give the engine's base URL, without /v1 or another path")
+        return value
+
+    @field_validator("allow_route")
+    @classmethod
+    def _routes(cls, value: list[str]) -> list[str]:
+        parse_routes(value)  # raises ValueError naming the bad one
+        return value
+
+    def load(self) -> GatewayConfig:
+        """What the gateway's parts need, derived once from the flags (uvicorn's Config.load() does the same)."""
+        return GatewayConfig(
+            settings=self,
+            upstreams=tuple(u.rstrip("/") for u in self.upstream),
+            upstream_auth=f"Bearer {self.upstream_api_key}" if self.upstream_api_key else None,
+            keyring=KeyRing(load_api_keys(self.api_keys)) if self.api_keys else None,
+            content_chars=self.log_content_max_chars if self.log_content else None,
+            routes=RouteTable(parse_routes(self.allow_route)),
+        )
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    settings: GatewaySettings
+    upstreams: tuple[str, ...]
+    upstream_auth: str | None  # the Authorization value the engine expects, or None
+    keyring: KeyRing | None  # None: no client keys required
+    content_chars: int | None  # None: texts are not logged
+    routes: RouteTable

@@ -18,7 +18,7 @@ OnChunk = Callable[[dict[str, object], float], bool]
 
 
 class SSEScanner:
-    __slots__ = ("_buf", "_data", "_hold", "_on_chunk", "_strip", "done", "malformed")
+    __slots__ = ("_buf", "_data", "_hold", "_on_chunk", "_strip", "done")
 
     def __init__(self, on_chunk: OnChunk, strip_usage: bool) -> None:
         self._on_chunk = on_chunk
@@ -27,7 +27,6 @@ class SSEScanner:
         self._data: list[bytes] = []  # data lines of the event in progress
         self._hold = bytearray()  # strip mode: complete lines of the event in progress
         self.done = False  # saw `data: [DONE]`
-        self.malformed = 0  # data events that were not JSON
 
     def feed(self, chunk: bytes, now: float) -> bytes:
         """Scan ``chunk``; return the bytes to forward to the client now."""
@@ -86,8 +85,7 @@ class SSEScanner:
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self.malformed += 1
-            return True
+            return True  # not ours to judge: forwarded as it came
         if not isinstance(obj, dict):
             return True
         usage_only = self._on_chunk(obj, now)

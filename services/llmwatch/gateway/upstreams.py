@@ -1,50 +1,56 @@
-"""Upstream engines: one pooled aiohttp session each, least-in-flight choice, background /health probes."""
+"""Upstream engines: one pooled aiohttp session each, least-in-flight choice, background /health probes, and
+warm-up (when configured) each time one turns healthy."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
 from llmwatch.gateway.metrics import GatewayMetrics
+from llmwatch.gateway.settings import GatewayConfig
 
 log = logging.getLogger(__name__)
 
 
 class Upstream:
-    __slots__ = ("base", "healthy", "in_flight", "models", "session")
+    __slots__ = ("base", "healthy", "in_flight", "models", "probed", "session", "warm", "warming")
 
     def __init__(self, base: str, session: aiohttp.ClientSession) -> None:
         self.base = base.rstrip("/")
         self.session = session
         self.in_flight = 0
         self.healthy = True  # optimistic until the first probe says otherwise
+        self.probed = False
+        self.warm = True  # False while the gateway's warm-up requests run (--warmup)
+        self.warming: asyncio.Task[None] | None = None
         self.models: set[str] = set()
+
+    @property
+    def ready(self) -> bool:
+        """Healthy and warmed up: takes user traffic."""
+        return self.healthy and self.warm
+
+
+# Runs the gateway's warm-up against an upstream that just turned healthy (see warmup.py).
+WarmUp = Callable[[Upstream], Awaitable[None]]
 
 
 class UpstreamPool:
-    def __init__(
-        self,
-        bases: Iterable[str],
-        metrics: GatewayMetrics,
-        connect_timeout: float,
-        read_timeout: float,
-        max_connections: int = 1024,
-        api_key: str | None = None,
-    ) -> None:
-        self._bases = [b.rstrip("/") for b in bases]
-        if not self._bases:
-            raise ValueError("at least one --upstream is required")
+    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
+        s = config.settings
+        self._bases = list(config.upstreams)
         self._metrics = metrics
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout)
-        self._max_connections = max_connections
-        self._probe_headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=s.connect_timeout, sock_read=s.read_timeout)
+        self._max_connections = s.max_connections
+        self._probe_headers = {"Authorization": config.upstream_auth} if config.upstream_auth else {}
         self.upstreams: list[Upstream] = []
         self._next = 0
         self._probe_task: asyncio.Task[None] | None = None
+        self.warm_up: WarmUp | None = None
 
     async def start(self, health_interval: float) -> None:
         for base in self._bases:
@@ -65,14 +71,18 @@ class UpstreamPool:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._probe_task
         for upstream in self.upstreams:
+            if upstream.warming is not None:
+                upstream.warming.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await upstream.warming
             await upstream.session.close()
 
     def pick(self) -> Upstream:
-        """The healthy upstream with the fewest requests in flight; ties go round-robin."""
+        """The ready upstream with the fewest requests in flight; ties go round-robin."""
         ups = self.upstreams
         if len(ups) == 1:
             return ups[0]
-        candidates = [u for u in ups if u.healthy] or ups
+        candidates = [u for u in ups if u.ready] or [u for u in ups if u.healthy] or ups
         start = self._next = (self._next + 1) % len(candidates)
         best = candidates[start]
         for i in range(1, len(candidates)):
@@ -83,7 +93,7 @@ class UpstreamPool:
 
     @property
     def ready(self) -> bool:
-        return any(u.healthy for u in self.upstreams)
+        return any(u.ready for u in self.upstreams)
 
     def known_model(self, model: str) -> bool:
         return any(model in u.models for u in self.upstreams)
@@ -108,10 +118,27 @@ class UpstreamPool:
                     if resp.status == 200:
                         body = await resp.json(content_type=None)
                         upstream.models = {m["id"] for m in body.get("data", []) if isinstance(m, dict) and "id" in m}
+                        for model in upstream.models:
+                            self._metrics.prime(model)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             log.debug("probe of %s failed: %s", upstream.base, exc)
             healthy = False
         if healthy != upstream.healthy:
             log.warning("upstream %s is now %s", upstream.base, "healthy" if healthy else "unhealthy")
+        turned_healthy = healthy and (not upstream.healthy or not upstream.probed)
         upstream.healthy = healthy
+        upstream.probed = True
         self._metrics.upstream_up.labels(upstream.base).set(1 if healthy else 0)
+        if self.warm_up is not None and (turned_healthy or not healthy):
+            if upstream.warming is not None:
+                upstream.warming.cancel()
+                upstream.warming = None
+            upstream.warm = False
+            if turned_healthy:
+                upstream.warming = asyncio.create_task(self._warm(upstream, self.warm_up))
+
+    async def _warm(self, upstream: Upstream, warm_up: WarmUp) -> None:
+        await warm_up(upstream)
+        upstream.warm = True
+        upstream.warming = None
+        log.info("upstream %s is warmed up and takes traffic", upstream.base)

@@ -11,6 +11,8 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pydantic import ValidationError
 
+from llmwatch.config import explain
+from llmwatch.openai_error import error_object
 from llmwatch.relay.delivery import Deliverer
 from llmwatch.relay.metrics import RelayMetrics
 from llmwatch.relay.payload import Notification
@@ -21,13 +23,11 @@ logger = logging.getLogger(__name__)
 
 
 def _error(status: int, message: str, code: str) -> JSONResponse:
-    body = {"error": {"message": message, "type": "invalid_request_error", "param": None, "code": code}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(error_object(message, "invalid_request_error", None, code), status_code=status)
 
 
 def _explain(exc: ValidationError) -> str:
-    problems = [f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:3]]
-    return "; ".join(problems)
+    return "; ".join(explain(exc, values=False)[:3])
 
 
 def create_app(

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import uvicorn
 from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
-from pydantic import SecretStr, ValidationError
-from pydantic_settings import CliApp
+from pydantic import SecretStr
 
+from llmwatch.config import parse_cli
 from llmwatch.relay.app import create_app
 from llmwatch.relay.delivery import Deliverer, RetryPolicy
 from llmwatch.relay.dingtalk import DingTalkTarget
@@ -61,11 +61,7 @@ async def _serve(settings: RelaySettings, targets: list[Target]) -> None:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    try:
-        settings = CliApp.run(RelaySettings, cli_args=argv)
-    except ValidationError as exc:  # its text leaves out the inputs (hide_input_in_errors): URLs carry tokens
-        logger.error("invalid settings: %s", exc)
-        return 2
+    settings = parse_cli(RelaySettings, argv)
     logging.getLogger().setLevel(settings.log_level.upper())
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series: no rule reads them
     targets = build_targets(settings)

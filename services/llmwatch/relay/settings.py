@@ -12,7 +12,8 @@ from llmwatch.config import settings_config
 
 
 class RelaySettings(BaseSettings):
-    # hide_input_in_errors: a mistyped webhook URL must not be echoed, token and all, in the error.
+    # A mistyped webhook URL must not be echoed, token and all, in an error: the URLs are SecretStr, which
+    # llmwatch.config.parse_cli never echoes (and neither does str() of the error).
     model_config = SettingsConfigDict(**settings_config("LLMWATCH_RELAY_", "llmwatch relay"), hide_input_in_errors=True)
 
     host: str = Field("0.0.0.0", description="Address to listen on.")

@@ -13,14 +13,11 @@ from aiohttp import web
 from aiohttp.http import HttpVersion11
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from llmwatch.simulator.faults import FORCE_HEADER, decide, parse_forced
+from llmwatch.simulator.faults import FORCE_HEADER
 from llmwatch.simulator.protocol import (
     ApiError,
     ChatRequest,
     CompletionRequest,
-    bad_request,
-    check_lengths,
-    check_model,
     parse,
 )
 from llmwatch.simulator.sequence import Listener
@@ -32,7 +29,6 @@ from llmwatch.simulator.wire import (
     CompletionFrames,
     chat_response,
     completion_response,
-    error_body,
     models_body,
     phrase,
 )
@@ -86,16 +82,16 @@ class Routes:
 
     async def get_faults(self, request: web.Request) -> web.Response:
         """Current fault settings (keys accepted by POST)."""
-        return _json({**self.sim.faults.model_dump(), "force_header": FORCE_HEADER})
+        return _json({**self.sim.faults.fault_values(), "force_header": FORCE_HEADER})
 
     async def post_faults(self, request: web.Request) -> web.Response:
         """Merge a JSON object into the fault settings; answers the new settings."""
         try:
             self.sim.faults = self.sim.faults.merged(orjson.loads(await request.read()))
         except (ValueError, orjson.JSONDecodeError) as exc:
-            return web.Response(body=error_body(str(exc), "BadRequestError", 400), status=400, content_type=JSON)
-        log.info("faults now %s", self.sim.faults.model_dump())
-        return _json(self.sim.faults.model_dump())
+            return _error(ApiError(400, str(exc), "BadRequestError"))
+        log.info("faults now %s", self.sim.faults.fault_values())
+        return _json(self.sim.faults.fault_values())
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         """Chat completion, streamed (SSE) or not, with R1 reasoning split when --reasoning-parser is set."""
@@ -133,18 +129,8 @@ class Routes:
         language_text: str,
     ) -> web.StreamResponse:
         sim = self.sim
-        check_model(body.model, sim.settings.served_model_name)
         max_tokens, param = body.output_limit()
-        check_lengths(prompt_tokens, max_tokens, param, sim.settings.max_model_len)
-        try:
-            decision = decide(sim.faults, sim.rng, parse_forced(request.headers.get(FORCE_HEADER)))
-        except ValueError as exc:
-            raise bad_request(str(exc), FORCE_HEADER) from exc
-        if decision.error:
-            status = sim.faults.error_status
-            raise ApiError(
-                status, f"Injected fault ({FORCE_HEADER} or --error-rate): simulated {status}.", phrase(status)
-            )
+        decision = sim.admit(body.model, prompt_tokens, max_tokens, param, request.headers.get(FORCE_HEADER))
         base = sim.request_base_id(request.headers.get("X-Request-Id"), body.request_id)
         gen = generate(prompt_text, sim.settings.seed, body.seed, language_text)
         plan = sim.plan(gen, prompt_tokens, max_tokens, decision.empty)

@@ -146,6 +146,7 @@ class Engine:
         seq.blocks = 0
         seq.computed = 0
         seq.state = "waiting"
+        seq.preemptions += 1
         self.waiting.appendleft(seq)
         self.metrics.iteration(0, 0, 1)
         log.debug("preempted %s after %d tokens", seq.request_id, seq.generated)
@@ -205,6 +206,7 @@ class Engine:
                 prompt_tokens=seq.prompt_tokens,
                 generation_tokens=seq.generated,
                 max_tokens_param=seq.max_tokens_param,
+                preemptions=seq.preemptions,
             )
         )
         self._publish_state()

@@ -6,8 +6,8 @@ import logging
 
 import uvloop
 from aiohttp import web
-from pydantic_settings import CliApp
 
+from llmwatch.config import parse_cli
 from llmwatch.simulator.app import build_app
 from llmwatch.simulator.profiles import BLOCK_SIZE
 from llmwatch.simulator.settings import SimSettings
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 
 def main(argv: list[str]) -> int:
-    settings = CliApp.run(SimSettings, cli_args=argv)
+    settings = parse_cli(SimSettings, argv)
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         app, sim = build_app(settings)

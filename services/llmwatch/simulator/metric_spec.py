@@ -1,16 +1,38 @@
 """Every metric the simulator exposes, in ONE place: the collectors are built from this list and a test
 fails when /metrics differs from it.
 
-Source: vllm-project/vllm `vllm/v1/metrics/loggers.py` (PrometheusStatLogger.__init__ and
-log_metrics_info), `vllm/config/cache.py` (CacheConfig.metrics_info: every CacheConfig field becomes a label of
-vllm:cache_config_info, plus `engine`) and `vllm/v1/engine/__init__.py` (FINISH_REASON_STRINGS). The http_*
-families are prometheus-fastapi-instrumentator's defaults, which vLLM mounts in
-`vllm/entrypoints/serve/instrumentator/metrics.py` with /metrics, /health, /load, /ping, /version and
-/server_info excluded. Only what vLLM registers unconditionally is listed: the speculative-decoding, LoRA,
-KV-connector, MFU and KV-residency families need flags the simulator does not model. vllm:gpu_cache_usage_perc
-and vllm:time_per_output_token_seconds were removed upstream and must never appear.
+Reference: the vLLM 0.33.0 wheel (vllm-0.33.0-cp38-abi3-manylinux_2_28_x86_64.whl), files
+- `vllm/v1/metrics/loggers.py`: PrometheusStatLogger.__init__ (names, types, help texts, labels, the label
+  values created at start) and log_metrics_info (vllm:cache_config_info);
+- `vllm/v1/metrics/perf.py`: PerfMetricsProm, whose three vllm:estimated_* counters are registered on every
+  start; only `--enable-mfu-metrics` makes them move;
+- `vllm/v1/metrics/buckets.py`: the bucket lists;
+- `vllm/v1/metrics/stats.py` (PromptTokenStats.ALL_SOURCES), `vllm/v1/metrics/cache_hit_source.py`
+  (CacheHitSource) and `vllm/v1/engine/__init__.py` (FINISH_REASON_STRINGS): label values;
+- `vllm/config/cache.py`: CacheConfig.metrics_info() makes every CacheConfig attribute a label of
+  vllm:cache_config_info, and log_metrics_info adds `engine`;
+- `vllm/entrypoints/serve/instrumentator/metrics.py`: the http_* families are prometheus-fastapi-instrumentator's
+  defaults, with /metrics, /health, /load, /ping, /version and /server_info excluded.
 
-``name`` is the name given to prometheus_client (a counter is exposed as ``name + "_total"``).
+Listed: what vLLM 0.33 registers on a single-GPU, text-only `vllm serve` with no LoRA, no speculative decoding
+and no KV connector. Left out, with what registers them:
+- vllm:spec_decode_* (`--speculative-config`), vllm:diffusion_* (diffusion models);
+- vllm:lora_requests_info (`--enable-lora`);
+- vllm:num_requests_kv_fetch_by_stage (a KV-consumer `--kv-transfer-config`) and each KV connector's or KV
+  offloading's own families: nixl_*, mooncake_*, kv_offload_*, simple_kv_offload_*, hisparse_*, umbp_*
+  (`--kv-transfer-config`, `--kv-offloading-size`); EC connector families (`--ec-transfer-config`);
+- vllm:kv_block_lifetime_seconds, vllm:kv_block_idle_before_evict_seconds, vllm:kv_block_reuse_gap_seconds
+  (`--kv-cache-metrics`);
+- vllm:corrupted_requests (VLLM_COMPUTE_NANS_IN_LOGITS=1); vllm:watermark_requests (a watermark config);
+- vllm:tool_call_parser_invocations (`--tool-call-parser`, vllm/parser/metrics.py);
+- vllm:websocket_connection* (models with the "realtime" task, vllm/entrypoints/serve/middleware/register.py);
+- vllm:sleep_mode_operation_* and vllm:rl_weight_update_* (created on the first call of the dev-mode sleep
+  endpoints or the RL weight-transfer endpoints).
+vllm:prompt_tokens_recomputed, vllm:gpu_cache_usage_perc and vllm:time_per_output_token_seconds are not in
+0.33 and must never appear.
+
+``name`` is the name given to prometheus_client (a counter is exposed as ``name + "_total"``). ``values`` are
+the values of the last label for which vLLM creates a series at start, so they read 0 before any traffic.
 """
 
 from __future__ import annotations
@@ -22,6 +44,8 @@ MetricType = Literal["counter", "gauge", "histogram", "summary"]
 ENGINE_LABELS = ("model_name", "engine")
 BUCKETS_1_2_5 = "1-2-5 up to max_model_len"
 
+# buckets.py: TIME_TO_FIRST_TOKEN_BUCKETS, INTER_TOKEN_LATENCY_BUCKETS, REQUEST_LATENCY_BUCKETS,
+# ITERATION_TOKENS_BUCKETS, REQUEST_PARAMS_N_BUCKETS, REQUEST_NUM_PREEMPTIONS_BUCKETS
 # fmt: off
 TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
                 40.0, 80.0, 160.0, 640.0, 2560.0)
@@ -30,18 +54,32 @@ TOKEN_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5
 REQUEST_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
                            240.0, 480.0, 960.0, 1920.0, 7680.0)
 ITERATION_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
+PARAMS_N_BUCKETS = (1, 2, 5, 10, 20)
+PREEMPTIONS_BUCKETS = (1, 2, 3, 4, 5, 10, 20)
 HTTP_HIGHR_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10,
                       30, 60)
 # fmt: on
 
 FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
 SLEEP_STATES = ("awake", "weights_offloaded", "discard_all")
-# The CacheConfig fields the simulator reports (upstream reports all of them; these are the stable ones).
+WAITING_REASONS = ("capacity", "deferred")
+PROMPT_TOKEN_SOURCES = ("local_compute", "local_cache_hit", "external_kv_transfer")
+CACHE_HIT_SOURCES = ("device", "host", "p2p", "disk", "external_unspecified")
+ADMISSION_REASONS = ("max_num_queued_reqs", "max_num_queued_tokens")
+CACHE_CONFIG_INFO = "vllm:cache_config_info"
+# CacheConfig's attributes in declaration order (`_block_size_resolved` is a pydantic dataclass field too).
 # fmt: off
-CACHE_CONFIG_LABELS = ("block_size", "gpu_memory_utilization", "cache_dtype", "is_attention_free",
-                       "num_gpu_blocks_override", "sliding_window", "enable_prefix_caching",
-                       "prefix_caching_hash_algo", "num_gpu_blocks", "num_cpu_blocks", "kv_cache_memory_bytes",
-                       "engine")
+CACHE_CONFIG_LABELS = (
+    "block_size", "user_specified_block_size", "kv_cache_layout", "prefix_match_unit", "gpu_memory_utilization",
+    "cache_dtype", "is_attention_free", "num_gpu_blocks_override", "sliding_window", "enable_prefix_caching",
+    "prefix_caching_hash_algo", "prefix_cache_retention_interval", "kv_cache_dtype_skip_layers",
+    "mamba_page_size_padded", "skip_page_size_padded", "mamba_block_size", "mamba_cache_dtype",
+    "mamba_ssm_cache_dtype", "mamba_cache_mode", "enable_mamba_shared_prefix_checkpoint", "replayssm_buffer_len",
+    "use_replayssm", "use_kda_recoverssm", "num_gpu_blocks", "num_cpu_blocks", "simple_cpu_offload_num_blocks",
+    "effective_attention_block_size", "kv_cache_size_tokens", "kv_cache_max_concurrency", "hash_block_size",
+    "cache_hit_alignment_tokens", "kv_sharing_fast_prefill", "swa_bounded_replay", "kv_cache_memory_bytes",
+    "kv_offloading_size", "kv_offloading_backend", "_block_size_resolved", "engine",
+)
 # fmt: on
 
 
@@ -52,6 +90,7 @@ class MetricSpec:
     documentation: str
     labels: tuple[str, ...] = ENGINE_LABELS
     buckets: tuple[float, ...] | str | None = None
+    values: tuple[str, ...] = ()
 
     @property
     def exposed_name(self) -> str:
@@ -71,37 +110,80 @@ def build_1_2_5_buckets(max_value: int) -> tuple[float, ...]:
         exponent += 1
 
 
-def _c(name: str, doc: str, labels: tuple[str, ...] = ENGINE_LABELS) -> MetricSpec:
-    return MetricSpec(name, "counter", doc, labels)
+def _c(name: str, doc: str, label: str | None = None, values: tuple[str, ...] = ()) -> MetricSpec:
+    labels = (*ENGINE_LABELS, label) if label else ENGINE_LABELS
+    return MetricSpec(name, "counter", doc, labels, values=values)
 
 
-def _g(name: str, doc: str, labels: tuple[str, ...] = ENGINE_LABELS) -> MetricSpec:
-    return MetricSpec(name, "gauge", doc, labels)
+def _g(name: str, doc: str, label: str | None = None, values: tuple[str, ...] = ()) -> MetricSpec:
+    labels = (*ENGINE_LABELS, label) if label else ENGINE_LABELS
+    return MetricSpec(name, "gauge", doc, labels, values=values)
 
 
 def _h(name: str, doc: str, buckets: tuple[float, ...] | str) -> MetricSpec:
     return MetricSpec(name, "histogram", doc, ENGINE_LABELS, buckets)
 
 
+_MFU = "(for Model Flops Utilization calculations)."
+
 VLLM_METRICS: list[MetricSpec] = [
     _g("vllm:num_requests_running", "Number of requests in model execution batches."),
     _g("vllm:num_requests_waiting", "Number of requests waiting to be processed."),
     _g(
+        "vllm:num_requests_waiting_by_reason",
+        "Number of waiting requests by reason. Reason labels: 'capacity' = waiting for scheduling capacity; "
+        "'deferred' = deferred by transient constraints (LoRA budget, KV transfer, blocked status). "
+        "Sum of all reasons equals vllm:num_requests_waiting.",
+        "reason",
+        WAITING_REASONS,
+    ),
+    _g(
         "vllm:engine_sleep_state",
         "Engine sleep state; awake = 0 means engine is sleeping; awake = 1 means engine is "
         "awake; weights_offloaded = 1 means sleep level 1; discard_all = 1 means sleep level 2.",
-        (*ENGINE_LABELS, "sleep_state"),
+        "sleep_state",
+        SLEEP_STATES,
     ),
     _g("vllm:kv_cache_usage_perc", "KV-cache usage. 1 means 100 percent usage."),
-    _g("vllm:cache_config_info", "Information of the LLMEngine CacheConfig", CACHE_CONFIG_LABELS),
+    MetricSpec(CACHE_CONFIG_INFO, "gauge", "Information of the LLMEngine CacheConfig", CACHE_CONFIG_LABELS),
     _c("vllm:prefix_cache_queries", "Prefix cache queries, in terms of number of queried tokens."),
     _c("vllm:prefix_cache_hits", "Prefix cache hits, in terms of number of cached tokens."),
+    _c(
+        "vllm:external_prefix_cache_queries",
+        "External prefix cache queries from KV connector cross-instance cache sharing, in terms of number of "
+        "queried tokens.",
+    ),
+    _c(
+        "vllm:external_prefix_cache_hits",
+        "External prefix cache hits from KV connector cross-instance cache sharing, in terms of number of "
+        "cached tokens.",
+    ),
+    _c("vllm:mm_cache_queries", "Multi-modal cache queries, in terms of number of queried items."),
+    _c("vllm:mm_cache_hits", "Multi-modal cache hits, in terms of number of cached items."),
     _c("vllm:num_preemptions", "Cumulative number of preemption from the engine."),
     _c("vllm:prompt_tokens", "Number of prefill tokens processed."),
+    _c("vllm:prompt_tokens_by_source", "Number of prompt tokens by source.", "source", PROMPT_TOKEN_SOURCES),
     _c("vllm:prompt_tokens_cached", "Number of cached prompt tokens (local + external)."),
-    _c("vllm:prompt_tokens_recomputed", "Number of cached tokens recomputed for forward pass."),
+    _c(
+        "vllm:prompt_tokens_cached_by_source",
+        "Prefix-cache hit tokens by the cache tier that supplied them: device (local HBM), host (offloaded to "
+        "DRAM), disk, p2p (transferred from another vLLM instance) or external_unspecified. Counted at "
+        "admission; sums to vllm:prefix_cache_hits + vllm:external_prefix_cache_hits.",
+        "source",
+        CACHE_HIT_SOURCES,
+    ),
     _c("vllm:generation_tokens", "Number of generation tokens processed."),
-    _c("vllm:request_success", "Count of successfully processed requests.", (*ENGINE_LABELS, "finished_reason")),
+    _c("vllm:request_success", "Count of successfully processed requests.", "finished_reason", FINISH_REASONS),
+    MetricSpec(
+        "vllm:admission_rejections",
+        "counter",
+        "Number of admission attempts rejected by a queue limit, by reason.",
+        ("model_name", "reason"),
+        values=ADMISSION_REASONS,
+    ),
+    _c("vllm:estimated_flops_per_gpu", f"Estimated number of floating point operations per GPU {_MFU}"),
+    _c("vllm:estimated_read_bytes_per_gpu", f"Estimated number of bytes read from memory per GPU {_MFU}"),
+    _c("vllm:estimated_write_bytes_per_gpu", f"Estimated number of bytes written to memory per GPU {_MFU}"),
     _h("vllm:request_prompt_tokens", "Number of prefill tokens processed.", BUCKETS_1_2_5),
     _h("vllm:request_generation_tokens", "Number of generation tokens processed.", BUCKETS_1_2_5),
     _h("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", ITERATION_BUCKETS),
@@ -110,7 +192,7 @@ VLLM_METRICS: list[MetricSpec] = [
         "Histogram of maximum number of requested generation tokens.",
         BUCKETS_1_2_5,
     ),
-    _h("vllm:request_params_n", "Histogram of the n request parameter.", (1, 2, 5, 10, 20)),
+    _h("vllm:request_params_n", "Histogram of the n request parameter.", PARAMS_N_BUCKETS),
     _h("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", BUCKETS_1_2_5),
     _h("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS),
     _h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", TOKEN_LATENCY_BUCKETS),
@@ -141,12 +223,22 @@ VLLM_METRICS: list[MetricSpec] = [
         REQUEST_LATENCY_BUCKETS,
     ),
     _h(
+        "vllm:request_num_preemptions",
+        "Histogram of the number of times a request was preempted.",
+        PREEMPTIONS_BUCKETS,
+    ),
+    _h(
         "vllm:request_prefill_kv_computed_tokens",
         "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
         BUCKETS_1_2_5,
     ),
     # prometheus-fastapi-instrumentator defaults (status grouped as 2xx/4xx/5xx, handler = route template)
-    _c("http_requests", "Total number of requests by method, status and handler.", ("method", "status", "handler")),
+    MetricSpec(
+        "http_requests",
+        "counter",
+        "Total number of requests by method, status and handler.",
+        ("method", "status", "handler"),
+    ),
     MetricSpec(
         "http_request_size_bytes",
         "summary",
@@ -177,11 +269,11 @@ VLLM_METRICS: list[MetricSpec] = [
     ),
 ]
 
-REMOVED_METRICS = ("vllm:gpu_cache_usage_perc", "vllm:time_per_output_token_seconds")
-
-
-def spec_by_name() -> dict[str, MetricSpec]:
-    return {spec.name: spec for spec in VLLM_METRICS}
+REMOVED_METRICS = (
+    "vllm:gpu_cache_usage_perc",
+    "vllm:time_per_output_token_seconds",
+    "vllm:prompt_tokens_recomputed",
+)
 
 
 def histogram_buckets(spec: MetricSpec, max_model_len: int) -> tuple[float, ...]:

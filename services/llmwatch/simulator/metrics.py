@@ -10,7 +10,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from llmwatch.simulator.metric_spec import FINISH_REASONS, SLEEP_STATES, VLLM_METRICS, histogram_buckets
+from llmwatch.simulator.metric_spec import CACHE_CONFIG_INFO, VLLM_METRICS, histogram_buckets
 from llmwatch.simulator.profiles import BLOCK_SIZE
 
 Collector = Counter | Gauge | Histogram | Summary
@@ -36,10 +36,18 @@ def build_collectors(registry: CollectorRegistry, max_model_len: int) -> dict[st
     return collectors
 
 
-def cache_config_labels(gpu_memory_utilization: float, num_gpu_blocks: int, override: int | None) -> dict[str, str]:
-    """vllm:cache_config_info labels: str() of CacheConfig fields, as CacheConfig.metrics_info() renders them."""
+def cache_config_labels(
+    gpu_memory_utilization: float, num_gpu_blocks: int, override: int | None, max_model_len: int | None = None
+) -> dict[str, str]:
+    """vllm:cache_config_info labels: str() of each CacheConfig attribute as the API server holds it once the
+    engine is up (vLLM 0.33 defaults for a dense single-GPU model; the fields only the engine-core process
+    fills, kv_cache_layout, hash_block_size and cache_hit_alignment_tokens, read None there)."""
+    tokens = num_gpu_blocks * BLOCK_SIZE
     return {
         "block_size": str(BLOCK_SIZE),
+        "user_specified_block_size": "False",
+        "kv_cache_layout": "None",
+        "prefix_match_unit": "None",
         "gpu_memory_utilization": str(gpu_memory_utilization),
         "cache_dtype": "auto",
         "is_attention_free": "False",
@@ -47,9 +55,32 @@ def cache_config_labels(gpu_memory_utilization: float, num_gpu_blocks: int, over
         "sliding_window": "None",
         "enable_prefix_caching": "True",
         "prefix_caching_hash_algo": "sha256",
+        "prefix_cache_retention_interval": "0",
+        "kv_cache_dtype_skip_layers": "[]",
+        "mamba_page_size_padded": "None",
+        "skip_page_size_padded": "None",
+        "mamba_block_size": "None",
+        "mamba_cache_dtype": "auto",
+        "mamba_ssm_cache_dtype": "auto",
+        "mamba_cache_mode": "none",
+        "enable_mamba_shared_prefix_checkpoint": "False",
+        "replayssm_buffer_len": "16",
+        "use_replayssm": "False",
+        "use_kda_recoverssm": "False",
         "num_gpu_blocks": str(num_gpu_blocks),
         "num_cpu_blocks": "None",
+        "simple_cpu_offload_num_blocks": "None",
+        "effective_attention_block_size": str(BLOCK_SIZE),
+        "kv_cache_size_tokens": str(tokens),
+        "kv_cache_max_concurrency": str(tokens / max_model_len) if max_model_len else "None",
+        "hash_block_size": "None",
+        "cache_hit_alignment_tokens": "None",
+        "kv_sharing_fast_prefill": "False",
+        "swa_bounded_replay": "True",
         "kv_cache_memory_bytes": "None",
+        "kv_offloading_size": "None",
+        "kv_offloading_backend": "native",
+        "_block_size_resolved": "True",
         "engine": "0",
     }
 
@@ -67,46 +98,48 @@ class FinishedStats:
     prompt_tokens: int
     generation_tokens: int
     max_tokens_param: int | None
+    preemptions: int = 0
 
 
 class EngineMetrics:
-    """The vllm:* series one engine updates; every labelled child exists from the start, as in vLLM."""
+    """The vllm:* series one engine updates; every labelled child exists from the start, as in vLLM.
+
+    Series the simulator does not model (external and multi-modal caches, prefix-cache hits, admission limits,
+    MFU estimates, deferred waiting) are created and stay at 0, as on a vLLM without those features."""
 
     def __init__(self, collectors: dict[str, Collector], model_name: str, cache_info: dict[str, str]) -> None:
         self.c = collectors
-        lv = (model_name, "0")
-        self.running = self._child("vllm:num_requests_running", lv)
-        self.waiting = self._child("vllm:num_requests_waiting", lv)
-        self.kv_usage = self._child("vllm:kv_cache_usage_perc", lv)
-        for state in SLEEP_STATES:
-            self._child("vllm:engine_sleep_state", (*lv, state)).set(1 if state == "awake" else 0)
-        info: Any = self.c["vllm:cache_config_info"]
+        fixed = {"model_name": model_name, "engine": "0"}
+        one: dict[str, Any] = {}
+        self.by: dict[str, dict[str, Any]] = {}
+        for spec in VLLM_METRICS:
+            if not spec.name.startswith("vllm:") or spec.name == CACHE_CONFIG_INFO:
+                continue
+            base = [fixed[label] for label in spec.labels if label in fixed]
+            if spec.values:
+                self.by[spec.name] = {v: self.c[spec.name].labels(*base, v) for v in spec.values}
+            else:
+                one[spec.name] = self.c[spec.name].labels(*base)
+        info: Any = self.c[CACHE_CONFIG_INFO]
         info.labels(**cache_info).set(1)
-        for name in (
-            "vllm:prefix_cache_queries",
-            "vllm:prefix_cache_hits",
-            "vllm:prompt_tokens_cached",
-            "vllm:prompt_tokens_recomputed",
-        ):
-            self._child(name, lv)
-        self.preemptions = self._child("vllm:num_preemptions", lv)
-        self.prompt_tokens = self._child("vllm:prompt_tokens", lv)
-        self.generation_tokens = self._child("vllm:generation_tokens", lv)
-        self.success = {r: self._child("vllm:request_success", (*lv, r)) for r in FINISH_REASONS}
-        self.h = {
-            spec.name: self._child(spec.name, lv)
-            for spec in VLLM_METRICS
-            if spec.type == "histogram" and spec.name.startswith("vllm:")
-        }
+        self.by["vllm:engine_sleep_state"]["awake"].set(1)
+        self.running = one["vllm:num_requests_running"]
+        self.waiting = one["vllm:num_requests_waiting"]
+        self.waiting_capacity = self.by["vllm:num_requests_waiting_by_reason"]["capacity"]
+        self.kv_usage = one["vllm:kv_cache_usage_perc"]
+        self.preemptions = one["vllm:num_preemptions"]
+        self.prompt_tokens = one["vllm:prompt_tokens"]
+        self.computed_prompt_tokens = self.by["vllm:prompt_tokens_by_source"]["local_compute"]
+        self.generation_tokens = one["vllm:generation_tokens"]
+        self.success = self.by["vllm:request_success"]
+        self.h = {spec.name: one[spec.name] for spec in VLLM_METRICS if spec.type == "histogram" and spec.name in one}
         self.ttft = self.h["vllm:time_to_first_token_seconds"]
         self.itl = self.h["vllm:inter_token_latency_seconds"]
-
-    def _child(self, name: str, values: tuple[str, ...]) -> Any:
-        return self.c[name].labels(*values)
 
     def scheduler_state(self, running: int, waiting: int, kv_usage: float) -> None:
         self.running.set(running)
         self.waiting.set(waiting)
+        self.waiting_capacity.set(waiting)  # nothing is deferred: no LoRA budget, no KV transfer
         self.kv_usage.set(kv_usage)
 
     def iteration(self, prompt_tokens: int, generation_tokens: int, preemptions: int) -> None:
@@ -114,6 +147,7 @@ class EngineMetrics:
             self.preemptions.inc(preemptions)
         if prompt_tokens:
             self.prompt_tokens.inc(prompt_tokens)
+            self.computed_prompt_tokens.inc(prompt_tokens)  # no prefix-cache hits modelled: all computed
         if generation_tokens:
             self.generation_tokens.inc(generation_tokens)
         if prompt_tokens or generation_tokens:
@@ -132,6 +166,7 @@ class EngineMetrics:
         h["vllm:request_prefill_time_seconds"].observe(s.prefill)
         h["vllm:request_inference_time_seconds"].observe(s.inference)
         h["vllm:request_decode_time_seconds"].observe(s.decode)
+        h["vllm:request_num_preemptions"].observe(s.preemptions)
         h["vllm:request_prefill_kv_computed_tokens"].observe(s.prompt_tokens)
         h["vllm:request_prompt_tokens"].observe(s.prompt_tokens)
         h["vllm:request_generation_tokens"].observe(s.generation_tokens)

@@ -7,7 +7,8 @@ from typing import Any, TypeVar
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from llmwatch.simulator.wire import error_body, phrase, validation_message
+from llmwatch.openai_error import error_body
+from llmwatch.simulator.wire import phrase, validation_message
 
 
 class ApiError(Exception):
@@ -16,7 +17,7 @@ class ApiError(Exception):
     def __init__(self, status: int, message: str, err_type: str, param: str | None = None) -> None:
         super().__init__(message)
         self.status = status
-        self.body = error_body(message, err_type, status, param)
+        self.body = error_body(message, err_type, param, status)
 
 
 def bad_request(message: str, parameter: str | None = None, value: Any = None) -> ApiError:

@@ -38,6 +38,7 @@ class Sequence:
     computed: int = 0  # tokens whose KV is in the cache
     generated: int = 0  # tokens sampled so far
     blocks: int = 0
+    preemptions: int = 0
     first_scheduled: float | None = None
     first_token_at: float | None = None
     last_token_at: float = 0.0

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import BaseSettings
 
 from llmwatch.config import settings_config
+from llmwatch.simulator.faults import FaultSettings
 
 DEFAULT_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 
 
-class SimSettings(BaseSettings):
+class SimSettings(BaseSettings, FaultSettings):
+    """Engine flags, then the fault flags (FaultSettings: the same keys as POST /admin/faults)."""
+
     model_config = settings_config("LLMWATCH_SIM_", "llmwatch sim")
 
     host: str = Field("0.0.0.0", description="Address to listen on (vLLM's default).")
@@ -35,21 +38,4 @@ class SimSettings(BaseSettings):
     warmup_penalty_ms: float = Field(400.0, ge=0, description="Extra prefill time of the first request (tapers).")
     speed: float = Field(1.0, gt=0, description="Time scale: 2 runs the modelled card twice as fast.")
     enable_admin: bool = Field(False, description="Serve GET/POST /admin/faults (404 otherwise).")
-    error_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered with --error-status.")
-    # An int checked against the allowed codes: a Literal of ints refuses the string the CLI and env give.
-    error_status: int = Field(500, description="Status of injected errors: 429, 500 or 503.")
-
-    @field_validator("error_status")
-    @classmethod
-    def _known_status(cls, value: int) -> int:
-        if value not in (429, 500, 503):
-            raise ValueError("error_status must be 429, 500 or 503")
-        return value
-
-    empty_rate: float = Field(0.0, ge=0, le=1, description="Share of requests answered 200 with no tokens.")
-    ttft_delay_ms: float = Field(0.0, ge=0, description="Extra queueing before every request's prefill.")
-    latency_multiplier: float = Field(1.0, gt=0, description="Multiplies every engine step (a slower card).")
-    stall_rate: float = Field(0.0, ge=0, le=1, description="Share of streams that pause mid-answer.")
-    stall_seconds: float = Field(5.0, ge=0, description="Length of an injected pause.")
-    drop_rate: float = Field(0.0, ge=0, le=1, description="Share of streams cut mid-answer (no [DONE]).")
     log_level: str = Field("INFO", description="Python log level.")

@@ -11,12 +11,14 @@ from dataclasses import dataclass
 from prometheus_client import CollectorRegistry, Gauge
 
 from llmwatch.simulator.engine import Engine, EngineConfig
-from llmwatch.simulator.faults import Decision, Faults
+from llmwatch.simulator.faults import FORCE_HEADER, Decision, Faults, decide, parse_forced
 from llmwatch.simulator.metrics import Collector, EngineMetrics, build_collectors, cache_config_labels
 from llmwatch.simulator.profiles import PROFILES
+from llmwatch.simulator.protocol import ApiError, bad_request, check_lengths, check_model
 from llmwatch.simulator.sequence import Listener, Sequence
 from llmwatch.simulator.settings import SimSettings
 from llmwatch.simulator.textgen import Generation
+from llmwatch.simulator.wire import phrase
 
 VLLM_VERSION = "0.33.0"
 DEFAULT_SLOW_MS = 2000.0  # `X-Sim-Fault: slow` when no --ttft-delay-ms is set
@@ -56,28 +58,33 @@ class Simulator:
         ).labels(settings.gpu_profile).set(1)
         cache_info = cache_config_labels(settings.gpu_memory_utilization, blocks, settings.num_gpu_blocks_override)
         self.metrics = EngineMetrics(self.collectors, settings.served_model_name, cache_info)
-        self.faults = Faults.model_validate(
-            {
-                "error_rate": settings.error_rate,
-                "error_status": settings.error_status,
-                "empty_rate": settings.empty_rate,
-                "ttft_delay_ms": settings.ttft_delay_ms,
-                "latency_multiplier": settings.latency_multiplier,
-                "stall_rate": settings.stall_rate,
-                "stall_seconds": settings.stall_seconds,
-                "drop_rate": settings.drop_rate,
-            }
-        )
+        self.faults = Faults.model_validate(settings.fault_values())
         config = EngineConfig(settings.max_num_seqs, settings.max_num_batched_tokens, blocks, settings.speed)
         self.engine = Engine(profile, config, self.metrics, lambda: self.faults, clock)
         self.rng = random.Random(settings.seed)
         self.ready_at = clock() + settings.startup_seconds
-        self.started = int(time.time())
         self.admitted = 0
 
     @property
     def ready(self) -> bool:
         return self.clock() >= self.ready_at
+
+    def admit(
+        self, model: str | None, prompt_tokens: int, max_tokens: int | None, param: str, forced: str | None
+    ) -> Decision:
+        """vLLM's checks before scheduling, then the faults this request gets; ApiError when it is refused."""
+        check_model(model, self.settings.served_model_name)
+        check_lengths(prompt_tokens, max_tokens, param, self.settings.max_model_len)
+        try:
+            decision = decide(self.faults, self.rng, parse_forced(forced))
+        except ValueError as exc:
+            raise bad_request(str(exc), FORCE_HEADER) from exc
+        if decision.error:
+            status = self.faults.error_status
+            raise ApiError(
+                status, f"Injected fault ({FORCE_HEADER} or --error-rate): simulated {status}.", phrase(status)
+            )
+        return decision
 
     def request_base_id(self, header: str | None, body_id: str | None) -> str:
         """vLLM's _base_request_id: the X-Request-Id header, else the body's request_id, else a random uuid."""

@@ -169,11 +169,6 @@ def _response(
     }
 
 
-def error_body(message: str, err_type: str, code: int, param: str | None = None) -> bytes:
-    """vLLM's ErrorResponse: {"error": {"message", "type", "param", "code"}}."""
-    return orjson.dumps({"error": {"message": message, "type": err_type, "param": param, "code": code}})
-
-
 def validation_message(message: str, parameter: str | None = None, value: Any = None) -> str:
     """str(VLLMValidationError): the message, then `(parameter=..., value=...)` when given."""
     extras = [f"parameter={parameter}"] if parameter is not None else []

@@ -1,6 +1,6 @@
 """Capacity benchmark: N concurrent paced streams against a real `llmwatch sim` process on 127.0.0.1.
 
-    python -m llmwatch.simulator.bench --streams 500 --max-tokens 200 --gpu-profile rtx4090 --max-num-seqs 512
+    python -m bench.sim_capacity --streams 500 --max-tokens 200 --gpu-profile rtx4090 --max-num-seqs 512
 
 Prints delivered tokens/s against what the engine model predicts for the same batch (ratio ~1.0: the simulator
 keeps pace; below: Python is the bottleneck), the simulator's CPU use, and a 4-stream baseline from the same run.
@@ -11,18 +11,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
-import socket
-import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
+from bench.procs import cpu_seconds
+from llmwatch.processes import free_port, running
 from llmwatch.simulator.profiles import PROFILES
 
 _USAGE = re.compile(rb'"completion_tokens":(\d+)')
-_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -36,12 +36,6 @@ class Result:
     @property
     def tokens_per_s(self) -> float:
         return self.tokens / self.seconds if self.seconds else 0.0
-
-
-def _cpu(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 async def _stream(port: int, max_tokens: int, index: int) -> tuple[int, bool]:
@@ -63,27 +57,20 @@ async def _stream(port: int, max_tokens: int, index: int) -> tuple[int, bool]:
 
 
 async def _run(port: int, streams: int, max_tokens: int, pid: int) -> Result:
-    cpu0, t0 = _cpu(pid), time.perf_counter()
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
     results = await asyncio.gather(*(_stream(port, max_tokens, i) for i in range(streams)))
     seconds = time.perf_counter() - t0
-    return Result(streams, seconds, sum(n for n, _ in results), sum(ok for _, ok in results), _cpu(pid) - cpu0)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return Result(streams, seconds, sum(n for n, _ in results), sum(ok for _, ok in results), cpu_seconds(pid) - cpu0)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m llmwatch.simulator.bench")
+    parser = argparse.ArgumentParser(prog="python -m bench.sim_capacity")
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--max-tokens", type=int, default=200)
     parser.add_argument("--gpu-profile", default="rtx4090", choices=sorted(PROFILES))
     parser.add_argument("--max-num-seqs", type=int, default=512)
     args = parser.parse_args(argv)
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable,
         "-m",
@@ -108,20 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         "--log-level",
         "WARNING",
     ]
-    proc = subprocess.Popen(cmd)
-    try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
-        base = asyncio.run(_run(port, 4, args.max_tokens, proc.pid))
-        load = asyncio.run(_run(port, args.streams, args.max_tokens, proc.pid))
-    finally:
-        proc.terminate()
-        proc.wait(10)
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        running(cmd, Path(tmp) / "sim.log", f"http://127.0.0.1:{port}/health") as sim,
+    ):
+        base = asyncio.run(_run(port, 4, args.max_tokens, sim.pid))
+        load = asyncio.run(_run(port, args.streams, args.max_tokens, sim.pid))
     profile = PROFILES[args.gpu_profile]
     for r in (base, load):
         context = r.streams * (30 + args.max_tokens // 2)

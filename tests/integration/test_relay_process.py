@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.fake_im import SECRETS, FakeIM, relay_env
+from tests.relay_payloads import payload
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, wait_until
-from tests.unit.test_relay_render import payload
 
 pytestmark = pytest.mark.integration
 
@@ -83,7 +83,7 @@ def test_relay_rejects_a_malformed_webhook_url_without_echoing_it() -> None:
         [*relay_args(free_port())], capture_output=True, text=True, timeout=30, env=env, cwd=REPO, check=False
     )
     assert done.returncode == 2, done.stderr
-    assert "dingtalk_url" in done.stderr and "must start with http:// or https://" in done.stderr
+    assert "--dingtalk-url" in done.stderr and "must start with http:// or https://" in done.stderr
     assert SECRETS[0] not in done.stdout + done.stderr
 
 

@@ -1,4 +1,4 @@
-"""Readers for the logs-as-code files, shared by the test_logs_* tests (no tests here).
+"""Readers for the logs-as-code files, shared by the tests of the logs-as-code files.
 
 Everything is read from the repository as Logstash, Elasticsearch and Kibana would read it: the Logstash pipelines
 through logstash-pipeline-parser's AST, the grok patterns file translated to Python regexes mechanically, the index
@@ -8,11 +8,14 @@ templates composed from their component templates.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import yaml
@@ -30,6 +33,16 @@ FIXTURES = REPO / "tests/fixtures/vllm-logs"
 
 FIELD_REF = re.compile(r"^(\[[^\[\]]+\])+$")
 COMPARISONS = {"==", "!=", "<", ">", "<=", ">=", "=~", "!~", "in", "not in"}
+
+
+def load_setup_script() -> ModuleType:
+    """elasticsearch/setup/setup.py, a standalone script (not in the package), loaded as a module."""
+    spec = importlib.util.spec_from_file_location("llmwatch_es_setup", ES_DIR / "setup/setup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def load_json(path: Path) -> Any:
@@ -54,6 +67,27 @@ def field_name(ref: str) -> str:
     """Logstash field reference ("[a][b]" or "a") to the dotted name Elasticsearch shows ("a.b")."""
     ref = str(ref)
     return ".".join(re.findall(r"\[([^\[\]]+)\]", ref)) if FIELD_REF.match(ref) else ref
+
+
+def multiline_pattern() -> re.Pattern[str]:
+    (stack_input,) = [i for i in load_filebeat()["filebeat.inputs"] if i["id"] == "llm-stack-containers"]
+    (parser,) = [p["multiline"] for p in stack_input["parsers"] if "multiline" in p]
+    assert (parser["negate"], parser["match"]) == (False, "after")
+    # Go's $ (no flags) is the end of the text, Python's \Z.
+    return re.compile(re.sub(r"(?<!\\)\$", r"\\Z", parser["pattern"]))
+
+
+def container_events(path: Path) -> list[str]:
+    """Docker json-file lines -> Filebeat events: a line matching the multiline pattern joins the one before."""
+    pattern = multiline_pattern()
+    events: list[list[str]] = []
+    for line in path.read_text().splitlines():
+        text = json.loads(line)["log"]
+        if events and pattern.search(text):
+            events[-1].append(text)
+        else:
+            events.append([text])
+    return ["\n".join(lines) for lines in events]
 
 
 # ---------------------------------------------------------------- Elasticsearch templates
@@ -150,6 +184,62 @@ def _block(section: str, items: list[Any], out: LogstashConfig) -> None:
             _block(section, body, out)
         else:
             out.plugins.append(Plugin(section, name, {str(k): _value(v) for k, v in body}))
+
+
+# ---------------------------------------------------------------- Logstash string semantics
+#
+# logstash-pipeline-parser turns "\n" into a newline whatever the settings say, which is more lenient than Logstash.
+# These follow Logstash's own source instead:
+# - logstash-core/lib/logstash/compiler/lscl.rb, class String: a quoted value is the text between the quotes; only
+#   with config.support_escapes does it go through StringEscape.process_escapes (regex literals /.../ never do).
+# - logstash-core/lib/logstash/config/string_escape.rb: gsub(/\\./) maps \" \' \\ \n \r \t \0; any other
+#   backslash pair stays as it is. Ruby's `.` does not match a newline.
+# - logstash-filter-mutate's gsub calls Ruby's String#gsub(Regexp.new(pattern), replacement): in the replacement,
+#   \0 \& \1..\9 \k<name> refer to the match and \\ is one backslash; any other backslash pair is kept as is.
+
+LOGSTASH_QUOTED = re.compile(r'"((?:[^"\\]|\\.)*)"|\'((?:[^\'\\]|\\.)*)\'', re.DOTALL)
+_ESCAPES = {'"': '"', "'": "'", "\\": "\\", "n": "\n", "r": "\r", "t": "\t", "0": "\0"}
+
+
+def logstash_settings() -> dict[str, Any]:
+    settings: dict[str, Any] = yaml.safe_load((LOGSTASH_DIR / "config/logstash.yml").read_text())
+    return settings
+
+
+def logstash_string(raw: str, support_escapes: bool) -> str:
+    """The value Logstash gives a quoted string whose text between the quotes is ``raw``."""
+    if not support_escapes:
+        return raw
+    return re.sub(r"\\.", lambda m: _ESCAPES.get(m[0][1], m[0]), raw)
+
+
+def ruby_gsub(pattern: str, replacement: str, text: str) -> str:
+    """Ruby's String#gsub(Regexp.new(pattern), replacement) for the patterns used here (Python's re.sub would
+    turn a backslash-n replacement into a newline; Ruby keeps the two characters)."""
+
+    def expand(found: re.Match[str]) -> str:
+        def one(ref: re.Match[str]) -> str:
+            token = ref[0][1:]
+            if token in ("0", "&"):
+                return found[0]
+            if token.isdigit():
+                return found[int(token)] or ""
+            if token.startswith("k<"):
+                return found[token[2:-1]] or ""
+            return "\\" if token == "\\" else ref[0]
+
+        return re.sub(r"\\(k<\w+>|.)", one, replacement)
+
+    return re.sub(pattern, expand, text)
+
+
+def raw_option_strings(conf: Path, plugin_id: str, option: str) -> list[str]:
+    """The quoted strings of one option of the plugin with ``id => "plugin_id"``, as written (escapes untouched)."""
+    text = conf.read_text()
+    start = text.index(f'id => "{plugin_id}"')
+    found = re.compile(rf"\b{option}\s*=>\s*\[(.*?)\]", re.DOTALL).search(text, start)
+    assert found, f"{conf.name}: no {option} list in {plugin_id}"
+    return [a or b for a, b in LOGSTASH_QUOTED.findall(found[1])]
 
 
 def parse_pipeline(path: Path) -> list[Any]:
@@ -282,3 +372,54 @@ def kql_clauses(query: str) -> list[tuple[str, str, str]]:
 
 def kql_strings(query: str) -> list[str]:
     return [json.loads(s) for s in KQL_STRINGS.findall(query)]
+
+
+def _get(event: dict[str, Any], ref: str) -> Any:
+    value: Any = event
+    for part in re.findall(r"\[([^\[\]]+)\]", ref) or [ref]:
+        value = value.get(part) if isinstance(value, dict) else None
+    return value
+
+
+def _set(event: dict[str, Any], ref: str, value: Any) -> None:
+    *parents, last = re.findall(r"\[([^\[\]]+)\]", ref) or [ref]
+    for part in parents:
+        event = event.setdefault(part, {})
+    event[last] = value
+
+
+def _holds(condition: list[Any], event: dict[str, Any]) -> bool:
+    """A truthy field test or an `in` test (list membership, or substring for a string); others are refused."""
+    if len(condition) == 1 and is_field_ref(condition[0]):
+        return bool(_get(event, condition[0]))
+    if len(condition) == 3 and condition[1] == "in":
+        left, _, right = condition
+        needle = _get(event, left) if is_field_ref(left) else left
+        haystack = _get(event, right) if is_field_ref(right) else right
+        return haystack is not None and needle is not None and needle in haystack
+    raise NotImplementedError(f"condition not followed here: {condition}")
+
+
+def run_copies(items: list[Any], event: dict[str, Any]) -> dict[str, Any]:
+    """Logstash's if / else if / else, running only mutate's copy: enough to follow how a pipeline routes an event
+    by its fields. A kind of condition it does not know is refused, not guessed."""
+    taken = False
+    for item in items:
+        name, body = item[0], item[1]
+        if name in ("if", "else if", "else"):
+            if name == "if":
+                taken = False
+            if taken:
+                continue
+            if name != "else":
+                (condition,) = body[:-1]
+                if not _holds(condition, event):
+                    continue
+            taken = True
+            run_copies(body[-1][0] if name != "else" else body, event)
+        elif name == "mutate":
+            options = {str(k): _value(v) for k, v in body}
+            for source, target in (options.get("copy") or {}).items():
+                if _get(event, source) is not None:
+                    _set(event, target, _get(event, source))
+    return event

@@ -1,0 +1,178 @@
+"""loadtest/slo.yml: the run's targets, what a run measured against them, and one PASS/FAIL row per SLO."""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from loadtest.samples import Warmup, percentile, window
+from loadtest.stream import Sample
+
+DEFAULT_FILE = Path(__file__).resolve().with_name("slo.yml")
+# What each SLO in slo.yml measures; a name outside this list is a typo in the file.
+SLO_NAMES = {
+    "ttft_p50_seconds": "TTFT, median over measured requests",
+    "ttft_p99_seconds": "TTFT, 99th percentile over measured requests",
+    "output_tokens_per_second": "aggregate output tokens/s over the measured window",
+    "goodput_requests_per_second": "completed requests/s that met every per-request SLO",
+    "gpu_memory_bytes": "peak GPU memory used during the run (dcgm-exporter FB_USED)",
+}
+PER_REQUEST_NAMES = {"ttft_seconds", "stream_decode_tokens_per_second"}
+
+
+class SloError(ValueError):
+    """slo.yml is malformed; the message names the entry."""
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    bound: str  # "max" or "min"
+    value: float
+    threshold: str | None = None  # the thresholds.yml record it shares
+    labels: dict[str, str] = field(default_factory=dict)
+
+    def met(self, measured: float) -> bool:
+        return measured <= self.value if self.bound == "max" else measured >= self.value
+
+    def text(self) -> str:
+        return f"{'≤' if self.bound == 'max' else '≥'} {fmt(self.name, self.value)}"
+
+
+@dataclass(frozen=True)
+class SloFile:
+    warmup: Warmup
+    per_request: dict[str, Target]
+    slos: dict[str, Target]
+
+    def targets(self) -> list[Target]:
+        return [*self.per_request.values(), *self.slos.values()]
+
+
+def _target(name: str, entry: Any, where: str) -> Target:
+    if not isinstance(entry, dict) or len({"max", "min"} & entry.keys()) != 1:
+        raise SloError(f"{where}.{name} needs exactly one of max: or min:")
+    bound = "max" if "max" in entry else "min"
+    try:
+        value = float(entry[bound])
+    except (TypeError, ValueError):
+        raise SloError(f"{where}.{name}.{bound} must be a number, got {entry[bound]!r}") from None
+    labels = {str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
+    return Target(name, bound, value, entry.get("threshold"), labels)
+
+
+def load(path: Path = DEFAULT_FILE) -> SloFile:
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SloError(f"cannot read SLO file {path}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise SloError(f"{path} must be a mapping with warmup, per_request and slos")
+    unknown_keys = doc.keys() - {"warmup", "per_request", "slos"}
+    if unknown_keys or not doc.get("slos"):
+        raise SloError(f"{path} needs `slos:` (optionally warmup, per_request); unknown keys: {sorted(unknown_keys)}")
+    warm = doc.get("warmup") or {}
+    per_request = {k: _target(k, v, "per_request") for k, v in (doc.get("per_request") or {}).items()}
+    slos = {k: _target(k, v, "slos") for k, v in (doc.get("slos") or {}).items()}
+    unknown = (per_request.keys() - PER_REQUEST_NAMES) | (slos.keys() - SLO_NAMES.keys())
+    if unknown:
+        known = sorted(PER_REQUEST_NAMES | SLO_NAMES.keys())
+        raise SloError(f"{path}: unknown SLO names {sorted(unknown)}; known: {known}")
+    return SloFile(Warmup(int(warm.get("requests", 0)), float(warm.get("seconds", 0.0))), per_request, slos)
+
+
+def fmt(name: str, value: float | None) -> str:
+    if value is None:
+        return "—"
+    if name.endswith("_seconds"):
+        return f"{value * 1000:.0f} ms"
+    if name.endswith("_bytes"):
+        return f"{value / 1e9:.2f} GB"
+    if name.endswith("requests_per_second"):
+        return f"{value:.2f} req/s"
+    return f"{value:.1f} tok/s"
+
+
+def good(sample: Sample, per_request: dict[str, Target]) -> bool:
+    """Goodput (vLLM's --goodput): succeeded, not empty, and within every per-request SLO."""
+    if not sample.ok or sample.empty:
+        return False
+    ttft = per_request.get("ttft_seconds")
+    if ttft and (sample.ttft is None or not ttft.met(sample.ttft)):
+        return False
+    decode = per_request.get("stream_decode_tokens_per_second")
+    return not (decode and sample.tpot and not decode.met(1.0 / sample.tpot))
+
+
+def measure(
+    samples: list[Sample], slo: SloFile, gpu_memory: float | None, span: float | None = None
+) -> dict[str, float | None]:
+    """The value of every SLO over the measured (post-warm-up) samples; ``span`` defaults to their window."""
+    span = window(samples) if span is None else span
+    ttfts = [s.ttft for s in samples if s.ok and s.ttft is not None]
+    tokens = sum(s.output_tokens or 0 for s in samples if s.ok)
+    goodput = sum(good(s, slo.per_request) for s in samples)
+    return {
+        "ttft_p50_seconds": percentile(ttfts, 50),
+        "ttft_p99_seconds": percentile(ttfts, 99),
+        "output_tokens_per_second": tokens / span if span > 0 else None,
+        "goodput_requests_per_second": goodput / span if span > 0 else None,
+        "gpu_memory_bytes": gpu_memory,
+    }
+
+
+def rows(slo: SloFile, measured: dict[str, float | None], notes: dict[str, str]) -> list[dict[str, Any]]:
+    """One row per SLO: PASS, FAIL, or NOT MEASURED (which does not fail the gate)."""
+    out = []
+    for name, target in slo.slos.items():
+        value = measured.get(name)
+        status = "NOT MEASURED" if value is None else ("PASS" if target.met(value) else "FAIL")
+        out.append({
+            "slo": name, "what": SLO_NAMES[name], "target": target.text(), "bound": target.bound,
+            "target_value": target.value, "measured": value, "measured_text": fmt(name, value), "status": status,
+            "note": notes.get(name, ""),
+        })  # fmt: skip
+    return out
+
+
+def explain_goodput(
+    measured: list[Sample], values: dict[str, float | None], target: Target, slos: SloFile, batch: int
+) -> str:
+    """Why goodput missed its target, with the numbers: how much load was offered, and what the engine can
+    complete at all (answer length ÷ (batch x one stream's decode speed))."""
+    ok = [s for s in measured if s.ok and not s.empty and s.output_tokens]
+    if not ok:
+        return "No request completed with tokens in the measured window."
+    span = window(measured)
+    offered = len(measured) / span if span else 0.0
+    mean_out = statistics.fmean(s.output_tokens or 0 for s in ok)
+    tpots = [s.tpot for s in ok if s.tpot]
+    missed = [s for s in ok if not good(s, slos.per_request)]
+    failed = len(measured) - len(ok)
+    parts = [
+        f"{offered:.2f} req/s were sent; {len(missed)} of {len(ok)} completed requests missed a per-request SLO "
+        f"and {failed} failed or were empty."
+    ]
+    if tpots:
+        stream = 1.0 / statistics.median(tpots)
+        aggregate = values.get("output_tokens_per_second") or 0.0
+        if batch:
+            capacity = batch * stream / mean_out
+            how = f"{batch} streams (--max-num-seqs) × {stream:.0f} tok/s ÷ {mean_out:.0f} tokens per answer"
+        else:
+            capacity = aggregate / mean_out
+            how = f"{aggregate:.0f} tok/s aggregate (pass --max-num-seqs for the batch) ÷ {mean_out:.0f} tokens"
+        parts.append(f"Answers averaged {mean_out:.0f} output tokens and one stream decoded at {stream:.0f} tok/s, so "
+                     f"the engine completes at most {how} = {capacity:.2f} answers/s.")  # fmt: skip
+        if capacity < target.value:
+            parts.append(
+                f"That is below the target of {target.value:g} req/s: this profile cannot meet it without shorter "
+                "answers (--max-tokens), a larger batch (if the KV cache holds it) or a faster GPU."
+            )
+        elif offered < target.value:
+            parts.append(f"The run offered less than {target.value:g} req/s: raise --rate (or --users).")
+    return " ".join(parts)

@@ -1,0 +1,1 @@
+"""`llmwatch doctor`: the operator's bottleneck path (TTFT, warm-up, prompts, KV cache, batch) over live metrics."""

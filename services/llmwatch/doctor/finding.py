@@ -1,0 +1,93 @@
+"""What the doctor reports: findings with evidence and an action, ranked so that a cause precedes its symptom."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+Severity = Literal["critical", "warning", "info"]
+SEVERITY_RANK: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
+# The operator's bottleneck path, in the order it is walked; ties within a severity keep this order.
+PATH = (
+    "target_down", "cold_start", "prompt_too_long", "kv_cache_pressure", "queueing", "decode_slow",
+    "server_errors", "empty_responses", "gpu_memory", "ttft_high",
+)  # fmt: skip
+SYMPTOM = "ttft_high"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One number and the PromQL that produced it."""
+
+    name: str
+    value: float
+    query: str
+
+
+@dataclass(frozen=True)
+class Action:
+    """What to change: a vLLM (or gateway/client) flag or setting, to what, and why."""
+
+    why: str
+    flag: str | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    id: str
+    severity: Severity
+    title: str
+    evidence: list[Evidence]
+    action: Action
+    explained_by: str | None = None  # for the symptom (ttft_high): the id of the finding that explains it
+
+    def number(self, name: str) -> float:
+        """The value of one piece of evidence by name."""
+        return next(e.value for e in self.evidence if e.name == name)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if self.explained_by is None:
+            del out["explained_by"]
+        return out
+
+
+@dataclass(frozen=True)
+class NotChecked:
+    id: str
+    why: str
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    checked: list[str] = field(default_factory=list)
+    not_checked: list[NotChecked] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        """0 without a critical finding, 1 with one."""
+        return 1 if any(f.severity == "critical" for f in self.findings) else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "findings": [f.as_dict() for f in self.findings],
+            "checked": self.checked,
+            "not_checked": [asdict(n) for n in self.not_checked],
+        }
+
+
+def rank(findings: list[Finding]) -> list[Finding]:
+    """Most severe first (path order within a severity); the symptom goes right after the cause that explains it."""
+    ids = {f.id for f in findings}
+    groups: list[list[Finding]] = []
+    for finding in findings:
+        if finding.id == SYMPTOM and finding.explained_by in ids:
+            continue
+        groups.append([finding])
+    for finding in findings:
+        if finding.id == SYMPTOM and finding.explained_by in ids:
+            next(g for g in groups if g[0].id == finding.explained_by).append(finding)
+    groups.sort(key=lambda g: (min(SEVERITY_RANK[f.severity] for f in g), PATH.index(g[0].id)))
+    return [f for group in groups for f in group]

@@ -1,0 +1,36 @@
+"""The report as operators read it in a terminal, or as JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+
+from llmwatch.doctor.finding import Report
+
+MARK = {"critical": "CRITICAL", "warning": "WARNING ", "info": "info    "}
+
+
+def as_json(report: Report) -> str:
+    return json.dumps(report.as_dict(), indent=2, ensure_ascii=False)
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) and abs(value) < 1e15 else f"{value:.4g}"
+
+
+def as_text(report: Report, prometheus: str, window: str) -> str:
+    lines = [f"llmwatch doctor: {prometheus}, last {window}", ""]
+    if not any(f.severity != "info" for f in report.findings):
+        lines += ["No critical or warning finding: the bottleneck path is clear.", ""]
+    for finding in report.findings:
+        lines.append(f"{MARK[finding.severity]} {finding.id}: {finding.title}")
+        for e in finding.evidence:
+            lines.append(f"    {e.name} = {_number(e.value)}    <- {e.query}")
+        action = finding.action
+        if action.flag:
+            lines.append(f"  -> {action.flag} {action.value or ''}".rstrip())
+        lines.append(f"     {action.why}")
+        lines.append("")
+    lines.append("checked: " + (", ".join(report.checked) or "nothing"))
+    for item in report.not_checked:
+        lines.append(f"not checked: {item.id}: {item.why}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,49 @@
+"""What the gateway learns about one request on its way through; `outcome.py` turns it into results at the end."""
+
+from __future__ import annotations
+
+from llmwatch.gateway.accounting import CompletionAccounting
+
+
+class RequestFacts:
+    __slots__ = (
+        "acct",
+        "client_ip",
+        "error_message",
+        "error_type",
+        "kind",
+        "method",
+        "model",
+        "path",
+        "prompt_text",
+        "request_id",
+        "started",
+        "started_wall",
+        "status",
+        "stream",
+        "upstream",
+        "user",
+        "user_agent",
+    )
+
+    def __init__(self, method: str, path: str, started: float, started_wall: float) -> None:
+        self.method = method
+        self.path = path
+        self.started = started  # perf_counter seconds
+        self.started_wall = started_wall  # epoch seconds
+        self.request_id = ""
+        self.model: str | None = None
+        self.kind = "other"
+        self.stream = False
+        self.status = 500
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.upstream: str | None = None
+        self.client_ip: str | None = None
+        self.user: str | None = None
+        self.user_agent: str | None = None
+        self.acct: CompletionAccounting | None = None
+        self.prompt_text: str | None = None
+
+    def fail(self, error_type: str, status: int, message: str | None) -> None:
+        self.error_type, self.status, self.error_message = error_type, status, message

@@ -1,0 +1,78 @@
+"""`--warmup N`: the gateway pays the engine's warm-up before users do, logs it as `kind: warmup`, and gives up
+waiting after --warmup-timeout. The simulator models vLLM's warm-up penalty (--warmup-requests, --warmup-penalty-ms).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import pytest
+
+from tests.inprocess import MODEL, InProcessGateway, eventually, gateway, simulator
+
+pytestmark = pytest.mark.integration
+
+CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "What is 2+2?"}], "max_tokens": 30, "stream": True}
+PENALTY_MS = 800.0
+COLD = {"warmup_requests": 2, "warmup_penalty_ms": PENALTY_MS, "speed": 1.0}
+
+
+async def _ready(gw: InProcessGateway) -> None:
+    for _ in range(150):
+        if (await gw.client.get("/readyz")).status_code == 200:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the gateway was not ready within 15 s")
+
+
+async def _first_user_ttft_ms(warmup: int) -> tuple[float, InProcessGateway]:
+    async with simulator(**COLD) as (url, _), gateway(url, warmup=warmup) as gw:
+        await _ready(gw)
+        response = await gw.client.post("/v1/chat/completions", json=CHAT)
+        assert response.status_code == 200
+        user = [line for line in gw.log.lines if line["kind"] == "chat"]
+        assert len(user) == 1
+        return float(user[0]["ttft_ms"]), gw
+
+
+async def test_first_user_after_a_start_pays_no_warmup_penalty_with_warmup() -> None:
+    cold_ttft, _ = await _first_user_ttft_ms(warmup=0)
+    warm_ttft, gw = await _first_user_ttft_ms(warmup=2)
+    assert cold_ttft > 0.75 * PENALTY_MS, f"without --warmup the first user pays the penalty ({cold_ttft} ms)"
+    assert warm_ttft < 0.25 * PENALTY_MS, f"with --warmup 2 the first user does not ({warm_ttft} ms)"
+    warmups = [line for line in gw.log.lines if line["kind"] == "warmup"]
+    assert len(warmups) == 2 and all(line["status"] == 200 and line["completion_tokens"] for line in warmups)
+    assert warmups[0]["ttft_ms"] > 0.75 * PENALTY_MS, "the gateway's own first request paid instead"
+    assert gw.sample("llmwatch_requests_total", kind="chat") == 1
+    assert gw.sample("llmwatch_requests_total", kind="warmup") == 2
+
+
+async def test_upstream_is_not_ready_until_warmed_and_warms_again_after_an_outage() -> None:
+    async with simulator(**COLD) as (url, sim), gateway(url, warmup=2) as gw:
+        first = await gw.client.get("/readyz")
+        assert first.status_code == 503 and first.json()["upstreams"][url] == {"healthy": True, "warm": False}
+        await _ready(gw)
+        sim.ready_at = sim.clock() + 0.6  # /health answers 503 for a while, like a restarting engine
+        await eventually(lambda: not gw.app.pool.ready, 5, "the outage to be seen")
+        await _ready(gw)
+        warmups = [line for line in gw.log.lines if line["kind"] == "warmup"]
+        assert len(warmups) == 4, "two warm-up requests at start, two after the outage"
+
+
+async def test_failing_warmup_is_retried_then_the_upstream_is_used_anyway(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="llmwatch.gateway.warmup")
+    async with simulator(error_rate=1.0) as (url, _), gateway(url, warmup=1, warmup_timeout=1.5) as gw:
+        started = time.monotonic()
+        await _ready(gw)
+        waited = time.monotonic() - started
+        assert 1.0 < waited < 6, waited
+        warmups = [line for line in gw.log.lines if line["kind"] == "warmup"]
+        assert len(warmups) >= 2, "failures are retried"
+        assert all((line["status"], line["error_type"]) == (500, "upstream_error") for line in warmups)
+        assert gw.sample("llmwatch_warmup_timeouts_total") == 1
+        assert any("did not finish within" in r.getMessage() for r in caplog.records)
+        # 5xx of warm-up requests are theirs alone: no user-traffic series moved.
+        assert gw.sample("llmwatch_requests_total", kind="chat") == 0
+        assert (await gw.client.post("/v1/chat/completions", json=CHAT)).status_code == 500  # the engine fails

@@ -1,0 +1,147 @@
+"""`llmwatch doctor` without a live stack: ranking, the CLI's exit codes, partial stacks, the renderer, the fake
+dcgm-exporter. The findings themselves are proven on a real Prometheus in tests/integration/test_doctor_live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from llmwatch import engine_sizing, thresholds
+from llmwatch.doctor.diagnose import diagnose
+from llmwatch.doctor.finding import Action, Finding, rank
+from llmwatch.doctor.prom import Prometheus
+from tests.fake_dcgm import FakeDcgm, Gpu, counters
+from tests.support import REPO, free_port, llmwatch_cmd
+
+
+def finding(id_: str, severity: str, explained_by: str | None = None) -> Finding:
+    return Finding(id_, severity, id_, [], Action("why"), explained_by)  # type: ignore[arg-type]
+
+
+@pytest.mark.unit
+def test_rank_puts_the_most_severe_first_and_the_symptom_right_after_its_cause() -> None:
+    found = [finding("ttft_high", "warning", "queueing"), finding("gpu_memory", "info"), finding("queueing", "warning"),
+             finding("server_errors", "critical"), finding("cold_start", "warning")]  # fmt: skip
+    assert [f.id for f in rank(found)] == ["server_errors", "cold_start", "queueing", "ttft_high", "gpu_memory"]
+    alone = [finding("ttft_high", "warning"), finding("decode_slow", "warning")]
+    assert [f.id for f in rank(alone)] == ["decode_slow", "ttft_high"]
+
+
+def run_doctor(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(llmwatch_cmd("doctor", *args), capture_output=True, text=True, timeout=60, cwd=REPO,
+                          env={"PATH": "/usr/bin:/bin", **(env or {})})  # fmt: skip
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("args", "flag"),
+    [((), "--prometheus"), (("--prometheus", "prometheus:9090"), "--prometheus"),
+     (("--prometheus", "http://p:9090", "--window", "5 minutes"), "--window"), (("--verbose",), "--verbose")],
+)  # fmt: skip
+def test_usage_errors_are_one_line_naming_the_flag_and_exit_2(args: tuple[str, ...], flag: str) -> None:
+    done = run_doctor(*args)
+    assert done.returncode == 2, done
+    assert done.stderr.count("\n") == 1 and flag in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.integration
+def test_unreachable_prometheus_is_one_line_and_exit_3() -> None:
+    done = run_doctor(env={"LLMWATCH_DOCTOR_PROMETHEUS": f"http://127.0.0.1:{free_port()}"})
+    assert done.returncode == 3, done
+    assert done.stderr.startswith("llmwatch doctor: cannot reach Prometheus") and done.stderr.count("\n") == 1
+
+
+def fake_prometheus(
+    jobs: list[str], tmp: Path, answers: dict[str, list[float]] | None = None, extra: dict[str, float] | None = None
+) -> Prometheus:
+    """A Prometheus that scrapes only ``jobs`` and holds the thresholds (plus ``extra`` ones), with no traffic yet;
+    ``answers`` gives the values of exact queries (one unlabelled sample each)."""
+    series = [*thresholds.load(), *thresholds.load(engine_sizing.write(tmp))]
+    series += [thresholds.Threshold(name, value) for name, value in (extra or {}).items()]
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(request.content.decode())["query"][0]
+        result: list[dict[str, Any]] = []
+        if query in (answers or {}):
+            result = [{"metric": {"gpu": "0"}, "value": [0, str(v)]} for v in (answers or {})[query]]
+        elif query == "up":
+            result = [{"metric": {"job": job, "instance": f"{job}:1"}, "value": [0, "1"]} for job in jobs]
+        elif query.startswith('{__name__=~"threshold:'):
+            result = [{"metric": {"__name__": t.record, **t.labels}, "value": [0, str(t.value)]} for t in series]
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+
+    return Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+
+
+@pytest.mark.unit
+def test_gateway_alone_lists_the_engine_checks_as_not_checked(tmp_path: Path) -> None:
+    report = diagnose(fake_prometheus(["gateway"], tmp_path), "5m")
+    why = {n.id: n.why for n in report.not_checked}
+    for check in ("cold_start", "kv_cache_pressure", "queueing"):
+        assert "no `vllm` job" in why[check], why
+    assert "dcgm-exporter" in why["gpu_memory"]
+    assert "no data" in why["ttft_high"]  # gateway metrics are read, there is just no traffic yet
+    # A GPU is expected (GPUS_EXPECTED defaults to 1) and no dcgm-exporter is scraped: that is the one finding.
+    assert [(f.id, f.evidence[-1].name) for f in report.findings] == [("target_down", "dcgm_targets")]
+    assert set(report.checked) | set(why) == {"target_down", "cold_start", "prompt_too_long", "kv_cache_pressure",
+                                              "queueing", "decode_slow", "server_errors", "empty_responses",
+                                              "gpu_memory", "ttft_high"}  # fmt: skip
+
+
+@pytest.mark.unit
+def test_engine_alone_lists_the_gateway_checks_as_not_checked(tmp_path: Path) -> None:
+    report = diagnose(fake_prometheus(["vllm"], tmp_path), "5m")
+    why = {n.id: n.why for n in report.not_checked}
+    assert "no `gateway` job" in why["empty_responses"], why
+    assert "target_down" in report.checked
+    assert json.loads(json.dumps(report.as_dict()))["not_checked"][0].keys() == {"id", "why"}
+
+
+@pytest.mark.unit
+def test_engine_sizing_interpolates_as_compose_does() -> None:
+    env = {"A": "", "B": "2"}
+    assert engine_sizing.interpolate("${A:-1} ${A-1} ${B:-1} ${C} $$B $B", env) == "1  2  $B 2"
+    with pytest.raises(engine_sizing.RenderError, match="A is required: set A"):
+        engine_sizing.interpolate("${A:?set A}", env)
+    rendered = engine_sizing.render({"GPUS_EXPECTED": "0", "VLLM_MAX_NUM_SEQS": "8"})
+    assert "threshold:gpus_expected:min\n        expr: vector(0)" in rendered and "vector(8)" in rendered
+
+
+@pytest.mark.unit
+def test_fake_dcgm_serves_the_counters_file_in_dcgm_exporters_format(tmp_path: Path) -> None:
+    csv = tmp_path / "counters.csv"
+    # A field added to the committed file later is served too: the csv is read at run time.
+    csv.write_text((REPO / "dcgm-exporter/counters.csv").read_text() + "DCGM_FI_PROF_PCIE_TX_BYTES, counter, TX.\n")
+    fake = FakeDcgm([Gpu(0, "NVIDIA H100 80GB HBM3"), Gpu(1, "NVIDIA GeForce RTX 3060", "GPU-b")], counters(csv))
+    fake.set(1, DCGM_FI_DEV_FB_USED=11000.0)
+    families = {f.name: f for f in text_string_to_metric_families(fake.exposition())}
+    assert list(families) == [f.name for f in counters(csv)]
+    used = {s.labels["gpu"]: s for s in families["DCGM_FI_DEV_FB_USED"].samples}
+    assert used["1"].value == 11000 and used["1"].labels["modelName"] == "NVIDIA GeForce RTX 3060"
+    assert set(used["0"].labels) == {"gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname",
+                                     "DCGM_FI_DRIVER_VERSION"}  # fmt: skip
+    assert [s.labels["gpu"] for s in families["DCGM_FI_PROF_PCIE_TX_BYTES"].samples] == ["0"]  # none on GeForce
+    assert "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter" in fake.exposition()  # no _total suffix
+
+
+@pytest.mark.unit
+def test_a_gpu_memory_budget_below_vllms_preallocation_is_info_pointing_to_a_4_bit_model(tmp_path: Path) -> None:
+    card = 24564 * 1048576  # an RTX 4090's framebuffer, bytes
+    answers = {
+        "DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE)": [0.9],  # vLLM's own share: expected
+        "(DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) * 1048576": [card],
+    }
+    prom = fake_prometheus(["gateway", "vllm", "dcgm"], tmp_path, answers, {"threshold:kpi_gpu_memory_bytes:max": 3e9})
+    (found,) = [f for f in diagnose(prom, "5m").findings if f.id == "gpu_memory"]
+    assert found.severity == "info"
+    assert found.number("budget_bytes") == 3e9 and found.number("fb_used_ratio") == 0.9
+    assert found.action.flag == "--gpu-memory-utilization" and found.action.value == f"{3e9 / card:.2f}"
+    assert "3.56 GB" in found.action.why and "4-bit" in found.action.why

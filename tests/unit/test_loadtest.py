@@ -1,0 +1,142 @@
+"""The load test's pure parts: vLLM-exact timings from a real wire stream, exact percentiles and warm-up, the SLO
+file (and its agreement with thresholds.yml), the prompt set, and the honest explanation of a goodput miss."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+from loadtest import prompts, slo
+from loadtest.samples import Warmup, percentile, split_warmup
+from loadtest.stream import Sample, StreamTiming
+
+from llmwatch import thresholds
+from llmwatch.gateway.sse import SSEScanner
+from tests.vllm_chunks import r1_stream
+
+pytestmark = pytest.mark.unit
+
+
+def timed(stream: bytes, cuts: list[int]) -> StreamTiming:
+    """Feed ``stream`` cut at ``cuts``; piece i arrives at t = 1 + i seconds (the request was sent at t = 0)."""
+    timing = StreamTiming(0.0)
+    scanner = SSEScanner(timing.on_chunk, strip_usage=False)
+    bounds = [0, *sorted(set(cuts)), len(stream)]
+    for i, (a, b) in enumerate(itertools.pairwise(bounds)):
+        scanner.feed(stream[a:b], 1.0 + i)
+    assert scanner.done
+    return timing
+
+
+def event_cuts(stream: bytes) -> list[int]:
+    return [i + 2 for i in range(len(stream)) if stream[i : i + 2] == b"\n\n"]
+
+
+@pytest.mark.parametrize("field", ["reasoning", "reasoning_content"])
+def test_ttft_is_the_first_token_chunk_not_the_role_chunk_and_itl_every_gap(field: str) -> None:
+    stream = r1_stream(["Let", " me"], ["4", "."], field=field)
+    timing = timed(stream, event_cuts(stream))  # one event per piece: role at t=1, first reasoning at t=2
+    assert timing.ttft == 2.0
+    assert timing.itl == [1.0, 1.0, 1.0]
+    assert timing.output_tokens == 5  # usage: 4 tokens + EOS
+    assert timing.tpot(e2e=10.0) == pytest.approx((10.0 - 2.0) / 4)
+
+
+@given(st.lists(st.integers(min_value=1, max_value=2000), max_size=30))
+def test_any_split_of_the_stream_gives_the_same_counts(cuts: list[int]) -> None:
+    stream = r1_stream(["a", "b", "c"], ["d"])
+    timing = timed(stream, [c for c in cuts if c < len(stream)])
+    assert timing.chunks == 4 and len(timing.itl) == 3 and timing.output_tokens == 5
+
+
+def test_tpot_needs_two_output_tokens() -> None:
+    timing = timed(r1_stream([], ["x"]), [])
+    assert timing.tpot(e2e=3.0) == pytest.approx(3.0 - 1.0)  # usage: 2 tokens (x + EOS), one gap
+    timing.output_tokens = 1
+    assert timing.tpot(e2e=3.0) is None
+
+
+def test_percentiles_are_exact_and_warmup_goes_by_start_time() -> None:
+    assert percentile(list(range(1, 101)), 99) == pytest.approx(99.01)  # linear interpolation, not a bucket bound
+    assert percentile([], 50) is None
+    samples = [Sample(start=t, e2e=1.0, ok=True) for t in (5.0, 1.0, 3.0, 2.0, 4.0)]
+    warm, measured = split_warmup(samples, Warmup(requests=2))
+    assert [s.start for s in warm] == [1.0, 2.0] and [s.start for s in measured] == [3.0, 4.0, 5.0]
+    warm, measured = split_warmup(samples, Warmup(seconds=2.5))
+    assert [s.start for s in warm] == [1.0, 2.0, 3.0]
+
+
+def test_slo_file_agrees_with_thresholds_yml() -> None:
+    """One source for the operator's KPI targets: every shared entry equals the thresholds.yml constant."""
+    loaded = slo.load()
+    shared = [t for t in loaded.targets() if t.threshold]
+    assert {t.threshold for t in shared} >= {
+        "threshold:gateway_ttft_p99_seconds:max", "threshold:engine_generation_tokens_per_second:min",
+        "threshold:kpi_goodput_requests_per_second:min", "threshold:kpi_gpu_memory_bytes:max",
+    }  # fmt: skip
+    for target in shared:
+        assert target.value == thresholds.value(target.threshold, **target.labels), target.name
+        assert target.threshold.endswith(f":{target.bound}"), f"{target.name}: a {target.bound} target"
+
+
+def test_slo_file_disagreeing_with_thresholds_is_caught(tmp_path: Path) -> None:
+    doc = yaml.safe_load(slo.DEFAULT_FILE.read_text())
+    doc["slos"]["goodput_requests_per_second"]["min"] = 3
+    path = tmp_path / "slo.yml"
+    path.write_text(yaml.safe_dump(doc))
+    bad = [t for t in slo.load(path).targets() if t.threshold and t.value != thresholds.value(t.threshold, **t.labels)]
+    assert [t.name for t in bad] == ["goodput_requests_per_second"]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("slos: {ttft_p42_seconds: {max: 1}}", "unknown SLO names"),
+        ("slos: {ttft_p50_seconds: {max: 1, min: 0}}", "exactly one of max: or min:"),
+        ("slos: {ttft_p50_seconds: {max: fast}}", "must be a number"),
+        ("- a list", "must be a mapping"),
+        ('{"id": "x", "messages": []}', "needs `slos:`"),
+    ],
+)
+def test_bad_slo_file_is_a_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "slo.yml"
+    path.write_text(text)
+    with pytest.raises(slo.SloError, match=message):
+        slo.load(path)
+
+
+def test_prompt_set_covers_short_long_english_chinese_and_r1_math() -> None:
+    loaded = prompts.load()
+    for tags in ({"short", "en"}, {"short", "zh"}, {"long", "en"}, {"long", "zh"}, {"math", "en"}, {"math", "zh"}):
+        assert prompts.load(tags=frozenset(tags)), f"no prompt tagged {tags}"
+    for prompt in loaded:
+        assert [m["role"] for m in prompt.messages] == ["user"], "R1: no system prompt"
+        if "math" in prompt.tags:
+            assert prompt.messages[0]["content"].endswith(prompts.R1_MATH_DIRECTIVE)
+    assert prompts.R1_SAMPLING["temperature"] == 0.6
+
+
+def test_bad_prompt_file_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"id": "a", "messages": [{"role": "user", "content": "hi"}]}\nnot json\n')
+    with pytest.raises(prompts.PromptError, match=r"p.jsonl:2"):
+        prompts.load(path)
+    path.write_text('{"id": "a", "messages": [{"role": "system", "content": "be brief"}]}\n')
+    with pytest.raises(prompts.PromptError, match="no system prompt"):
+        prompts.load(path)
+
+
+def test_goodput_miss_is_explained_with_answer_length_batch_and_decode_speed() -> None:
+    """4 streams at 100 tok/s with 300-token answers finish at most 1.33 answers/s: a 4 req/s target is out of reach."""
+    slos = slo.load()
+    samples = [Sample(start=i * 0.3, e2e=3.0, ok=True, ttft=0.2, tpot=0.01, output_tokens=300) for i in range(40)]
+    values = slo.measure(samples, slos, None)
+    target = slos.slos["goodput_requests_per_second"]
+    assert values["goodput_requests_per_second"] is not None and not target.met(values["goodput_requests_per_second"])
+    note = slo.explain_goodput(samples, values, target, slos, batch=4)
+    assert "4 streams (--max-num-seqs) × 100 tok/s ÷ 300 tokens per answer = 1.33 answers/s" in note
+    assert "below the target of 4 req/s" in note
