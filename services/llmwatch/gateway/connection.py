@@ -61,6 +61,10 @@ class ClientConnection:
             self.gone = True
             task.cancel()
 
+    @property
+    def watching(self) -> bool:
+        return self._watcher is not None and not self._finished
+
     def stop_watching(self) -> None:
         self._finished = True
         if self._watcher is not None:

@@ -247,6 +247,10 @@ class Proxy:
             out = scanner.feed(chunk, clock())
             if out:
                 await send(out)
+            if scanner.done and conn.watching:
+                # The client has its answer: closing now (SDKs do, at [DONE]) is not a disconnect, even if the
+                # engine's end of the body is still on its way.
+                conn.stop_watching()
         tail = scanner.flush()
         if acct.stream_error is not None:
             facts.fail("upstream_error", 502, acct.stream_error)
