@@ -47,8 +47,6 @@ fi
 if [ "$what" = test ]; then
   # kubectl (kustomize), kubernetes-validate and prometheus-operator schemas for the offline Kubernetes checks.
   scripts/install-k8s-tools.sh
-fi
-if [ "$what" = test ]; then
   # The real Open WebUI for the end-to-end test (a ~3 GB venv, cached outside the clone; a no-op once there).
   scripts/install-open-webui.sh
   # A real llama.cpp server for tests/integration/test_llamacpp.py (built from source once, cached outside the clone).
