@@ -322,6 +322,15 @@ def test_alert_rule_uses_mapped_fields_and_known_tags(mappings: Any, tags: set[s
         assert rule_problems(rule, mappings["llmwatch-gateway"], tags) == []
 
 
+def test_alert_rules_leave_the_gateways_warm_up_out() -> None:
+    """As the Prometheus rules do: a cold engine's warm-up requests (kind: warmup) page no one."""
+    kinds = load_schema()
+    assert "warmup" in kinds["properties"]["kind"]["enum"]
+    for path in (KIBANA_DIR / "rules").glob("*.json"):
+        query = json.loads(load_json(path)["params"]["esQuery"])["query"]["bool"]
+        assert {"term": {"kind": "warmup"}} in query.get("must_not", []), path.name
+
+
 def test_stack_pipeline_fields_are_mapped(mappings: dict[str, dict[str, str]]) -> None:
     assert stack_problems(load_pipeline(STACK), mappings["llmwatch-stack"]) == []
 
