@@ -51,3 +51,15 @@ def test_only_failures_of_the_engine_link_count_as_upstream_errors() -> None:
 )  # fmt: skip
 def test_engine_answers_get_a_type_that_says_why(status: int, message: str | None, expected: str) -> None:
     assert engine_error_type(status, message) == expected
+
+
+def test_kibanas_errors_search_finds_every_row() -> None:
+    """The saved search *LLM gateway: errors* asks for `status >= 400`: every error type is logged with such a status."""
+    search = next(
+        json.loads(line)
+        for line in (REPO / "kibana/saved-objects/llm-gateway.ndjson").read_text().splitlines()
+        if '"llmwatch-gw-errors"' in line
+    )
+    query = json.loads(search["attributes"]["kibanaSavedObjectMeta"]["searchSourceJSON"])["query"]["query"]
+    assert query == "status >= 400"
+    assert all(e.status >= 400 for e in ERRORS.values())
