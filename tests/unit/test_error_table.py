@@ -54,7 +54,7 @@ def test_engine_answers_get_a_type_that_says_why(status: int, message: str | Non
 
 
 def test_kibanas_errors_search_finds_every_row() -> None:
-    """The saved search *LLM gateway: errors* asks for `status >= 400`: every error type is logged with such a status."""
+    """The saved search *LLM gateway: errors* asks for `status >= 400`: every error type is logged with one."""
     search = next(
         json.loads(line)
         for line in (REPO / "kibana/saved-objects/llm-gateway.ndjson").read_text().splitlines()
