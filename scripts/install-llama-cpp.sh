@@ -48,8 +48,10 @@ cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
   -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
   -DGGML_OPENMP_FETCH=OFF -DGGML_BUILD_TESTS=OFF -DGGML_BUILD_EXAMPLES=OFF \
-  ${LLMWATCH_LLAMA_CMAKE_ARGS:-} >"$root/cmake.log"
-cmake --build "$build" --config Release -j "$jobs" --target llama-server llama-quantize >"$root/build.log"
+  ${LLMWATCH_LLAMA_CMAKE_ARGS:-} >"$root/cmake.log" 2>&1 || { tail -40 "$root/cmake.log" >&2; exit 1; }
+# Compiler warnings go to the log, not the test run's output; on failure its tail is shown.
+cmake --build "$build" --config Release -j "$jobs" --target llama-server llama-quantize >"$root/build.log" 2>&1 ||
+  { tail -60 "$root/build.log" >&2; exit 1; }
 
 mkdir -p "$bin"
 rm -f "$bin"/.llmwatch-llama-cpp-python-*
