@@ -397,7 +397,7 @@ def _holds(condition: list[Any], event: dict[str, Any]) -> bool:
         needle = _get(event, left) if is_field_ref(left) else left
         haystack = _get(event, right) if is_field_ref(right) else right
         return haystack is not None and needle is not None and needle in haystack
-    raise NotImplementedError(f"condition not followed here: {condition}")
+    raise ValueError(f"this evaluator follows truthy-field and `in` conditions only, not {condition}: extend _holds")
 
 
 def run_copies(items: list[Any], event: dict[str, Any]) -> dict[str, Any]:
