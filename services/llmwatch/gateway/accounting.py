@@ -63,9 +63,7 @@ class CompletionAccounting:
         usage = obj.get("usage")
         if usage:
             self.usage = usage
-        timings = obj.get("timings")
-        if isinstance(timings, dict):
-            self.timings = timings
+            self._take_timings(obj)  # llama.cpp sends its timings with the usage chunk
         error = obj.get("error")
         if error is not None:
             self.stream_error = str(error.get("message") if isinstance(error, dict) else error)[:300]
@@ -152,9 +150,7 @@ class CompletionAccounting:
         usage = obj.get("usage")
         if isinstance(usage, dict):
             self.usage = usage
-        timings = obj.get("timings")
-        if isinstance(timings, dict):
-            self.timings = timings
+        self._take_timings(obj)
         choices = obj.get("choices") or []
         for choice in choices[:1]:
             self.finish_reason = choice.get("finish_reason")
@@ -193,6 +189,11 @@ class CompletionAccounting:
         if reasoning is None and completion is not None:
             reasoning = self._apportion(completion, streamed)
         return prompt, completion, reasoning, total
+
+    def _take_timings(self, obj: dict[str, Any]) -> None:
+        timings = obj.get("timings")
+        if isinstance(timings, dict):
+            self.timings = timings
 
     def engine_per_token_seconds(self) -> tuple[float | None, float | None]:
         """(prompt, predicted) seconds per token as llama.cpp measured them (its `timings`), else None."""

@@ -32,8 +32,17 @@ def exposition(registry: CollectorRegistry, accept: str | None) -> Response:
 class GatewayApp:
     """The ASGI entry point: dispatches on path before any framework code runs."""
 
-    def __init__(self, proxy: Proxy, management: FastAPI, pool: UpstreamPool, log: AccessLog, interval: float) -> None:
+    def __init__(
+        self,
+        proxy: Proxy,
+        management: FastAPI,
+        pool: UpstreamPool,
+        log: AccessLog,
+        interval: float,
+        metrics: GatewayMetrics,
+    ) -> None:
         self.proxy = proxy
+        self.metrics = metrics
         self.management = management
         self.pool = pool
         self._log = log
@@ -98,7 +107,7 @@ def create_app(
         """Prometheus exposition of the gateway's metrics (OpenMetrics with exemplars when asked for)."""
         return exposition(registry, request.headers.get("accept"))
 
-    app = GatewayApp(Proxy(config, pool, reporter, metrics), management, pool, log, s.health_interval)
+    app = GatewayApp(Proxy(config, pool, reporter, metrics), management, pool, log, s.health_interval, metrics)
     return app
 
 

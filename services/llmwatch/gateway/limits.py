@@ -27,20 +27,20 @@ class ConcurrencyLimits:
                 "concurrency_limit", f"The gateway is serving its limit of {self._total} requests at once; retry "
                 "shortly, or raise --max-concurrency.", retry_after=RETRY_AFTER_SECONDS,
             )  # fmt: skip
-        per_key = self._per_key and key is not None
-        if per_key and key is not None and self._by_key[key] >= self._per_key:
+        tracked = key if self._per_key else None  # the key whose requests are counted, if any
+        if tracked is not None and self._by_key[tracked] >= self._per_key:
             raise GatewayError(
                 "key_concurrency_limit", f"This API key has {self._per_key} requests in flight, its limit; retry "
                 "shortly, or raise --max-concurrency-per-key.", retry_after=RETRY_AFTER_SECONDS,
             )  # fmt: skip
         self._in_flight += 1
-        if per_key and key is not None:
-            self._by_key[key] += 1
+        if tracked is not None:
+            self._by_key[tracked] += 1
         try:
             yield
         finally:
             self._in_flight -= 1
-            if per_key and key is not None:
-                self._by_key[key] -= 1
-                if not self._by_key[key]:
-                    del self._by_key[key]
+            if tracked is not None:
+                self._by_key[tracked] -= 1
+                if not self._by_key[tracked]:
+                    del self._by_key[tracked]

@@ -27,7 +27,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = CollectorRegistry()
     app = create_app(config, registry)
-    protocol = guarded_protocol(settings.header_timeout, settings.max_header_bytes, app.proxy.metrics.header_rejections)
+    protocol = guarded_protocol(settings.header_timeout, settings.max_header_bytes, app.metrics.header_rejections)
     main_server = uvicorn.Server(uvicorn_config(app, settings.host, settings.port, http=protocol, lifespan="on"))
     if settings.metrics_port is None:
         main_server.run()

@@ -49,7 +49,7 @@ class Proxy:
         self._keyring = config.keyring
         self._pool = pool
         self._reporter = reporter
-        self.metrics = metrics
+        self._metrics = metrics
         self._limits = ConcurrencyLimits(s.max_concurrency, s.max_concurrency_per_key)
         self._max_body = s.max_body_bytes
         self._body_timeout = s.body_timeout
@@ -64,7 +64,7 @@ class Proxy:
             scope["method"], path[:MAX_LOGGED_PATH].decode("latin-1"), time.perf_counter(), time.time()
         )
         conn = ClientConnection(receive, send)
-        self.metrics.in_flight.inc()
+        self._metrics.in_flight.inc()
         try:
             async with asyncio.timeout(self._max_seconds) as deadline:
                 await self._serve(scope, path, conn, facts)
@@ -96,7 +96,7 @@ class Proxy:
             await conn.send_error(error, facts.request_id)
         finally:
             conn.stop_watching()
-            self.metrics.in_flight.dec()
+            self._metrics.in_flight.dec()
             if facts.acct is not None:
                 facts.acct.finish()
             self._reporter.report(facts)
