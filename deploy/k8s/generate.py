@@ -36,6 +36,11 @@ COMPOSE_SERVICE = "container.labels.com_docker_compose_service"
 NAMESPACE = "llmwatch"
 # Alertmanager runs in kube-prometheus-stack's namespace, so the relay is named with its own.
 RELAY_RECEIVER = "relay"
+# Labels every llmwatch alert carries on Kubernetes, and what the AlertmanagerConfig's route needs to send an alert
+# to the relay. `namespace` is the matcher prometheus-operator's default OnNamespace strategy adds to the route
+# (pkg/alertmanager/amcfg.go, namespaceEnforcer); the rules aggregate it away, so each alert is given it. `part_of`
+# is matched by the route itself, so kube-prometheus-stack's alerts about pods in this namespace stay the chart's.
+ALERT_LABELS = {"namespace": NAMESPACE, "part_of": "llmwatch"}
 RELAY_URL = f"http://relay.{NAMESPACE}.svc:9099/alertmanager"
 # Folders the setup job reads (elasticsearch/setup/setup.py); their configs (elasticsearch.yml, kibana.yml) are ECK's.
 SETUP_DIRS = (
@@ -73,11 +78,25 @@ def _rel(path: Path) -> str:
     return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
 
 
+def scoped(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rule groups with ALERT_LABELS on every alerting rule; recording rules unchanged."""
+    return [
+        {
+            **group,
+            "rules": [
+                {**rule, "labels": {**rule.get("labels", {}), **ALERT_LABELS}} if "alert" in rule else rule
+                for rule in group["rules"]
+            ],
+        }
+        for group in groups
+    ]
+
+
 def prometheus_rules() -> str:
-    """One PrometheusRule per prometheus/rules/*.yml, its groups unchanged."""
+    """One PrometheusRule per prometheus/rules/*.yml, its groups unchanged but for ALERT_LABELS on each alert."""
     objects = []
     for path in sorted((REPO / "prometheus/rules").glob("*.yml")):
-        groups = yaml.safe_load(path.read_text())["groups"]
+        groups = scoped(yaml.safe_load(path.read_text())["groups"])
         objects.append(
             {
                 "apiVersion": "monitoring.coreos.com/v1",
@@ -101,7 +120,7 @@ def prometheus_rules() -> str:
                 "labels": {**PART_OF, **RELEASE},
                 "annotations": {"llmwatch/source": "docker-compose.yml configs.prometheus-engine-sizing"},
             },
-            "spec": {"groups": yaml.safe_load(engine_sizing.render(flags))["groups"]},
+            "spec": {"groups": scoped(yaml.safe_load(engine_sizing.render(flags))["groups"])},
         }
     )
     return _dump(objects, "prometheus/rules/*.yml, engine sizing from base/engine-flags.yaml")
@@ -350,12 +369,17 @@ def alertmanager_config() -> str:
         }
         for rule in source["inhibit_rules"]
     ]
+    # Only llmwatch's alerts: the operator puts this route first with `continue: true`, so every alert meets it.
+    # (Compose's root route has no matchers: its Alertmanager receives llmwatch's alerts only.)
+    ours = [{"name": "part_of", "matchType": "=", "value": ALERT_LABELS["part_of"]}]
+    route = _route(source["route"], RELAY_RECEIVER)
+    route = {"receiver": route.pop("receiver"), "matchers": ours + route.pop("matchers", []), **route}
     config = {
         "apiVersion": "monitoring.coreos.com/v1alpha1",
         "kind": "AlertmanagerConfig",
         "metadata": {"name": "llmwatch", "labels": {**PART_OF, **RELEASE}},
         "spec": {
-            "route": _route(source["route"], RELAY_RECEIVER),
+            "route": route,
             "receivers": [
                 {
                     "name": RELAY_RECEIVER,
