@@ -20,6 +20,8 @@ K8S = REPO / "deploy/k8s"
 BUILDS = ("base", "overlays/gpu", "overlays/sim", "overlays/observability", "gpu+hpa-in-flight")
 SERVING = ("overlays/gpu", "overlays/sim")
 NAMESPACE = "llmwatch"
+# Filebeat's namespace (the observability overlay's filebeat.yaml): it needs a Pod Security level llmwatch does not.
+LOGS_NAMESPACE = "llmwatch-logs"
 # Where the npm package with prometheus-operator's schemas is installed (scripts/install.sh).
 MODELS_DIR = Path.home() / ".cache/llmwatch/k8s-models"
 POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
@@ -115,3 +117,29 @@ def env_example() -> dict[str, str]:
             name, _, value = line.partition("=")
             pairs[name] = value
     return pairs
+
+
+def tolerates(tolerations: list[dict[str, Any]], taint: dict[str, str]) -> bool:
+    """Whether a pod with these tolerations may run on a node with this taint.
+
+    Kubernetes' own rule, k8s.io/api core/v1 toleration.go `ToleratesTaint`: an effect and a key, when given, must
+    equal the taint's; operator Exists then matches any value, Equal (or none) the same value.
+    """
+    for toleration in tolerations:
+        if toleration.get("effect") and toleration["effect"] != taint["effect"]:
+            continue
+        if toleration.get("key") and toleration["key"] != taint["key"]:
+            continue
+        operator = toleration.get("operator", "Equal")
+        if operator == "Exists" or (operator == "Equal" and toleration.get("value", "") == taint.get("value", "")):
+            return True
+    return False
+
+
+def daemon_pod_specs(objects: tuple[Obj, ...]) -> Iterator[tuple[str, Obj]]:
+    """(name, pod spec) of everything that runs one pod per node: DaemonSets, and ECK Beats in daemonSet mode."""
+    for obj in objects:
+        if obj["kind"] == "DaemonSet":
+            yield f"DaemonSet/{obj['metadata']['name']}", obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "Beat" and "daemonSet" in obj["spec"]:
+            yield f"Beat/{obj['metadata']['name']}", obj["spec"]["daemonSet"]["podTemplate"]["spec"]

@@ -34,6 +34,8 @@ GATEWAY_INPUT = "llm-gateway-access-log"
 STACK_INPUT = "llm-stack-containers"
 COMPOSE_SERVICE = "container.labels.com_docker_compose_service"
 NAMESPACE = "llmwatch"
+# Filebeat's own (overlays/observability/filebeat.yaml): it needs the `privileged` Pod Security level; llmwatch not.
+LOGS_NAMESPACE = "llmwatch-logs"
 # Alertmanager runs in kube-prometheus-stack's namespace, so the relay is named with its own.
 RELAY_RECEIVER = "relay"
 # Labels every llmwatch alert carries on Kubernetes, and what the AlertmanagerConfig's route needs to send an alert
@@ -243,7 +245,8 @@ def filebeat() -> str:
             ]
         },
         "filebeat.registry.path": source["filebeat.registry.path"],
-        "output.logstash": {"hosts": ["logstash-ls-beats:5044"]},
+        # From Filebeat's namespace to Logstash's (the Service ECK names <name>-ls-<service>).
+        "output.logstash": {"hosts": [f"logstash-ls-beats.{NAMESPACE}.svc:5044"]},
         "setup.template.enabled": source["setup.template.enabled"],
         "setup.ilm.enabled": source["setup.ilm.enabled"],
         "logging.level": source["logging.level"],
@@ -252,7 +255,7 @@ def filebeat() -> str:
     beat = {
         "apiVersion": "beat.k8s.elastic.co/v1beta1",
         "kind": "Beat",
-        "metadata": {"name": "filebeat"},
+        "metadata": {"name": "filebeat", "namespace": LOGS_NAMESPACE},
         "spec": {"config": config},
     }
     return _dump([beat], "filebeat/filebeat.yml")
@@ -290,11 +293,12 @@ def setup_job_config() -> str:
     return _dump([job], ", ".join(SETUP_DIRS))
 
 
+# (apiVersion, kind, name, namespace) of each ECK resource; a patch names the namespace of an object outside llmwatch.
 ECK_RESOURCES = (
-    ("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", "elasticsearch"),
-    ("kibana.k8s.elastic.co/v1", "Kibana", "kibana"),
-    ("logstash.k8s.elastic.co/v1alpha1", "Logstash", "logstash"),
-    ("beat.k8s.elastic.co/v1beta1", "Beat", "filebeat"),
+    ("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", "elasticsearch", None),
+    ("kibana.k8s.elastic.co/v1", "Kibana", "kibana", None),
+    ("logstash.k8s.elastic.co/v1alpha1", "Logstash", "logstash", None),
+    ("beat.k8s.elastic.co/v1beta1", "Beat", "filebeat", LOGS_NAMESPACE),
 )
 
 
@@ -309,8 +313,13 @@ def elastic_version() -> str:
     """A patch giving every ECK resource .env.example's ELASTIC_VERSION, as compose runs them in step."""
     version = _env_example("ELASTIC_VERSION")
     patches = [
-        {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": {"version": version}}
-        for api, kind, name in ECK_RESOURCES
+        {
+            "apiVersion": api,
+            "kind": kind,
+            "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+            "spec": {"version": version},
+        }
+        for api, kind, name, namespace in ECK_RESOURCES
     ]
     return _dump(patches, ".env.example (ELASTIC_VERSION)")
 

@@ -24,17 +24,20 @@ import yaml
 from llmwatch import engine_sizing
 from tests.k8s import (
     BUILDS,
+    LOGS_NAMESPACE,
     MODELS_DIR,
     NAMESPACE,
     SERVING,
     Obj,
     build,
     containers,
+    daemon_pod_specs,
     env_example,
     find,
     pod_owners,
     pod_template,
     selects,
+    tolerates,
 )
 from tests.support import REPO, need_binary
 
@@ -176,7 +179,7 @@ ECK_POD_LABELS = {
 ECK_NAMES = {
     "http://elasticsearch-es-http:9200": ("Elasticsearch", "elasticsearch"),
     "http://kibana-kb-http:5601": ("Kibana", "kibana"),
-    "logstash-ls-beats:5044": ("Logstash", "logstash"),
+    f"logstash-ls-beats.{NAMESPACE}.svc:5044": ("Logstash", "logstash"),
 }
 # Paths each server answers probes on, as the products define them: the llmwatch roles are run for real by
 # tests/integration/test_k8s_probes.py; vLLM's /health is its OpenAI server's (vllm/entrypoints/openai/api_server.py),
@@ -205,17 +208,28 @@ def _compose() -> dict[str, Any]:
     return compose
 
 
+# Filebeat's objects, the only ones outside llmwatch: root with hostPath needs the `privileged` level.
+IN_LOGS_NAMESPACE = {("Beat", "filebeat"), ("ServiceAccount", "filebeat"), ("NetworkPolicy", "default-deny-ingress")}
+
+
 @pytest.mark.parametrize("name", BUILDS)
 def test_every_build_renders_into_the_llmwatch_namespace(name: str) -> None:
     objects = build(name)
     assert objects, f"{name} built nothing"
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    namespaced = [o for o in objects if o["kind"] not in cluster_scoped]
+    logs = {(o["kind"], o["metadata"]["name"]) for o in namespaced if o["metadata"].get("namespace") == LOGS_NAMESPACE}
     wrong = [
         f"{o['kind']}/{o['metadata']['name']}"
-        for o in objects
-        if o["kind"] not in cluster_scoped and o["metadata"].get("namespace") != NAMESPACE
+        for o in namespaced
+        if o["metadata"].get("namespace") not in (NAMESPACE, LOGS_NAMESPACE)
     ]
     assert not wrong, f"{name}: objects outside namespace {NAMESPACE}: {wrong}"
+    assert logs == (IN_LOGS_NAMESPACE if name == "overlays/observability" else set()), f"{name}: {logs}"
+    for binding in (o for o in objects if o["kind"] == "ClusterRoleBinding"):
+        for subject in binding["subjects"]:
+            account = find(objects, "ServiceAccount", subject["name"])
+            assert subject["namespace"] == account["metadata"]["namespace"], f"{binding['metadata']['name']}"
 
 
 @pytest.mark.parametrize("name", BUILDS)
@@ -450,7 +464,7 @@ def test_gateway_script_refuses_to_start_without_the_api_key(tmp_path: Any) -> N
     assert result.returncode != 0 and "GATEWAY_API_KEY" in result.stderr
 
 
-def _policy_allows(policy: Obj, from_labels: dict[str, str], port: str, namespace: str = NAMESPACE) -> bool:
+def _policy_allows(policy: Obj, from_labels: dict[str, str], port: str | int, namespace: str = NAMESPACE) -> bool:
     for rule in policy["spec"].get("ingress", []):
         ports = [p["port"] for p in rule.get("ports", [])]
         if ports and port not in ports:
@@ -773,7 +787,40 @@ def test_filebeat_sends_each_serving_container_to_its_pipeline() -> None:
         "sim": ["llm_stack"],
         "open-webui": ["llm_stack"],
     }
-    assert beat["spec"]["config"]["output.logstash"]["hosts"] == ["logstash-ls-beats:5044"]
+    assert beat["spec"]["config"]["output.logstash"]["hosts"] == [f"logstash-ls-beats.{NAMESPACE}.svc:5044"]
+    policy = find(build("overlays/observability"), "NetworkPolicy", "logstash")
+    filebeat = {"beat.k8s.elastic.co/name": "filebeat"}
+    assert _policy_allows(policy, filebeat, 5044, beat["metadata"]["namespace"]), "Filebeat cannot reach Logstash"
+    assert not _policy_allows(policy, filebeat, 5044, NAMESPACE), "only Filebeat's namespace sends to Logstash"
+
+
+def _gpu_taint() -> dict[str, str]:
+    """The taint the gpu overlay's engine tolerates (any value of it: the GPU Operator's and pools' differ)."""
+    engine = find(build("overlays/gpu"), "StatefulSet", "engine")
+    [toleration] = pod_template(engine)["spec"]["tolerations"]
+    value = toleration.get("value", "present") if toleration.get("operator") != "Exists" else "present"
+    return {"key": toleration["key"], "value": value, "effect": toleration["effect"]}
+
+
+def test_every_daemon_set_runs_on_gpu_nodes() -> None:
+    """Filebeat must run where the engine runs, or vLLM's logs never leave the GPU node (ECK adds no tolerations)."""
+    taint = _gpu_taint()
+    daemons = [d for name in BUILDS for d in daemon_pod_specs(build(name))]
+    assert [n for n, _ in daemons] == ["Beat/filebeat"]
+    for name, spec in daemons:
+        assert tolerates(spec.get("tolerations", []), taint), f"{name} does not tolerate {taint}"
+        assert "nodeSelector" not in spec and "affinity" not in spec, f"{name} is kept off some nodes"
+
+
+def test_toleration_matching_follows_kubernetes() -> None:
+    taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    assert tolerates([{"operator": "Exists"}], taint)
+    assert tolerates([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], taint)
+    assert tolerates([{"key": "nvidia.com/gpu", "value": "present"}], taint)
+    assert not tolerates([], taint)
+    assert not tolerates([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}], taint)
+    assert not tolerates([{"key": "nvidia.com/gpu", "value": "true", "operator": "Equal"}], taint)
+    assert not tolerates([{"key": "dedicated", "operator": "Exists"}], taint)
 
 
 def test_policies_in_the_observability_overlay_select_eck_pod_labels() -> None:
@@ -783,7 +830,7 @@ def test_policies_in_the_observability_overlay_select_eck_pod_labels() -> None:
     for policy in (o for o in obs if o["kind"] == "NetworkPolicy"):
         selectors = [policy["spec"]["podSelector"]]
         selectors += [
-            p["podSelector"] for r in policy["spec"]["ingress"] for p in r.get("from", []) if "podSelector" in p
+            p["podSelector"] for r in policy["spec"].get("ingress", []) for p in r.get("from", []) if "podSelector" in p
         ]
         for selector in selectors:
             for key, value in selector.get("matchLabels", {}).items():
