@@ -59,7 +59,7 @@ def kubernetes_filter() -> str:
         if "regexp" in c
     ]
     [regexp] = found
-    return regexp
+    return str(regexp)
 
 
 def test_every_profile_has_an_engine() -> None:

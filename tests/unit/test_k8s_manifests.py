@@ -875,3 +875,47 @@ def test_generator_check_names_a_stale_copy(tmp_path: Any, monkeypatch: pytest.M
     dashboards.write_text(dashboards.read_text().replace("llmwatch", "x"))
     assert generate.main(["--check"]) == 1
     assert "dashboards.yaml is stale" in capsys.readouterr().err
+
+
+_LOGSTASH_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+_KUBERNETES_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "k": 1000, "M": 1000**2, "G": 1000**3}
+
+
+def _logstash_bytes(text: str) -> int:
+    """A Logstash byte setting (`1gb`): units of 1024, as Logstash's ByteValue reads them."""
+    match = re.fullmatch(r"(\d+)\s*(b|kb|mb|gb|tb)", str(text).strip().lower())
+    assert match, f"cannot read Logstash byte value {text!r}"
+    return int(match.group(1)) * _LOGSTASH_UNITS[match.group(2)]
+
+
+def _quantity_bytes(text: str) -> int:
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G)?", text)
+    assert match, f"cannot read Kubernetes quantity {text!r}"
+    return int(match.group(1)) * _KUBERNETES_UNITS.get(match.group(2) or "", 1)
+
+
+def logstash_queue_bytes(config: dict[str, Any], pipelines: list[dict[str, Any]]) -> int:
+    """The most the queues can hold on disk: per pipeline, its persisted queue and its dead-letter queue.
+
+    Each pipeline has its own of each (logstash.yml's values, overridden per pipeline in pipelines.yml). Every
+    pipeline with the dead-letter queue on is counted, whether or not its outputs write to it.
+    """
+    total = 0
+    for pipeline in pipelines:
+        settings = {**config, **pipeline}
+        if settings.get("queue.type", "memory") == "persisted":
+            total += _logstash_bytes(settings.get("queue.max_bytes", "1024mb"))
+        if settings.get("dead_letter_queue.enable", False):
+            total += _logstash_bytes(settings.get("dead_letter_queue.max_bytes", "1024mb"))
+    return total
+
+
+def test_logstash_claim_holds_every_queue_when_full() -> None:
+    """Logstash only warns when its queues outgrow the volume, then fills the disk (docs/kubernetes.md, sizing)."""
+    logstash = find(build("overlays/observability"), "Logstash", "logstash")
+    [claim] = logstash["spec"]["volumeClaimTemplates"]
+    size = _quantity_bytes(claim["spec"]["resources"]["requests"]["storage"])
+    queues = logstash_queue_bytes(logstash["spec"]["config"], logstash["spec"]["pipelines"])
+    assert queues == 6 * 1024**3, "3 pipelines x (1 GiB queue + 1 GiB dead-letter queue), as docs/kubernetes.md says"
+    assert size >= queues + 1024**3, f"claim {size} B < queues {queues} B + 1 GiB for the rest of path.data"
+    assert logstash_queue_bytes({"queue.type": "persisted", "queue.max_bytes": "4gb"}, [{}, {}]) == 8 * 1024**3
