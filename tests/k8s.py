@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -143,3 +144,12 @@ def daemon_pod_specs(objects: tuple[Obj, ...]) -> Iterator[tuple[str, Obj]]:
             yield f"DaemonSet/{obj['metadata']['name']}", obj["spec"]["template"]["spec"]
         elif obj["kind"] == "Beat" and "daemonSet" in obj["spec"]:
             yield f"Beat/{obj['metadata']['name']}", obj["spec"]["daemonSet"]["podTemplate"]["spec"]
+
+
+def documented_chart_values() -> dict[str, Any]:
+    """The kube-prometheus-stack values docs/kubernetes.md gives operators (its one block with alertmanagerSpec)."""
+    text = (REPO / "docs/kubernetes.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "alertmanagerSpec" in b]
+    assert len(blocks) == 1, "docs/kubernetes.md: expected one values block with alertmanager.alertmanagerSpec"
+    values: dict[str, Any] = yaml.safe_load(blocks[0])
+    return values

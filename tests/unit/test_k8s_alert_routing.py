@@ -15,7 +15,6 @@ The routing itself is Alertmanager's own: `amtool config routes test` on the ass
 
 from __future__ import annotations
 
-import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -23,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s import NAMESPACE, Obj, build, find
-from tests.support import REPO, need_binary
+from tests.k8s import NAMESPACE, Obj, build, documented_chart_values, find
+from tests.support import need_binary
 
 pytestmark = pytest.mark.unit
 
@@ -68,10 +67,7 @@ CHART_ALERTS = {
 
 def documented_strategy() -> str:
     """The matcher strategy docs/kubernetes.md's kube-prometheus-stack values give (unset: the CRD's default)."""
-    text = (REPO / "docs/kubernetes.md").read_text()
-    blocks = [yaml.safe_load(b) for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "alertmanagerSpec" in b]
-    assert len(blocks) == 1, "docs/kubernetes.md: expected one values block with alertmanager.alertmanagerSpec"
-    spec = blocks[0]["alertmanager"]["alertmanagerSpec"]
+    spec = documented_chart_values()["alertmanager"]["alertmanagerSpec"]
     strategy: str = spec.get("alertmanagerConfigMatcherStrategy", {}).get("type", "OnNamespace")
     return strategy
 

@@ -32,6 +32,7 @@ from tests.k8s import (
     build,
     containers,
     daemon_pod_specs,
+    documented_chart_values,
     env_example,
     find,
     pod_owners,
@@ -919,3 +920,26 @@ def test_logstash_claim_holds_every_queue_when_full() -> None:
     assert queues == 6 * 1024**3, "3 pipelines x (1 GiB queue + 1 GiB dead-letter queue), as docs/kubernetes.md says"
     assert size >= queues + 1024**3, f"claim {size} B < queues {queues} B + 1 GiB for the rest of path.data"
     assert logstash_queue_bytes({"queue.type": "persisted", "queue.max_bytes": "4gb"}, [{}, {}]) == 8 * 1024**3
+
+
+def test_elasticsearch_starts_without_raising_vm_max_map_count() -> None:
+    """ECK enforces the bootstrap checks; a node's default vm.max_map_count fails the mmap one unless mmap is off."""
+    [node_set] = find(build("overlays/observability"), "Elasticsearch", "elasticsearch")["spec"]["nodeSets"]
+    assert node_set["config"]["node.store.allow_mmap"] is False
+    init = node_set["podTemplate"]["spec"].get("initContainers", [])
+    assert not any("sysctl" in json.dumps(c) for c in init), "mmap is off: no privileged sysctl init container"
+
+
+def test_documented_chart_values_keep_the_exemplar_link() -> None:
+    """As compose: exemplar storage on, and an exemplar's request_id opens that request's access-log line."""
+    values = documented_chart_values()
+    assert "exemplar-storage" in values["prometheus"]["prometheusSpec"]["enableFeatures"]
+    link = values["grafana"]["sidecar"]["datasources"]["exemplarTraceIdDestinations"]
+    compose = yaml.safe_load((REPO / "grafana/provisioning/datasources/datasources.yml").read_text())
+    [prometheus] = [d for d in compose["datasources"] if d["type"] == "prometheus"]
+    [compose_link] = prometheus["jsonData"]["exemplarTraceIdDestinations"]
+    assert link["traceIdLabelName"] == compose_link["name"] == "request_id"
+    [elasticsearch] = [d for d in values["grafana"]["additionalDataSources"] if d["type"] == "elasticsearch"]
+    assert link["datasourceUid"] == elasticsearch["uid"]
+    assert elasticsearch["jsonData"]["index"].startswith("logs-llm_gateway-")
+    assert "alertmanagerConfigMatcherStrategy" not in values["alertmanager"]["alertmanagerSpec"]
