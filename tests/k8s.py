@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,8 @@ K8S = REPO / "deploy/k8s"
 BUILDS = ("base", "overlays/gpu", "overlays/sim", "overlays/observability", "gpu+hpa-in-flight")
 SERVING = ("overlays/gpu", "overlays/sim")
 NAMESPACE = "llmwatch"
+# Filebeat's namespace (the observability overlay's filebeat.yaml): it needs a Pod Security level llmwatch does not.
+LOGS_NAMESPACE = "llmwatch-logs"
 # Where the npm package with prometheus-operator's schemas is installed (scripts/install.sh).
 MODELS_DIR = Path.home() / ".cache/llmwatch/k8s-models"
 POD_OWNERS = {"Deployment", "StatefulSet", "DaemonSet", "Job"}
@@ -115,3 +118,38 @@ def env_example() -> dict[str, str]:
             name, _, value = line.partition("=")
             pairs[name] = value
     return pairs
+
+
+def tolerates(tolerations: list[dict[str, Any]], taint: dict[str, str]) -> bool:
+    """Whether a pod with these tolerations may run on a node with this taint.
+
+    Kubernetes' own rule, k8s.io/api core/v1 toleration.go `ToleratesTaint`: an effect and a key, when given, must
+    equal the taint's; operator Exists then matches any value, Equal (or none) the same value.
+    """
+    for toleration in tolerations:
+        if toleration.get("effect") and toleration["effect"] != taint["effect"]:
+            continue
+        if toleration.get("key") and toleration["key"] != taint["key"]:
+            continue
+        operator = toleration.get("operator", "Equal")
+        if operator == "Exists" or (operator == "Equal" and toleration.get("value", "") == taint.get("value", "")):
+            return True
+    return False
+
+
+def daemon_pod_specs(objects: tuple[Obj, ...]) -> Iterator[tuple[str, Obj]]:
+    """(name, pod spec) of everything that runs one pod per node: DaemonSets, and ECK Beats in daemonSet mode."""
+    for obj in objects:
+        if obj["kind"] == "DaemonSet":
+            yield f"DaemonSet/{obj['metadata']['name']}", obj["spec"]["template"]["spec"]
+        elif obj["kind"] == "Beat" and "daemonSet" in obj["spec"]:
+            yield f"Beat/{obj['metadata']['name']}", obj["spec"]["daemonSet"]["podTemplate"]["spec"]
+
+
+def documented_chart_values() -> dict[str, Any]:
+    """The kube-prometheus-stack values docs/kubernetes.md gives operators (its one block with alertmanagerSpec)."""
+    text = (REPO / "docs/kubernetes.md").read_text()
+    blocks = [b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S) if "alertmanagerSpec" in b]
+    assert len(blocks) == 1, "docs/kubernetes.md: expected one values block with alertmanager.alertmanagerSpec"
+    values: dict[str, Any] = yaml.safe_load(blocks[0])
+    return values

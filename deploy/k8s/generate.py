@@ -34,8 +34,15 @@ GATEWAY_INPUT = "llm-gateway-access-log"
 STACK_INPUT = "llm-stack-containers"
 COMPOSE_SERVICE = "container.labels.com_docker_compose_service"
 NAMESPACE = "llmwatch"
+# Filebeat's own (overlays/observability/filebeat.yaml): it needs the `privileged` Pod Security level; llmwatch not.
+LOGS_NAMESPACE = "llmwatch-logs"
 # Alertmanager runs in kube-prometheus-stack's namespace, so the relay is named with its own.
 RELAY_RECEIVER = "relay"
+# Labels every llmwatch alert carries on Kubernetes, and what the AlertmanagerConfig's route needs to send an alert
+# to the relay. `namespace` is the matcher prometheus-operator's default OnNamespace strategy adds to the route
+# (pkg/alertmanager/amcfg.go, namespaceEnforcer); the rules aggregate it away, so each alert is given it. `part_of`
+# is matched by the route itself, so kube-prometheus-stack's alerts about pods in this namespace stay the chart's.
+ALERT_LABELS = {"namespace": NAMESPACE, "part_of": "llmwatch"}
 RELAY_URL = f"http://relay.{NAMESPACE}.svc:9099/alertmanager"
 # Folders the setup job reads (elasticsearch/setup/setup.py); their configs (elasticsearch.yml, kibana.yml) are ECK's.
 SETUP_DIRS = (
@@ -73,11 +80,25 @@ def _rel(path: Path) -> str:
     return path.relative_to(REPO).as_posix() if path.is_relative_to(REPO) else str(path)
 
 
+def scoped(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rule groups with ALERT_LABELS on every alerting rule; recording rules unchanged."""
+    return [
+        {
+            **group,
+            "rules": [
+                {**rule, "labels": {**rule.get("labels", {}), **ALERT_LABELS}} if "alert" in rule else rule
+                for rule in group["rules"]
+            ],
+        }
+        for group in groups
+    ]
+
+
 def prometheus_rules() -> str:
-    """One PrometheusRule per prometheus/rules/*.yml, its groups unchanged."""
+    """One PrometheusRule per prometheus/rules/*.yml, its groups unchanged but for ALERT_LABELS on each alert."""
     objects = []
     for path in sorted((REPO / "prometheus/rules").glob("*.yml")):
-        groups = yaml.safe_load(path.read_text())["groups"]
+        groups = scoped(yaml.safe_load(path.read_text())["groups"])
         objects.append(
             {
                 "apiVersion": "monitoring.coreos.com/v1",
@@ -101,7 +122,7 @@ def prometheus_rules() -> str:
                 "labels": {**PART_OF, **RELEASE},
                 "annotations": {"llmwatch/source": "docker-compose.yml configs.prometheus-engine-sizing"},
             },
-            "spec": {"groups": yaml.safe_load(engine_sizing.render(flags))["groups"]},
+            "spec": {"groups": scoped(yaml.safe_load(engine_sizing.render(flags))["groups"])},
         }
     )
     return _dump(objects, "prometheus/rules/*.yml, engine sizing from base/engine-flags.yaml")
@@ -224,7 +245,8 @@ def filebeat() -> str:
             ]
         },
         "filebeat.registry.path": source["filebeat.registry.path"],
-        "output.logstash": {"hosts": ["logstash-ls-beats:5044"]},
+        # From Filebeat's namespace to Logstash's (the Service ECK names <name>-ls-<service>).
+        "output.logstash": {"hosts": [f"logstash-ls-beats.{NAMESPACE}.svc:5044"]},
         "setup.template.enabled": source["setup.template.enabled"],
         "setup.ilm.enabled": source["setup.ilm.enabled"],
         "logging.level": source["logging.level"],
@@ -233,7 +255,7 @@ def filebeat() -> str:
     beat = {
         "apiVersion": "beat.k8s.elastic.co/v1beta1",
         "kind": "Beat",
-        "metadata": {"name": "filebeat"},
+        "metadata": {"name": "filebeat", "namespace": LOGS_NAMESPACE},
         "spec": {"config": config},
     }
     return _dump([beat], "filebeat/filebeat.yml")
@@ -271,11 +293,12 @@ def setup_job_config() -> str:
     return _dump([job], ", ".join(SETUP_DIRS))
 
 
+# (apiVersion, kind, name, namespace) of each ECK resource; a patch names the namespace of an object outside llmwatch.
 ECK_RESOURCES = (
-    ("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", "elasticsearch"),
-    ("kibana.k8s.elastic.co/v1", "Kibana", "kibana"),
-    ("logstash.k8s.elastic.co/v1alpha1", "Logstash", "logstash"),
-    ("beat.k8s.elastic.co/v1beta1", "Beat", "filebeat"),
+    ("elasticsearch.k8s.elastic.co/v1", "Elasticsearch", "elasticsearch", None),
+    ("kibana.k8s.elastic.co/v1", "Kibana", "kibana", None),
+    ("logstash.k8s.elastic.co/v1alpha1", "Logstash", "logstash", None),
+    ("beat.k8s.elastic.co/v1beta1", "Beat", "filebeat", LOGS_NAMESPACE),
 )
 
 
@@ -290,8 +313,13 @@ def elastic_version() -> str:
     """A patch giving every ECK resource .env.example's ELASTIC_VERSION, as compose runs them in step."""
     version = _env_example("ELASTIC_VERSION")
     patches = [
-        {"apiVersion": api, "kind": kind, "metadata": {"name": name}, "spec": {"version": version}}
-        for api, kind, name in ECK_RESOURCES
+        {
+            "apiVersion": api,
+            "kind": kind,
+            "metadata": {"name": name, **({"namespace": namespace} if namespace else {})},
+            "spec": {"version": version},
+        }
+        for api, kind, name, namespace in ECK_RESOURCES
     ]
     return _dump(patches, ".env.example (ELASTIC_VERSION)")
 
@@ -350,12 +378,17 @@ def alertmanager_config() -> str:
         }
         for rule in source["inhibit_rules"]
     ]
+    # Only llmwatch's alerts: the operator puts this route first with `continue: true`, so every alert meets it.
+    # (Compose's root route has no matchers: its Alertmanager receives llmwatch's alerts only.)
+    ours = [{"name": "part_of", "matchType": "=", "value": ALERT_LABELS["part_of"]}]
+    route = _route(source["route"], RELAY_RECEIVER)
+    route = {"receiver": route.pop("receiver"), "matchers": ours + route.pop("matchers", []), **route}
     config = {
         "apiVersion": "monitoring.coreos.com/v1alpha1",
         "kind": "AlertmanagerConfig",
         "metadata": {"name": "llmwatch", "labels": {**PART_OF, **RELEASE}},
         "spec": {
-            "route": _route(source["route"], RELAY_RECEIVER),
+            "route": route,
             "receivers": [
                 {
                     "name": RELAY_RECEIVER,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import signal
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -86,14 +85,7 @@ def test_gateway_probes_answer_and_serve_the_hpa_metric(sim: str, tmp_path: Path
         assert "llmwatch_requests_in_flight" in httpx.get(f"{url}/metrics", timeout=2).text
 
 
-def _has_metrics_port_flag() -> bool:
-    help_text = subprocess.run(llmwatch_cmd("gateway", "--help"), capture_output=True, text=True, check=False).stdout
-    return "--metrics-port" in help_text
-
-
 def test_gateway_metrics_port_serves_what_the_service_monitor_scrapes(sim: str, tmp_path: Path) -> None:
-    if not _has_metrics_port_flag():
-        pytest.skip("waits on `llmwatch gateway --metrics-port` (the gateway's separate metrics listener)")
     monitor = find(build("overlays/observability"), "ServiceMonitor", "gateway")
     [endpoint] = monitor["spec"]["endpoints"]
     assert endpoint["port"] == "metrics"

@@ -111,7 +111,7 @@ def test_every_image_pin_names_where_it_was_checked() -> None:
     lines = ENV_EXAMPLE.read_text().splitlines()
     for i, line in enumerate(lines):
         match = ASSIGNMENT.match(line)
-        if not match or not match.group(1).endswith("_VERSION") or match.group(1) == "LLMWATCH_VERSION":
+        if not match or not match.group(1).endswith(("_VERSION", "_RELEASE")) or match.group(1) == "LLMWATCH_VERSION":
             continue
         above = []
         for previous in reversed(lines[:i]):

@@ -24,17 +24,21 @@ import yaml
 from llmwatch import engine_sizing
 from tests.k8s import (
     BUILDS,
+    LOGS_NAMESPACE,
     MODELS_DIR,
     NAMESPACE,
     SERVING,
     Obj,
     build,
     containers,
+    daemon_pod_specs,
+    documented_chart_values,
     env_example,
     find,
     pod_owners,
     pod_template,
     selects,
+    tolerates,
 )
 from tests.support import REPO, need_binary
 
@@ -134,6 +138,10 @@ DOCUMENTED: dict[str, set[str]] = {
         "spec.route.groupWait",
         "spec.route.groupInterval",
         "spec.route.repeatInterval",
+        "spec.route.matchers",
+        "spec.route.matchers[].name",
+        "spec.route.matchers[].matchType",
+        "spec.route.matchers[].value",
         "spec.route.routes",
         # Child routes are schemaless in the CRD (preserve-unknown-fields); the operator reads them as a Route.
         "spec.route.routes[].receiver",
@@ -172,7 +180,7 @@ ECK_POD_LABELS = {
 ECK_NAMES = {
     "http://elasticsearch-es-http:9200": ("Elasticsearch", "elasticsearch"),
     "http://kibana-kb-http:5601": ("Kibana", "kibana"),
-    "logstash-ls-beats:5044": ("Logstash", "logstash"),
+    f"logstash-ls-beats.{NAMESPACE}.svc:5044": ("Logstash", "logstash"),
 }
 # Paths each server answers probes on, as the products define them: the llmwatch roles are run for real by
 # tests/integration/test_k8s_probes.py; vLLM's /health is its OpenAI server's (vllm/entrypoints/openai/api_server.py),
@@ -201,17 +209,28 @@ def _compose() -> dict[str, Any]:
     return compose
 
 
+# Filebeat's objects, the only ones outside llmwatch: root with hostPath needs the `privileged` level.
+IN_LOGS_NAMESPACE = {("Beat", "filebeat"), ("ServiceAccount", "filebeat"), ("NetworkPolicy", "default-deny-ingress")}
+
+
 @pytest.mark.parametrize("name", BUILDS)
 def test_every_build_renders_into_the_llmwatch_namespace(name: str) -> None:
     objects = build(name)
     assert objects, f"{name} built nothing"
     cluster_scoped = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
+    namespaced = [o for o in objects if o["kind"] not in cluster_scoped]
+    logs = {(o["kind"], o["metadata"]["name"]) for o in namespaced if o["metadata"].get("namespace") == LOGS_NAMESPACE}
     wrong = [
         f"{o['kind']}/{o['metadata']['name']}"
-        for o in objects
-        if o["kind"] not in cluster_scoped and o["metadata"].get("namespace") != NAMESPACE
+        for o in namespaced
+        if o["metadata"].get("namespace") not in (NAMESPACE, LOGS_NAMESPACE)
     ]
     assert not wrong, f"{name}: objects outside namespace {NAMESPACE}: {wrong}"
+    assert logs == (IN_LOGS_NAMESPACE if name == "overlays/observability" else set()), f"{name}: {logs}"
+    for binding in (o for o in objects if o["kind"] == "ClusterRoleBinding"):
+        for subject in binding["subjects"]:
+            account = find(objects, "ServiceAccount", subject["name"])
+            assert subject["namespace"] == account["metadata"]["namespace"], f"{binding['metadata']['name']}"
 
 
 @pytest.mark.parametrize("name", BUILDS)
@@ -446,7 +465,7 @@ def test_gateway_script_refuses_to_start_without_the_api_key(tmp_path: Any) -> N
     assert result.returncode != 0 and "GATEWAY_API_KEY" in result.stderr
 
 
-def _policy_allows(policy: Obj, from_labels: dict[str, str], port: str, namespace: str = NAMESPACE) -> bool:
+def _policy_allows(policy: Obj, from_labels: dict[str, str], port: str | int, namespace: str = NAMESPACE) -> bool:
     for rule in policy["spec"].get("ingress", []):
         ports = [p["port"] for p in rule.get("ports", [])]
         if ports and port not in ports:
@@ -623,6 +642,24 @@ def test_monitors_select_the_serving_pods_on_named_ports_with_compose_job_names(
             assert {e["port"] for e in endpoints} <= ports, f"{name}: {monitor['metadata']['name']} ports {ports}"
 
 
+def _unscoped(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The groups as in the rule file: each alert carries the generator's ALERT_LABELS (what the AlertmanagerConfig's
+    route matches, tests/unit/test_k8s_alert_routing.py), which are taken off."""
+    alert_labels = _generator().ALERT_LABELS
+    out = []
+    for group in groups:
+        rules = []
+        for rule in group["rules"]:
+            if "alert" in rule:
+                labels = dict(rule["labels"])
+                for key, value in alert_labels.items():
+                    assert labels.pop(key, None) == value, f"{rule['alert']}: no {key}={value} label"
+                rule = {**rule, "labels": labels}
+            rules.append(rule)
+        out.append({**group, "rules": rules})
+    return out
+
+
 def test_every_rule_file_is_a_prometheus_rule_with_the_same_groups() -> None:
     rules = {
         o["metadata"]["annotations"]["llmwatch/source"]: o
@@ -632,12 +669,12 @@ def test_every_rule_file_is_a_prometheus_rule_with_the_same_groups() -> None:
     # The engine-sizing thresholds: compose renders them from .env, the manifests from the engine's ConfigMap.
     sizing = rules.pop("docker-compose.yml configs.prometheus-engine-sizing")
     flags = yaml.safe_load((REPO / "deploy/k8s/base/engine-flags.yaml").read_text())["data"]
-    assert sizing["spec"]["groups"] == yaml.safe_load(engine_sizing.render(flags))["groups"]
+    assert _unscoped(sizing["spec"]["groups"]) == yaml.safe_load(engine_sizing.render(flags))["groups"]
     files = sorted((REPO / "prometheus/rules").glob("*.yml"))
     assert files and sorted(rules) == [f.relative_to(REPO).as_posix() for f in files]
     for path in files:
         rule = rules[path.relative_to(REPO).as_posix()]
-        assert rule["spec"]["groups"] == yaml.safe_load(path.read_text())["groups"]
+        assert _unscoped(rule["spec"]["groups"]) == yaml.safe_load(path.read_text())["groups"]
         assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
 
 
@@ -751,7 +788,40 @@ def test_filebeat_sends_each_serving_container_to_its_pipeline() -> None:
         "sim": ["llm_stack"],
         "open-webui": ["llm_stack"],
     }
-    assert beat["spec"]["config"]["output.logstash"]["hosts"] == ["logstash-ls-beats:5044"]
+    assert beat["spec"]["config"]["output.logstash"]["hosts"] == [f"logstash-ls-beats.{NAMESPACE}.svc:5044"]
+    policy = find(build("overlays/observability"), "NetworkPolicy", "logstash")
+    filebeat = {"beat.k8s.elastic.co/name": "filebeat"}
+    assert _policy_allows(policy, filebeat, 5044, beat["metadata"]["namespace"]), "Filebeat cannot reach Logstash"
+    assert not _policy_allows(policy, filebeat, 5044, NAMESPACE), "only Filebeat's namespace sends to Logstash"
+
+
+def _gpu_taint() -> dict[str, str]:
+    """The taint the gpu overlay's engine tolerates (any value of it: the GPU Operator's and pools' differ)."""
+    engine = find(build("overlays/gpu"), "StatefulSet", "engine")
+    [toleration] = pod_template(engine)["spec"]["tolerations"]
+    value = toleration.get("value", "present") if toleration.get("operator") != "Exists" else "present"
+    return {"key": toleration["key"], "value": value, "effect": toleration["effect"]}
+
+
+def test_every_daemon_set_runs_on_gpu_nodes() -> None:
+    """Filebeat must run where the engine runs, or vLLM's logs never leave the GPU node (ECK adds no tolerations)."""
+    taint = _gpu_taint()
+    daemons = [d for name in BUILDS for d in daemon_pod_specs(build(name))]
+    assert [n for n, _ in daemons] == ["Beat/filebeat"]
+    for name, spec in daemons:
+        assert tolerates(spec.get("tolerations", []), taint), f"{name} does not tolerate {taint}"
+        assert "nodeSelector" not in spec and "affinity" not in spec, f"{name} is kept off some nodes"
+
+
+def test_toleration_matching_follows_kubernetes() -> None:
+    taint = {"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}
+    assert tolerates([{"operator": "Exists"}], taint)
+    assert tolerates([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}], taint)
+    assert tolerates([{"key": "nvidia.com/gpu", "value": "present"}], taint)
+    assert not tolerates([], taint)
+    assert not tolerates([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoExecute"}], taint)
+    assert not tolerates([{"key": "nvidia.com/gpu", "value": "true", "operator": "Equal"}], taint)
+    assert not tolerates([{"key": "dedicated", "operator": "Exists"}], taint)
 
 
 def test_policies_in_the_observability_overlay_select_eck_pod_labels() -> None:
@@ -761,7 +831,7 @@ def test_policies_in_the_observability_overlay_select_eck_pod_labels() -> None:
     for policy in (o for o in obs if o["kind"] == "NetworkPolicy"):
         selectors = [policy["spec"]["podSelector"]]
         selectors += [
-            p["podSelector"] for r in policy["spec"]["ingress"] for p in r.get("from", []) if "podSelector" in p
+            p["podSelector"] for r in policy["spec"].get("ingress", []) for p in r.get("from", []) if "podSelector" in p
         ]
         for selector in selectors:
             for key, value in selector.get("matchLabels", {}).items():
@@ -806,3 +876,70 @@ def test_generator_check_names_a_stale_copy(tmp_path: Any, monkeypatch: pytest.M
     dashboards.write_text(dashboards.read_text().replace("llmwatch", "x"))
     assert generate.main(["--check"]) == 1
     assert "dashboards.yaml is stale" in capsys.readouterr().err
+
+
+_LOGSTASH_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
+_KUBERNETES_UNITS = {"Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4, "k": 1000, "M": 1000**2, "G": 1000**3}
+
+
+def _logstash_bytes(text: str) -> int:
+    """A Logstash byte setting (`1gb`): units of 1024, as Logstash's ByteValue reads them."""
+    match = re.fullmatch(r"(\d+)\s*(b|kb|mb|gb|tb)", str(text).strip().lower())
+    assert match, f"cannot read Logstash byte value {text!r}"
+    return int(match.group(1)) * _LOGSTASH_UNITS[match.group(2)]
+
+
+def _quantity_bytes(text: str) -> int:
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G)?", text)
+    assert match, f"cannot read Kubernetes quantity {text!r}"
+    return int(match.group(1)) * _KUBERNETES_UNITS.get(match.group(2) or "", 1)
+
+
+def logstash_queue_bytes(config: dict[str, Any], pipelines: list[dict[str, Any]]) -> int:
+    """The most the queues can hold on disk: per pipeline, its persisted queue and its dead-letter queue.
+
+    Each pipeline has its own of each (logstash.yml's values, overridden per pipeline in pipelines.yml). Every
+    pipeline with the dead-letter queue on is counted, whether or not its outputs write to it.
+    """
+    total = 0
+    for pipeline in pipelines:
+        settings = {**config, **pipeline}
+        if settings.get("queue.type", "memory") == "persisted":
+            total += _logstash_bytes(settings.get("queue.max_bytes", "1024mb"))
+        if settings.get("dead_letter_queue.enable", False):
+            total += _logstash_bytes(settings.get("dead_letter_queue.max_bytes", "1024mb"))
+    return total
+
+
+def test_logstash_claim_holds_every_queue_when_full() -> None:
+    """Logstash only warns when its queues outgrow the volume, then fills the disk (docs/kubernetes.md, sizing)."""
+    logstash = find(build("overlays/observability"), "Logstash", "logstash")
+    [claim] = logstash["spec"]["volumeClaimTemplates"]
+    size = _quantity_bytes(claim["spec"]["resources"]["requests"]["storage"])
+    queues = logstash_queue_bytes(logstash["spec"]["config"], logstash["spec"]["pipelines"])
+    assert queues == 6 * 1024**3, "3 pipelines x (1 GiB queue + 1 GiB dead-letter queue), as docs/kubernetes.md says"
+    assert size >= queues + 1024**3, f"claim {size} B < queues {queues} B + 1 GiB for the rest of path.data"
+    assert logstash_queue_bytes({"queue.type": "persisted", "queue.max_bytes": "4gb"}, [{}, {}]) == 8 * 1024**3
+
+
+def test_elasticsearch_starts_without_raising_vm_max_map_count() -> None:
+    """ECK enforces the bootstrap checks; a node's default vm.max_map_count fails the mmap one unless mmap is off."""
+    [node_set] = find(build("overlays/observability"), "Elasticsearch", "elasticsearch")["spec"]["nodeSets"]
+    assert node_set["config"]["node.store.allow_mmap"] is False
+    init = node_set["podTemplate"]["spec"].get("initContainers", [])
+    assert not any("sysctl" in json.dumps(c) for c in init), "mmap is off: no privileged sysctl init container"
+
+
+def test_documented_chart_values_keep_the_exemplar_link() -> None:
+    """As compose: exemplar storage on, and an exemplar's request_id opens that request's access-log line."""
+    values = documented_chart_values()
+    assert "exemplar-storage" in values["prometheus"]["prometheusSpec"]["enableFeatures"]
+    link = values["grafana"]["sidecar"]["datasources"]["exemplarTraceIdDestinations"]
+    compose = yaml.safe_load((REPO / "grafana/provisioning/datasources/datasources.yml").read_text())
+    [prometheus] = [d for d in compose["datasources"] if d["type"] == "prometheus"]
+    [compose_link] = prometheus["jsonData"]["exemplarTraceIdDestinations"]
+    assert link["traceIdLabelName"] == compose_link["name"] == "request_id"
+    [elasticsearch] = [d for d in values["grafana"]["additionalDataSources"] if d["type"] == "elasticsearch"]
+    assert link["datasourceUid"] == elasticsearch["uid"]
+    assert elasticsearch["jsonData"]["index"].startswith("logs-llm_gateway-")
+    assert "alertmanagerConfigMatcherStrategy" not in values["alertmanager"]["alertmanagerSpec"]

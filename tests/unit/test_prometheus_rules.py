@@ -233,3 +233,22 @@ def test_prometheus_yml_scrapes_every_service_with_one_label_scheme() -> None:
 def test_config_files_start_with_a_two_line_header(path: Path) -> None:
     first, second = path.read_text().splitlines()[:2]
     assert first.startswith("# ") and second.startswith("# "), f"{path.name} needs a two-line header comment"
+
+
+@pytest.mark.unit
+def test_every_up_selector_in_the_alerts_names_the_stacks_own_jobs() -> None:
+    """On a shared Prometheus (Kubernetes) a bare `up` sees every team's targets; each alert names llmwatch's jobs.
+
+    LLMWatchTargetDown covers every job prometheus.yml scrapes, so compose keeps alerting on each of its targets.
+    """
+    scrape_jobs = {job["job_name"] for job in load(PROM / "prometheus.yml")["scrape_configs"]}
+    for alert in ALERTS:
+        for selector in re.findall(r"(?<![\w:])up(?![\w:])\s*(\{[^}]*\})?", alert["expr"]):
+            job = re.search(r'job\s*(=~?)\s*"([^"]+)"', selector)
+            assert job, f"{alert['alert']}: `up{selector}` is not scoped to llmwatch's jobs"
+            named = set(job.group(2).split("|")) if job.group(1) == "=~" else {job.group(2)}
+            assert named <= scrape_jobs, f"{alert['alert']}: jobs {named - scrape_jobs} are not prometheus.yml's"
+    [target_down] = [a for a in ALERTS if a["alert"] == "LLMWatchTargetDown"]
+    scoped = re.fullmatch(r'up\{job=~"([^"]+)"\} == 0', target_down["expr"].strip())
+    assert scoped and set(scoped.group(1).split("|")) == scrape_jobs
+    assert "TargetDown" not in {a["alert"] for a in ALERTS}, "kube-prometheus-stack has its own TargetDown"
