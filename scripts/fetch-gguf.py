@@ -17,6 +17,7 @@ says what to change; exit 2 for a setting to fix, 1 for a download or a file tha
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import sys
@@ -116,9 +117,9 @@ def download(url: str, sha: str, target: Path) -> None:
         os.replace(partial, target)
     except urllib.error.HTTPError as exc:
         raise Failed(f"downloading {shown(url)} failed: HTTP {exc.code} {exc.reason}") from exc
-    except (urllib.error.URLError, OSError) as exc:
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-        raise Failed(f"downloading {shown(url)} failed: {reason}") from exc
+        raise Failed(f"downloading {shown(url)} failed: {reason!r}") from exc
     finally:
         partial.unlink(missing_ok=True)
 
