@@ -225,18 +225,45 @@ def test_client_closing_at_done_is_not_a_disconnect(start_gateway: StartGateway,
     assert line["status"] == 200 and line["error_type"] is None
 
 
+def _rendered_llama_server(tmp_path: Path, profile: str, service: str) -> tuple[list[str], list[str]]:
+    """The service's llama-server argv as the compose binary renders it (entrypoint, if compose sets one, then
+    command), and the same argv with only the model path, host, port and thread count swapped for this machine."""
+    env = tmp_path / ".env"
+    env.write_text(filled_env_text())
+    result = compose(env, "config", "--format", "json", profiles=(profile,))
+    assert result.returncode == 0, result.stderr
+    rendered = json.loads(result.stdout)["services"][service]
+    entrypoint = list(rendered.get("entrypoint") or ["/app/llama-server"])
+    # The llama.cpp images' entrypoint (.devops/{cpu,cuda}.Dockerfile at the pinned release): the binary built here.
+    assert entrypoint[0] == "/app/llama-server", entrypoint
+    argv = [*entrypoint[1:], *rendered["command"]]
+    local = {"--model": str(tiny_model()), "--host": "127.0.0.1", "--port": str(free_port()), "--threads": "2"}
+    args = [local.get(argv[i - 1], arg) if i else arg for i, arg in enumerate(argv)]
+    assert args != argv and {"--kv-unified-per-slot", "--cache-ram", "--metrics", "--jinja"} <= set(args)
+    return argv, args
+
+
+def _serves_the_model(args: list[str], log: Path) -> None:
+    url = f"http://127.0.0.1:{args[args.index('--port') + 1]}"
+    with running([str(llama_binary("llama-server")), *args], log, url + "/health"):
+        models = httpx.get(url + "/v1/models").json()["data"]
+        assert [m["id"] for m in models] == [MODEL], "--alias names the model for the gateway's labels"
+
+
 def test_the_cpu_profiles_command_is_what_this_llama_server_accepts(tmp_path: Path) -> None:
     """The `llama` service's flags, as the compose binary renders them, run on the llama-server built from the same
     release as the pinned image: llama.cpp's own argument parser is the judge (only paths and ports are swapped)."""
-    env = tmp_path / ".env"
-    env.write_text(filled_env_text())
-    result = compose(env, "config", "--format", "json", profiles=("cpu",))
-    assert result.returncode == 0, result.stderr
-    command = list(json.loads(result.stdout)["services"]["llama"]["command"])
-    port = free_port()
-    local = {"--model": str(tiny_model()), "--host": "127.0.0.1", "--port": str(port), "--threads": "2"}
-    args = [local.get(command[i - 1], arg) if i else arg for i, arg in enumerate(command)]
-    assert args != command and {"--kv-unified-per-slot", "--cache-ram", "--metrics", "--jinja"} <= set(args)
-    with running([str(llama_binary("llama-server")), *args], tmp_path / "llama.log", f"http://127.0.0.1:{port}/health"):
-        models = httpx.get(f"http://127.0.0.1:{port}/v1/models").json()["data"]
-        assert [m["id"] for m in models] == [MODEL], "--alias names the model for the gateway's labels"
+    argv, args = _rendered_llama_server(tmp_path, "cpu", "llama")
+    assert not {"--n-gpu-layers", "-ngl", "--gpu-layers"} & set(argv), "the CPU engine offloads nothing"
+    _serves_the_model(args, tmp_path / "llama.log")
+
+
+def test_the_gpu_q4_profiles_command_is_what_this_llama_server_accepts(tmp_path: Path) -> None:
+    """`llama-gpu` (gpu-q4): the same flags plus `--n-gpu-layers all`, run on the llama-server built here. It has no
+    CUDA, so llama.cpp's parser takes the flag and says it will be ignored (common/arg.cpp, the -ngl option's
+    handler): that line proves the flag parsed as the GPU-layers option, and the server still serves."""
+    argv, args = _rendered_llama_server(tmp_path, "gpu-q4", "llama-gpu")
+    assert argv[argv.index("--n-gpu-layers") + 1] == "all", "every layer on the GPU"
+    log = tmp_path / "llama-gpu.log"
+    _serves_the_model(args, log)
+    assert "no usable GPU found, --gpu-layers option will be ignored" in log.read_text()

@@ -33,21 +33,29 @@ Service = dict[str, Any]
 Rendered = dict[str, Service]
 
 # How each profile is started: the default reads COMPOSE_PROFILES=gpu from .env; the flag replaces it.
-PROFILES = {"gpu": (), "sim": ("sim",), "cpu": ("cpu",)}
+PROFILES = {"gpu": (), "sim": ("sim",), "cpu": ("cpu",), "gpu-q4": ("gpu-q4",)}
 BOTH = tuple(PROFILES)
 GPU_ONLY = {"vllm", "dcgm-exporter"}
 SIM_ONLY = {"sim"}
-ENGINES = {"vllm", "sim", "llama"}
+ENGINES = {"vllm", "sim", "llama", "llama-gpu"}
+# What each profile runs beyond the services every profile shares: its engine, and what that engine needs.
+PROFILE_ONLY = {
+    "gpu": GPU_ONLY, "sim": SIM_ONLY, "cpu": {"llama"}, "gpu-q4": {"llama-gpu", "llama-model", "dcgm-exporter"},
+}  # fmt: skip
+# Profiles with an NVIDIA GPU to watch: dcgm-exporter runs there, and GPUMetricsAbsent expects it.
+GPU_PROFILES = ("gpu", "gpu-q4")
 # What may be published on all host interfaces; everything else only on 127.0.0.1, or not at all.
 UIS = {"open-webui", "grafana", "kibana"}
 # Host paths outside the repository a service may bind (read-only), and who does.
 HOST_MOUNTS = {("node-exporter", "/"), ("filebeat", "/var/lib/docker/containers"), ("filebeat", "/var/run/docker.sock")}
+# Bind mounts a service may write, by (service, container path): the one-shot job that downloads the GGUF.
+WRITABLE_MOUNTS = {("llama-model", "/models")}
 # Ports each service listens on inside the network (the shared contract); checked against compose below.
 LISTEN = {
-    "vllm": {8000}, "sim": {8000}, "llama": {8000}, "gateway": {4000}, "relay": {9099}, "prometheus": {9090},
-    "alertmanager": {9093}, "node-exporter": {9100}, "dcgm-exporter": {9400}, "grafana": {3000},
+    "vllm": {8000}, "sim": {8000}, "llama": {8000}, "llama-gpu": {8000}, "gateway": {4000}, "relay": {9099},
+    "prometheus": {9090}, "alertmanager": {9093}, "node-exporter": {9100}, "dcgm-exporter": {9400}, "grafana": {3000},
     "elasticsearch": {9200}, "logstash": {5044, 9600}, "kibana": {5601}, "open-webui": {8080},
-    "filebeat": {5066}, "setup": set(), "kibana-setup": set(),
+    "filebeat": {5066}, "setup": set(), "kibana-setup": set(), "llama-model": set(),
 }  # fmt: skip
 # One-shot jobs: `no` runs once per `up`; `on-failure` retries until it has done its work.
 ONE_SHOT_RESTART = {"no", "on-failure"}
@@ -118,8 +126,12 @@ def test_profiles_pick_the_engine(rendered: dict[str, Rendered]) -> None:
     assert gpu >= GPU_ONLY and not SIM_ONLY & gpu
     assert sim >= SIM_ONLY and not GPU_ONLY & sim, "`--profile sim` must not start vllm or dcgm-exporter"
     assert gpu - GPU_ONLY == sim - SIM_ONLY, "everything but the engine and GPU exporter is in both profiles"
+    shared = gpu - GPU_ONLY
     for profile, services in rendered.items():
         assert names_in(services).get("engine") in ENGINES, f"no engine alias in the {profile} profile"
+        assert set(services) - PROFILE_ONLY[profile] == shared, f"the {profile} profile runs the shared services"
+        assert set(services) >= PROFILE_ONLY[profile], f"the {profile} profile lacks its own services"
+        assert ("dcgm-exporter" in services) == (profile in GPU_PROFILES), f"dcgm-exporter in the {profile} profile"
 
 
 def test_sim_profile_needs_no_gpu(rendered: dict[str, Rendered]) -> None:
@@ -129,10 +141,15 @@ def test_sim_profile_needs_no_gpu(rendered: dict[str, Rendered]) -> None:
 
 
 def test_gpu_services_reserve_an_nvidia_gpu(rendered: dict[str, Rendered]) -> None:
-    for name in GPU_ONLY:
-        (device,) = rendered["gpu"][name]["deploy"]["resources"]["reservations"]["devices"]
+    reserving = [("gpu", "vllm"), ("gpu", "dcgm-exporter"), ("gpu-q4", "llama-gpu"), ("gpu-q4", "dcgm-exporter")]
+    for profile, name in reserving:
+        (device,) = rendered[profile][name]["deploy"]["resources"]["reservations"]["devices"]
         assert device["driver"] == "nvidia" and device["capabilities"] == ["gpu"], name
-    assert rendered["gpu"]["vllm"]["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 1
+    for profile, engine in [("gpu", "vllm"), ("gpu-q4", "llama-gpu")]:
+        assert rendered[profile][engine]["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 1
+    for profile in set(PROFILES) - set(GPU_PROFILES):
+        for name, service in rendered[profile].items():
+            assert not service.get("deploy", {}).get("resources", {}).get("reservations"), f"{name} ({profile})"
 
 
 def test_vllm_command(rendered: dict[str, Rendered], env_file: Path, tmp_path: Path) -> None:
@@ -152,6 +169,32 @@ def test_vllm_command(rendered: dict[str, Rendered], env_file: Path, tmp_path: P
     extra.write_text(env_file.read_text() + "VLLM_EXTRA_ARGS=--enforce-eager --quantization awq\n")
     result = compose(extra, "config", "--format", "json")
     assert json.loads(result.stdout)["services"]["vllm"]["command"][-3:] == ["--enforce-eager", "--quantization", "awq"]
+
+
+def test_gpu_q4_profile_is_the_cpu_engine_on_the_gpu(rendered: dict[str, Rendered], env_file: Path) -> None:
+    """llama-gpu runs the `cpu` profile's llama-server flags (one shared definition) in the CUDA image of the same
+    llama.cpp release, with every layer offloaded, after the model job; GPU monitoring is on without an .env edit."""
+    cpu, gpu = rendered["cpu"]["llama"], rendered["gpu-q4"]["llama-gpu"]
+    assert gpu["command"] == cpu["command"], "one llama-server command for both profiles"
+    repo, tag = cpu["image"].rsplit(":", 1)
+    assert tag.startswith("server-b") and gpu["image"] == f"{repo}:server-cuda-{tag.removeprefix('server-')}"
+    # .devops/cuda.Dockerfile at that release: ENTRYPOINT [ "/app/llama-server" ]; compose replaces it, so the flag
+    # rides on the same binary. tests/integration/test_llamacpp.py runs entrypoint + command on the built server.
+    assert gpu["entrypoint"] == ["/app/llama-server", "--n-gpu-layers", "all"]
+    assert "cpuset" not in gpu, "the GPU does the work; no core pinning"
+    for key in ("volumes", "healthcheck", "networks", "mem_limit", "restart"):
+        assert gpu[key] == cpu[key], key
+    model_job = rendered["gpu-q4"]["llama-model"]
+    assert gpu["depends_on"] == {"llama-model": {"condition": "service_completed_successfully", "required": True}}
+    assert model_job["restart"] == "no" and model_job["environment"]["LLAMA_MODEL_FILE"] in " ".join(gpu["command"])
+    (engine_models,) = [Path(v["source"]) for v in gpu["volumes"] if v["target"] == "/models"]
+    (job_models,) = [Path(v["source"]) for v in model_job["volumes"] if v["target"] == model_job["command"][-1]]
+    assert job_models == engine_models, "the job fills the folder the engine reads"
+    script = container_to_repo(model_job, model_job["command"][1])
+    assert script == REPO / "scripts" / "fetch-gguf.py" and script.is_file()
+    result = compose(env_file, "config", "--format", "json", profiles=PROFILES["gpu-q4"])
+    sizing = json.loads(result.stdout)["configs"]["prometheus-engine-sizing"]["content"]
+    assert re.search(r"record: threshold:gpus_expected:min\s+expr: vector\(1\)", sizing), "GPUMetricsAbsent is armed"
 
 
 # ---- health and start order -----------------------------------------------------------------------------------------
@@ -240,7 +283,8 @@ def test_mounted_repo_paths_exist_and_are_read_only(rendered: dict[str, Rendered
     for profile, name, service in all_services(rendered):
         for mount in bind_mounts(service):
             source = Path(mount["source"])
-            assert mount.get("read_only"), f"{name} ({profile}) mounts {source} writable"
+            writable = (name, mount["target"]) in WRITABLE_MOUNTS
+            assert mount.get("read_only") or writable, f"{name} ({profile}) mounts {source} writable"
             if source.is_relative_to(REPO):
                 assert source.exists(), f"{name} mounts {source.relative_to(REPO)}, which is not in the repo"
             else:
@@ -287,7 +331,7 @@ def test_prometheus_targets_are_services(rendered: dict[str, Rendered]) -> None:
             continue
         host = target.split(":")[0]
         # dcgm-exporter exists only with a GPU (found by DNS, so the sim profile simply has no such target).
-        profiles = ("gpu",) if host in GPU_ONLY else ("gpu", "sim")
+        profiles = GPU_PROFILES if host == "dcgm-exporter" else BOTH
         assert_reaches(rendered, target, f"prometheus job {job}", profiles)
 
 

@@ -21,8 +21,6 @@ pytestmark = pytest.mark.unit
 COMPOSE_SERVICE = "container.labels.com_docker_compose_service"
 # The UI's logs are kept too; the gateway's access log has its own input (a file in compose, stdout on Kubernetes).
 ALSO_KEPT = {"open-webui"}
-# The gpu-q4 profile's engine (llama.cpp on CUDA), added on another branch: kept by the same `llama.*`.
-PLANNED_ENGINES = {"llama-gpu"}
 
 
 def compose_services() -> dict[str, Any]:
@@ -72,7 +70,7 @@ def test_every_profile_has_an_engine() -> None:
 def test_filter_keeps_every_engine_and_the_ui_and_drops_the_rest(where: str) -> None:
     regexp = compose_filter() if where == "compose" else kubernetes_filter()
     engines = set().union(*engines_by_profile().values())
-    kept = engines | ALSO_KEPT | PLANNED_ENGINES
+    kept = engines | ALSO_KEPT
     for name in sorted(kept):
         assert re.search(regexp, name), f"{where}: Filebeat drops {name}'s logs ({regexp!r})"
     for name in sorted(set(compose_services()) - kept):
