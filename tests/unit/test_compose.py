@@ -260,8 +260,9 @@ def test_uis_bind_to_loopback_unless_opened(rendered: dict[str, Rendered], tmp_p
 def test_open_webui_creates_its_first_admin_from_env_with_sign_up_off(rendered: dict[str, Rendered]) -> None:
     """Open WebUI 0.12.4: open_webui/env.py reads WEBUI_ADMIN_EMAIL/WEBUI_ADMIN_PASSWORD, and main.py's lifespan calls
     utils/auth.py create_admin_user (role admin, only while Users.has_users() is false) before serving. Its
-    Config.upsert({'ui.enable_signup': False}) is ignored while ENABLE_PERSISTENT_CONFIG is false (models/config.py
-    Config.get returns the env default, config.py ENABLE_SIGNUP defaults to true), so compose sets it off itself."""
+    Config.upsert({'ui.enable_signup': False}) only changes the in-memory default while ENABLE_PERSISTENT_CONFIG is
+    false (models/config.py), so from the next start config.py's ENABLE_SIGNUP (default true) rules: compose sets it
+    off itself. tests/integration/test_open_webui.py shows this on the real Open WebUI."""
     for services in rendered.values():
         env = services["open-webui"]["environment"]
         assert env.get("ENABLE_SIGNUP") == "false"
