@@ -455,3 +455,60 @@ def test_readme_benchmark_numbers_are_results_md_numbers() -> None:
             missing.append(number)
     assert not missing, f"README quotes numbers RESULTS.md does not have: {missing}"
     assert "quiet run" not in section, "RESULTS.md marks the 16- and 64-stream rows as disturbed"
+
+
+# ---- docs/operations.md against the compose file --------------------------------------------------------------------
+
+OPERATIONS = REPO / "docs" / "operations.md"
+SIZE = re.compile(r"(\d+(?:\.\d+)?) (GiB|MiB)")
+
+
+def section(page: Path, heading: str) -> str:
+    text = page.read_text()
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
+def first_column_service(row: str) -> str | None:
+    match = re.match(r"`([a-z-]+)`", split_pipes(row)[0].strip())
+    return match.group(1) if match else None
+
+
+def test_operations_memory_table_is_what_compose_renders(rendered: dict[str, Any], env_file: Path) -> None:
+    """Each row's limit is the service's mem_limit as the compose binary renders .env.example; the sums too."""
+    limits = {name: int(s["mem_limit"]) for name, s in rendered["services"].items() if s.get("mem_limit")}
+    text = section(OPERATIONS, "### Memory")
+    documented: dict[str, int] = {}
+    for _, row in table_rows(text):
+        service, cells = first_column_service(row), split_pipes(row)
+        size = SIZE.search(cells[1]) if len(cells) > 1 else None
+        if service and size:
+            documented[service] = int(float(size.group(1)) * (2**30 if size.group(2) == "GiB" else 2**20))
+    assert documented == limits, "the memory table differs from `docker compose config`"
+    for profile in ALL_PROFILES:
+        result = compose(env_file, "config", "--format", "json", profiles=(profile,))
+        services = json.loads(result.stdout)["services"]
+        total = sum(int(s["mem_limit"]) for s in services.values() if s.get("mem_limit")) / 2**30
+        assert re.search(rf"\b{total:.1f} GiB\*{{0,2}} for `{profile}`", text), f"{profile}: {total:.1f} GiB"
+
+
+def test_operations_healthcheck_table_covers_every_healthcheck(rendered: dict[str, Any]) -> None:
+    """One row per service with a healthcheck, naming the port it probes and its start_period."""
+    checks = {name: s["healthcheck"] for name, s in rendered["services"].items() if s.get("healthcheck")}
+    rows = {}
+    for _, row in table_rows(section(OPERATIONS, "## Unhealthy containers")):
+        service = first_column_service(row)
+        if service:
+            rows[service] = split_pipes(row)
+    assert set(rows) == set(checks), "the table should list exactly the services with a healthcheck"
+    for name, check in checks.items():
+        probe = " ".join(check["test"])
+        port = re.search(r"127\.0\.0\.1[:/](\d+)", probe)
+        assert port and f":{port.group(1)}" in rows[name][1], f"{name}: the table should name port {port}"
+        assert seconds(rows[name][2].strip()) == seconds(check["start_period"]), f"{name}: start_period"
+
+
+def seconds(duration: str) -> int:
+    """A Go duration as compose renders it (`20m0s`) or as the table writes it (`20m`), in seconds."""
+    parts = re.findall(r"(\d+)([hms])", duration)
+    assert parts and "".join(n + u for n, u in parts) == duration, duration
+    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
