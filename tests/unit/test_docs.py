@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import re
 import shlex
@@ -22,7 +23,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic_settings import BaseSettings
 
+from llmwatch.cli import SUBCOMMANDS
+from llmwatch.gateway.settings import GatewaySettings
 from tests.compose_support import compose, filled_env_text, parse_env_example
 from tests.support import REPO
 
@@ -512,3 +516,18 @@ def seconds(duration: str) -> int:
     parts = re.findall(r"(\d+)([hms])", duration)
     assert parts and "".join(n + u for n, u in parts) == duration, duration
     return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
+
+
+@pytest.mark.parametrize("command", ["gateway", "sim", "relay", "demo", "doctor"])
+def test_readme_env_twin_rule_holds(command: str) -> None:
+    """README: every flag's twin is LLMWATCH_<COMMAND>_ + the flag in upper case (`--help` lists the flags only)."""
+    module = importlib.import_module(SUBCOMMANDS[command][0])
+    classes = [v for v in vars(module).values() if isinstance(v, type) and issubclass(v, BaseSettings)]
+    prefixes = {cls.model_config.get("env_prefix") for cls in classes if cls is not BaseSettings}
+    assert prefixes == {f"LLMWATCH_{command.upper()}_"}
+    assert "LLMWATCH_GATEWAY_READ_TIMEOUT=30" in (REPO / "README.md").read_text()
+
+
+def test_readme_example_twin_sets_the_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LLMWATCH_GATEWAY_READ_TIMEOUT", "30")
+    assert GatewaySettings().read_timeout == 30
