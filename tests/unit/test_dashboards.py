@@ -450,3 +450,19 @@ def test_threshold_lines_come_from_thresholds_yml_not_numbers(dashboards: list[d
             if panel.get("type") == "timeseries" and drawn and numbers:
                 typed.append(f"{dash['uid']}: {panel.get('title')} draws {numbers}")
     assert not typed, f"draw these as threshold:* series instead: {typed}"
+
+
+@pytest.mark.unit
+def test_kind_variable_all_is_user_traffic_without_warmup(dashboards: list[dict[str, Any]]) -> None:
+    """`All` kinds are the schema's kinds less `warmup`: the gateway's warm-up answers (16 tokens, so empty) never
+    show up as user traffic, empty answers or latency in a panel."""
+    schema = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
+    user_kinds = set(schema["properties"]["kind"]["enum"]) - {"warmup"}
+    found = 0
+    for dash in dashboards:
+        for variable in dash.get("templating", {}).get("list", []):
+            if variable.get("name") == "kind":
+                found += 1
+                assert set(variable["query"].split(",")) == user_kinds, dash["uid"]
+                assert set(variable["allValue"].split("|")) == user_kinds, f"{dash['uid']}: All must not match warmup"
+    assert found, "no dashboard has a kind variable"
