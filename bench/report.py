@@ -66,7 +66,7 @@ def _gap(key: str, wl: str, doc: dict[str, Any], path: str) -> float | None:
 
 
 def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
-    """The gateway's targets (issue 7), each with the measured value and whether it holds; None if not measured."""
+    """The gateway's cost targets, each with the measured value and whether it holds; None if not measured."""
     added = _gap("lat_p50_ms_added", "json-c1", doc, "gateway")
     ttft = _gap("ttft_p50_ms_added", "sse-c1", doc, "gateway")
     probe = _gap("ttft_p50_ms_added", "ttft-c1", doc, "gateway")

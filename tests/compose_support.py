@@ -24,6 +24,8 @@ ASSIGNMENT = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_TOKEN$|_KEY$|WEBHOOK|(DINGTALK|WECOM|FEISHU)_URL$")
 # Read by compose itself rather than interpolated into the file.
 COMPOSE_OWN = {"COMPOSE_PROFILES"}
+# Every profile of docker-compose.yml: rendering them all at once gives every service.
+ALL_PROFILES = ("gpu", "sim", "cpu", "gpu-q4")
 
 
 @dataclass(frozen=True)

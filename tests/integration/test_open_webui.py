@@ -78,10 +78,12 @@ def compose_env(name: str) -> str:
 
 
 @contextlib.contextmanager
-def open_webui(tmp_path: Path, *connections: str, key: str = API_KEY) -> Iterator[str]:
+def open_webui(
+    tmp_path: Path, *connections: str, key: str = API_KEY, overrides: dict[str, str] | None = None
+) -> Iterator[str]:
     """A running Open WebUI (offline, throw-away data dir) with one OpenAI connection per base URL; its URL.
 
-    The second connection's models appear under the `always.` prefix.
+    The second connection's models appear under the `always.` prefix. ``overrides`` replace environment entries.
     """
     port = free_port()
     env = {
@@ -106,6 +108,7 @@ def open_webui(tmp_path: Path, *connections: str, key: str = API_KEY) -> Iterato
         "ENABLE_VERSION_UPDATE_CHECK": "false",
         "RAG_EMBEDDING_ENGINE": "openai",
         "BYPASS_EMBEDDING_AND_RETRIEVAL": "true",
+        **(overrides or {}),
     }
     args = [str(OPEN_WEBUI), "serve", "--host", "127.0.0.1", "--port", str(port)]
     url = f"http://127.0.0.1:{port}"
@@ -329,3 +332,39 @@ def test_a_rotated_gateway_key_takes_effect_at_the_next_start(
             models = client.get("/api/models").raise_for_status().json()["data"]
             assert MODEL in [m["id"] for m in models], f"Open WebUI could not list models with {key}"
         gateway.proc.stop()  # the old gateway is gone: a frozen URL or key can't be answered any more
+
+
+ADMIN = {"email": "admin@localhost", "password": "llmwatch-admin-test-password"}
+
+
+def signs_in_as_admin_and_refuses_sign_up(ui_url: str) -> tuple[int, int]:
+    """(sign-in status as the .env admin, then the status of a stranger's sign-up)."""
+    with httpx.Client(base_url=ui_url, timeout=30) as client:
+        signin = client.post("/api/v1/auths/signin", json=ADMIN)
+        if signin.status_code == 200:
+            assert signin.json()["role"] == "admin", signin.json()
+        stranger = {"name": "stranger", "email": "stranger@example.com", "password": "stranger-password-123"}
+        return signin.status_code, client.post("/api/v1/auths/signup", json=stranger).status_code
+
+
+def test_the_first_admin_comes_from_env_and_nobody_can_sign_up(tmp_path: Path) -> None:
+    """Compose's login settings on the real Open WebUI: WEBUI_ADMIN_EMAIL/PASSWORD create the admin at the first
+    start (main.py, create_admin_user while no user exists), and ENABLE_SIGNUP=false keeps strangers out at that
+    start and the next. Without compose's ENABLE_SIGNUP line, the "off" Open WebUI sets after creating the admin
+    lives in memory only while persistent config is off, so from the second start on strangers can sign up: that
+    is why compose sets it."""
+    login = {
+        "WEBUI_AUTH": "true",
+        "WEBUI_ADMIN_EMAIL": ADMIN["email"],
+        "WEBUI_ADMIN_PASSWORD": ADMIN["password"],
+        "ENABLE_SIGNUP": compose_env("ENABLE_SIGNUP"),
+    }
+    assert login["ENABLE_SIGNUP"] == "false"
+    unused = f"http://127.0.0.1:{free_port()}"
+    for start in ("first", "second"):  # the second start reads the database the first one wrote
+        with open_webui(tmp_path / "compose", unused, overrides=login) as ui_url:
+            assert signs_in_as_admin_and_refuses_sign_up(ui_url) == (200, 403), f"{start} start"
+    without = {name: value for name, value in login.items() if name != "ENABLE_SIGNUP"}
+    for start, expected in (("first", (200, 403)), ("second", (200, 200))):
+        with open_webui(tmp_path / "without", unused, overrides=without) as ui_url:
+            assert signs_in_as_admin_and_refuses_sign_up(ui_url) == expected, f"without ENABLE_SIGNUP, {start} start"

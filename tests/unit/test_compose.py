@@ -275,6 +275,64 @@ def test_only_uis_are_published_beyond_loopback(rendered: dict[str, Rendered]) -
     assert not published & {"vllm", "sim", "elasticsearch", "logstash", "node-exporter", "dcgm-exporter"}
 
 
+def render_with(tmp_path: Path, **overrides: str) -> Rendered:
+    """The gpu profile rendered from .env.example (secrets filled) with ``overrides`` replacing or adding lines."""
+    lines = [line for line in filled_env_text().splitlines() if line.split("=", 1)[0] not in overrides]
+    path = tmp_path / ".env"
+    path.write_text("\n".join([*lines, *(f"{name}={value}" for name, value in overrides.items())]) + "\n")
+    result = compose(path, "config", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    services: Rendered = json.loads(result.stdout)["services"]
+    return services
+
+
+def ui_host_ips(services: Rendered) -> set[str]:
+    return {published.get("host_ip", "") for name in UIS for published in services[name].get("ports") or []}
+
+
+def test_uis_bind_to_loopback_unless_opened(rendered: dict[str, Rendered], tmp_path: Path) -> None:
+    """Docker's published ports bypass ufw: the UIs stay on 127.0.0.1 until the operator opens them (one line)."""
+    for services in rendered.values():
+        assert ui_host_ips(services) == {"127.0.0.1"}
+    (tmp_path / "unset").mkdir()
+    (tmp_path / "open").mkdir()
+    assert ui_host_ips(render_with(tmp_path / "unset", UI_BIND_ADDRESS="")) == {"127.0.0.1"}
+    assert ui_host_ips(render_with(tmp_path / "open", UI_BIND_ADDRESS="0.0.0.0")) == {"0.0.0.0"}
+
+
+def test_open_webui_creates_its_first_admin_from_env_with_sign_up_off(rendered: dict[str, Rendered]) -> None:
+    """Open WebUI 0.12.4: open_webui/env.py reads WEBUI_ADMIN_EMAIL/WEBUI_ADMIN_PASSWORD, and main.py's lifespan calls
+    utils/auth.py create_admin_user (role admin, only while Users.has_users() is false) before serving. Its
+    Config.upsert({'ui.enable_signup': False}) only changes the in-memory default while ENABLE_PERSISTENT_CONFIG is
+    false (models/config.py), so from the next start config.py's ENABLE_SIGNUP (default true) rules: compose sets it
+    off itself. tests/integration/test_open_webui.py shows this on the real Open WebUI."""
+    for services in rendered.values():
+        env = services["open-webui"]["environment"]
+        assert env.get("ENABLE_SIGNUP") == "false"
+        assert env.get("WEBUI_ADMIN_EMAIL") and env.get("WEBUI_ADMIN_PASSWORD")
+    assert "WEBUI_ADMIN_PASSWORD" in required_messages(), "no default admin password"
+
+
+def test_kibana_public_url_falls_back_to_kibana_port(tmp_path: Path) -> None:
+    """.env.example leaves KIBANA_PUBLIC_BASE_URL empty, so the fallback follows KIBANA_PORT; a value wins."""
+    (tmp_path / "default").mkdir()
+    (tmp_path / "set").mkdir()
+    fallback = render_with(tmp_path / "default", KIBANA_PORT="15601")
+    chosen = render_with(tmp_path / "set", KIBANA_PUBLIC_BASE_URL="https://kibana.example.com")
+    for name in ("kibana", "grafana"):
+        assert fallback[name]["environment"]["KIBANA_PUBLIC_BASE_URL"] == "http://localhost:15601", name
+        assert chosen[name]["environment"]["KIBANA_PUBLIC_BASE_URL"] == "https://kibana.example.com", name
+
+
+def test_logstash_reads_the_slow_threshold_from_env(rendered: dict[str, Rendered], tmp_path: Path) -> None:
+    """LLMWATCH_SLOW_MS reaches Logstash, whose pipeline reads it as ${LLMWATCH_SLOW_MS:30000}."""
+    for services in rendered.values():
+        assert services["logstash"]["environment"]["LLMWATCH_SLOW_MS"] == "30000"
+    assert render_with(tmp_path, LLMWATCH_SLOW_MS="45000")["logstash"]["environment"]["LLMWATCH_SLOW_MS"] == "45000"
+    pipeline = (REPO / "logstash/pipeline/llm_gateway.conf").read_text()
+    assert "${LLMWATCH_SLOW_MS:30000}" in pipeline, "the pipeline's own default should equal compose's"
+
+
 def bind_mounts(service: Service) -> Iterator[dict[str, Any]]:
     yield from (v for v in service.get("volumes") or [] if v["type"] == "bind")
 

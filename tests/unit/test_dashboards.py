@@ -434,3 +434,35 @@ def test_vllm_selectors_filter_on_labels_the_metric_has(dashboards: list[dict[st
                     if spec and used - labels:
                         wrong.append(f"{dash['title']} / {panel.get('title')}: {metric} has no {used - labels}")
     assert wrong == []
+
+
+@pytest.mark.unit
+def test_threshold_lines_come_from_thresholds_yml_not_numbers(dashboards: list[dict[str, Any]]) -> None:
+    """A time-series panel draws an alert or KPI line as a `threshold:*` series, never as a typed-in number: tuning
+    prometheus/rules/thresholds.yml must move the line (a hard-coded 85 °C once sat beside CPUHot's 80 °C)."""
+    typed = []
+    for dash in dashboards:
+        for panel in panels_of(dash):
+            defaults = panel.get("fieldConfig", {}).get("defaults", {})
+            drawn = defaults.get("custom", {}).get("thresholdsStyle", {}).get("mode", "off") != "off"
+            steps = defaults.get("thresholds", {}).get("steps", [])
+            numbers = [step["value"] for step in steps if step.get("value") is not None]
+            if panel.get("type") == "timeseries" and drawn and numbers:
+                typed.append(f"{dash['uid']}: {panel.get('title')} draws {numbers}")
+    assert not typed, f"draw these as threshold:* series instead: {typed}"
+
+
+@pytest.mark.unit
+def test_kind_variable_all_is_user_traffic_without_warmup(dashboards: list[dict[str, Any]]) -> None:
+    """`All` kinds are the schema's kinds less `warmup`: the gateway's warm-up answers (16 tokens, so empty) never
+    show up as user traffic, empty answers or latency in a panel."""
+    schema = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
+    user_kinds = set(schema["properties"]["kind"]["enum"]) - {"warmup"}
+    found = 0
+    for dash in dashboards:
+        for variable in dash.get("templating", {}).get("list", []):
+            if variable.get("name") == "kind":
+                found += 1
+                assert set(variable["query"].split(",")) == user_kinds, dash["uid"]
+                assert set(variable["allValue"].split("|")) == user_kinds, f"{dash['uid']}: All must not match warmup"
+    assert found, "no dashboard has a kind variable"

@@ -88,6 +88,7 @@ def test_required_secrets_are_the_documented_ones() -> None:
         "GRAFANA_READER_PASSWORD",
         "KIBANA_ENCRYPTION_KEY",
         "GRAFANA_ADMIN_PASSWORD",
+        "WEBUI_ADMIN_PASSWORD",
     }
 
 

@@ -118,7 +118,7 @@ def test_grok_patterns_dir_is_mounted_and_the_slow_threshold_has_a_default() -> 
         (directory,) = grok.options["patterns_dir"]
         assert container_path(directory).is_dir()
     (threshold,) = [p for p in plugins("mutate") if "[@metadata][slow_ms]" in p.options.get("add_field", {})]
-    assert threshold.options["add_field"]["[@metadata][slow_ms]"] == "${LLMWATCH_SLOW_MS:3000}"
+    assert threshold.options["add_field"]["[@metadata][slow_ms]"] == "${LLMWATCH_SLOW_MS:30000}"
 
 
 def test_settings_keep_events_durable() -> None:

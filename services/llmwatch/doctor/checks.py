@@ -208,9 +208,10 @@ def decode_slow(ctx: Context) -> Finding | None:
         _ev("stream_decode_tokens_per_second", speed, speed_q), _ev("floor_tokens_per_second", floor, floor_q),
     ], Action(
         "Decoding one stream reads every weight once per token, so it is bounded by memory bandwidth / 3.56 GB "
-        "(RTX 3060 ~100 tokens/s, RTX 4090 ~280, H100 ~850); the floor is 40% of that. Below it: remove "
-        "--enforce-eager (CUDA graphs off costs 2-3x per token), then look for GPUThrottling / GPUHot alerts or "
-        "another process on the card.", "--enforce-eager", "off (remove the flag)",
+        "(RTX 3060 ~100 tokens/s, RTX 4090 ~280, H100 ~850); the floor is 40% of that. Below it: look for "
+        "GPUThrottling / GPUHot alerts or another process on the card, then for --enforce-eager in the engine's "
+        "extra flags (compose sets it only through VLLM_EXTRA_ARGS; CUDA graphs off costs 2-3x per token).",
+        "--enforce-eager", "off (compose's default; drop it from VLLM_EXTRA_ARGS if added)",
     ))  # fmt: skip
 
 
