@@ -601,7 +601,7 @@ def test_secret_keys_are_env_example_names() -> None:
     """The operator fills Secret llmwatch from the same names as compose's .env (docs/kubernetes.md)."""
     names = env_example()
     refs = {ref["key"] for _, obj in _all_objects() for ref in _secret_refs(obj) if ref["name"] == "llmwatch"}
-    assert {"GATEWAY_API_KEY", "WEBUI_SECRET_KEY", "LOGSTASH_WRITER_PASSWORD"} <= refs
+    assert {"GATEWAY_API_KEY", "WEBUI_SECRET_KEY", "WEBUI_ADMIN_PASSWORD", "LOGSTASH_WRITER_PASSWORD"} <= refs
     assert refs <= set(names), f"Secret llmwatch keys that .env.example does not list: {refs - set(names)}"
 
 
@@ -610,6 +610,7 @@ def test_open_webui_keeps_persistent_config_off_and_data_on_a_claim() -> None:
     [container] = containers(webui)
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["ENABLE_PERSISTENT_CONFIG"] == "false"
+    assert env["ENABLE_SIGNUP"] == "false", "with persistent config off, only ENABLE_SIGNUP keeps strangers out"
     assert env["OPENAI_API_BASE_URL"] == "http://gateway:4000/v1"
     assert [c["metadata"]["name"] for c in webui["spec"]["volumeClaimTemplates"]] == ["data"]
 
