@@ -40,6 +40,7 @@ class CompletionAccounting:
         "_pending_text",
         "_prefix",
         "_tail",
+        "_tool_chars",
         "answer_at",
         "answer_deltas",
         "answer_text",
@@ -62,6 +63,7 @@ class CompletionAccounting:
         self._json: list[str] | None = [] if check_json else None
         self._json_chars = 0
         self._chunks = 0  # streamed chunks that carried choices
+        self._tool_chars = 0  # non-streamed: characters of the tool calls' arguments
         self._body_text = False  # non-streamed: the body's answer text is non-blank
         self.tool_calls = 0
         self.tool_indexes: set[int] = set()
@@ -247,6 +249,10 @@ class CompletionAccounting:
                 if isinstance(call, dict):
                     self.tool_calls += 1
                     self._take_name(call)
+                    function = call.get("function")
+                    arguments = function.get("arguments") if isinstance(function, dict) else None
+                    if isinstance(arguments, str):
+                        self._tool_chars += len(arguments)  # answer characters, for apportioning reasoning
             self.reasoning_deltas = 1 if reasoning else 0
             self.answer_deltas = 1 if content or self.tool_calls else 0
             self.answer_text = [content]
@@ -313,12 +319,13 @@ class CompletionAccounting:
             thought, said = self.reasoning_deltas, self.answer_deltas
         else:
             # Non-streamed bodies always keep their texts (on_response).
-            thought, said = sum(map(len, self.reasoning_text)), sum(map(len, self.answer_text))
+            thought = sum(map(len, self.reasoning_text))
+            said = sum(map(len, self.answer_text)) + self._tool_chars
         if not thought:
             return 0
         if not said:
             return completion
-        return min(completion, round(completion * thought / (thought + said)))
+        return max(0, min(completion - 1, round(completion * thought / (thought + said))))  # an answer is >= 1 token
 
 
 def split_inline_think(content: str) -> tuple[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from llmwatch.answers import NO_ANSWER, AnswerKind
+from llmwatch.answers import AnswerKind, is_empty
 from llmwatch.gateway.facts import RequestFacts
 
 
@@ -81,7 +81,7 @@ def outcome(facts: RequestFacts, ended: float, keep_texts: bool) -> Outcome:
             rate = completion / duration
         if 200 <= facts.status < 300:
             kind = acct.answer_kind(completion)
-            empty = kind in NO_ANSWER
+            empty = is_empty(kind)
             json_ok = acct.json_valid()
         if acct.generated:
             calls, names = acct.tool_calls, tuple(acct.tool_names)
