@@ -101,3 +101,42 @@ def test_non_streamed_null_content_is_empty() -> None:
 )
 def test_split_inline_think(text: str, expected: tuple[str, str]) -> None:
     assert split_inline_think(text) == expected
+
+
+def test_streamed_tool_calls_are_answers_counted_and_named() -> None:
+    from tests.vllm_chunks import tool_stream
+
+    names = ["x" * 100] + [f"f{i}" for i in range(10)]
+    acct = _stream(tool_stream(["think"], [(name, ["{}"]) for name in names]))
+    assert acct.tool_calls == 11 and acct.first_token_at == 1.0 and acct.answer_at == 2.0
+    assert len(acct.tool_names) == 8 and acct.tool_names[0] == "x" * 64  # capped: 8 names of 64 characters
+    assert acct.answer_kind(acct.token_counts(True)[1]) == "tool_calls"
+
+
+def test_non_streamed_tool_calls_and_json_validity() -> None:
+    from tests.vllm_chunks import tool_message
+
+    acct = CompletionAccounting(check_json=True)
+    acct.on_response(tool_message([("get_weather", '{"city": "Paris"}')], reasoning="r" * 10))
+    assert (acct.tool_calls, acct.tool_names, acct.answer_kind(20)) == (1, ["get_weather"], "tool_calls")
+    assert acct.json_valid() is None  # no answer text to judge
+    prose = CompletionAccounting(check_json=True)
+    prose.on_response(_message("Sure! Here it is: {"))
+    assert prose.json_valid() is False
+    streamed = _stream_json(['{"a":', " 1}"])
+    assert streamed.json_valid() is True
+    assert CompletionAccounting().json_valid() is None  # no JSON format asked
+
+
+def _stream_json(pieces: list[str]) -> CompletionAccounting:
+    acct = CompletionAccounting(check_json=True)
+    scanner = SSEScanner(acct.on_chunk, strip_usage=False)
+    scanner.feed(r1_stream(["hm"], pieces), 1.0)
+    acct.finish()
+    return acct
+
+
+def test_refused_stream_has_no_token_counts() -> None:
+    acct = CompletionAccounting()
+    acct.finish()
+    assert acct.token_counts(True) == (None, None, None, None) and not acct.generated

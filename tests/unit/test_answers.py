@@ -51,7 +51,7 @@ def _imports_answers(path: Path) -> set[str]:
         ("services/llmwatch/gateway/accounting.py", {"answer_kind"}),
         ("services/llmwatch/gateway/outcome.py", {"is_empty"}),
         ("loadtest/stream.py", {"answer_kind"}),
-        ("loadtest/gate.py", {"is_empty"}),
+        ("loadtest/locustfile.py", {"is_empty"}),
     ],
 )
 def test_gateway_and_load_test_use_the_one_rule(path: str, names: set[str]) -> None:
