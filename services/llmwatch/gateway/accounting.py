@@ -144,7 +144,8 @@ class CompletionAccounting:
             index = call.get("index")
             if isinstance(index, int) and not isinstance(index, bool):
                 if index in self.tool_indexes or len(self.tool_indexes) >= MAX_TOOL_CALLS_TRACKED:
-                    self._take_name(call)  # a name in a later delta of the same call is not a second call
+                    if len(self.tool_names) < self.tool_calls:
+                        self._take_name(call)  # a call whose name came after its first delta: still one call
                     continue
                 self.tool_indexes.add(index)
             elif not call.get("id"):
