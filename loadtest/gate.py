@@ -17,7 +17,7 @@ from typing import Any
 import gevent
 from locust.env import Environment
 
-from loadtest import gpu, report, slo
+from loadtest import answers, gpu, report, slo
 from loadtest.samples import Warmup, distribution, split_warmup, window
 from loadtest.stream import Sample
 
@@ -89,6 +89,7 @@ def finish(environment: Environment) -> int:
         rows.append({"slo": "requests", "what": "completed requests after warm-up", "target": "≥ 1",
                      "measured": 0, "measured_text": "0", "status": "FAIL", "note": "nothing to judge"})  # fmt: skip
     tpots = [s.tpot for s in measured if s.ok and s.tpot]
+    kinds = answers.counts(measured)
     summary: dict[str, Any] = {
         "host": environment.host,
         "model": options.model or None,
@@ -108,6 +109,8 @@ def finish(environment: Environment) -> int:
             "errors": sum(not s.ok for s in measured),
             "empty": sum(s.ok and s.empty for s in measured),
             "good": sum(slo.good(s, slos.per_request) for s in measured),
+            "answers": kinds,
+            "answers_note": answers.note(kinds, bool(getattr(options, "accept_reasoning_only", False))),
         },
         "window_seconds": window(measured),
         "seconds": {

@@ -29,6 +29,7 @@ from locust.env import Environment
 from locust.exception import StopUser
 from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
+from llmwatch.answers import is_empty
 from llmwatch.gateway.sse import SSEScanner
 from loadtest import gate, prompts, slo
 from loadtest.arrivals import Arrivals
@@ -64,6 +65,11 @@ def _options(parser: Any) -> None:
     parser.add_argument(
         "--no-itl-events", action="store_true", help="No ITL rows in Locust's stats (the report keeps exact ITL)."
     )
+    parser.add_argument(
+        "--accept-reasoning-only", action="store_true",
+        help="Count thought-only answers (no text after </think>) as answers: for random weights, which never close "
+        "</think>. The report says how many there were.",
+    )  # fmt: skip
     parser.add_argument("--gpu", default="", help="GPU model (rtx3060, rtx4090, h100): per-stream decode ceiling.")
     parser.add_argument(
         "--api-key", default="", env_var="LOADTEST_API_KEY", is_secret=True,
@@ -257,7 +263,7 @@ class ChatUser(FastHttpUser):
     def _send(self, prompt: prompts.Prompt) -> None:
         body: dict[str, Any] = {
             "model": self.model, "messages": prompt.messages, "stream": True,
-            "stream_options": {"include_usage": True}, **prompts.R1_SAMPLING,
+            "stream_options": {"include_usage": True}, **prompts.R1_SAMPLING, **prompt.fields,
         }  # fmt: skip
         if self.max_tokens > 0:
             body["max_tokens"] = self.max_tokens
@@ -283,14 +289,17 @@ class ChatUser(FastHttpUser):
                     error = "stream ended without [DONE]"
             e2e = time.perf_counter() - sent
             resp.request_meta["response_time"] = e2e * 1000  # the POST row is end-to-end, not time to headers
-            empty = error is None and (timing.chunks == 0 or timing.output_tokens == 0)
+            kind = timing.answer_kind() if error is None else None
+            options = self.environment.parsed_options
+            empty = kind is not None and is_empty(kind, bool(options and options.accept_reasoning_only))
             if error:
                 resp.failure(error)
             elif empty:
-                resp.failure("empty response: no tokens")
+                resp.failure(f"empty response: {kind}")
             else:
                 resp.success()
         _record(self.environment, Sample(
             start=wall, e2e=e2e, ok=error is None, ttft=timing.ttft, tpot=timing.tpot(e2e), itl=timing.itl,
-            output_tokens=timing.output_tokens, empty=empty, error=error, prompt=prompt.id, request_id=request_id,
+            output_tokens=timing.output_tokens, empty=empty, answer_kind=kind or "", error=error, prompt=prompt.id,
+            request_id=request_id,
         ))  # fmt: skip

@@ -2,17 +2,20 @@
 
 Every request uses DeepSeek's recommended settings for R1 (temperature 0.6, top-p 0.95, no system prompt); the
 math prompts end with its directive "Please reason step by step, and put your final answer within \\boxed{}".
+A prompt may also carry request fields for agents: `tools` with `tool_choice` (tag `tools`) or `response_format`
+(tag `json`); they are sent as they are.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 DEFAULT_FILE = Path(__file__).resolve().with_name("prompts.jsonl")
 R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}
+REQUEST_FIELDS = ("tools", "tool_choice", "response_format")  # sent with the prompt's messages when present
 R1_MATH_DIRECTIVE = "Please reason step by step, and put your final answer within \\boxed{}."
 
 
@@ -25,6 +28,7 @@ class Prompt:
     id: str
     tags: frozenset[str]
     messages: list[dict[str, Any]]
+    fields: dict[str, Any] = field(default_factory=dict)  # REQUEST_FIELDS the prompt sets
 
 
 def load(path: Path = DEFAULT_FILE, tags: frozenset[str] = frozenset()) -> list[Prompt]:
@@ -39,7 +43,8 @@ def load(path: Path = DEFAULT_FILE, tags: frozenset[str] = frozenset()) -> list[
             continue
         try:
             entry = json.loads(line)
-            prompt = Prompt(str(entry["id"]), frozenset(entry.get("tags", ())), list(entry["messages"]))
+            fields = {name: entry[name] for name in REQUEST_FIELDS if name in entry}
+            prompt = Prompt(str(entry["id"]), frozenset(entry.get("tags", ())), list(entry["messages"]), fields)
         except (ValueError, KeyError, TypeError) as exc:
             raise PromptError(f"{path}:{number}: need a JSON object with id and messages ({exc})") from None
         if any(m.get("role") == "system" for m in prompt.messages):

@@ -16,7 +16,7 @@ matplotlib.use("Agg")  # no display: render to memory
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
-from loadtest import slo
+from loadtest import answers, slo
 from loadtest.samples import percentile
 from loadtest.stream import Sample
 
@@ -28,6 +28,8 @@ def text(summary: dict[str, Any]) -> str:
     lines = [
         f"\nllmwatch load test: {req['measured']} requests judged ({req['warmup']} warm-up excluded), "
         f"{req['errors']} errors, {req['empty']} empty",
+        "answers: " + answers.summary_line(req["answers"]),
+        *([req["answers_note"]] if req["answers_note"] else []),
         f"{'SLO':<30} {'target':>14} {'measured':>14}  result",
     ]
     for row in summary["slos"]:
@@ -210,6 +212,8 @@ def html(summary: dict[str, Any], measured: list[Sample], slos: slo.SloFile) -> 
 <p>{e(str(summary["host"]))} · {req["measured"]} requests judged over {summary["window_seconds"]:.1f} s
 ({req["warmup"]} warm-up requests excluded) · {req["errors"]} errors · {req["empty"]} empty ·
 {req["good"]} met every per-request SLO · SLO file {e(summary["slo_file"])}</p>
+<p>Answers: {e(answers.summary_line(req["answers"]))}.
+{e(req["answers_note"])}</p>
 <h2>SLOs</h2><table><tr><th>SLO</th><th>what</th><th>target</th><th>measured</th><th>result</th><th>why</th></tr>
 {rows}</table>
 <p>Per-stream decode speed (1 / median TPOT): {stream}{ceiling}. GPU memory: {e(summary["gpu_memory"]["measured"])}.</p>

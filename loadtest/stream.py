@@ -1,15 +1,21 @@
 """One streamed chat completion, timed by vLLM's benchmark definitions (vllm/benchmarks/lib/endpoint_request_func.py).
 
-- TTFT: request sent -> the first chunk whose delta carries content or reasoning (`reasoning`, or the older
-  `reasoning_content`); the role-only first chunk does not count.
+- TTFT: request sent -> the first chunk whose delta carries content, reasoning (`reasoning`, or the older
+  `reasoning_content`) or a tool call (`tool_calls`); the role-only first chunk does not count.
 - ITL: every gap between two such token chunks.
 - TPOT: (E2E - TTFT) / (output tokens - 1), output tokens from the final `usage` chunk.
+
+What the answer was (text, tool calls, reasoning only, nothing) is decided by llmwatch.answers, the gateway's rule.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from llmwatch.answers import AnswerKind, answer_kind
+
+MAX_TOOL_INDEXES = 256  # distinct tool-call indexes remembered per request
 
 
 @dataclass
@@ -24,6 +30,7 @@ class Sample:
     itl: list[float] = field(default_factory=list)
     output_tokens: int | None = None
     empty: bool = False
+    answer_kind: str = ""  # llmwatch.answers' kind of a completed stream; "" when it failed
     error: str | None = None
     prompt: str = ""
     request_id: str = ""  # sent as X-Request-Id: the gateway's access log carries the same id
@@ -39,7 +46,10 @@ class Sample:
 class StreamTiming:
     """Feed it every SSE event (`SSEScanner`'s ``on_chunk``); ``sample`` gives the request's numbers."""
 
-    __slots__ = ("chunks", "finish_reason", "itl", "last_token_at", "output_tokens", "sent_at", "ttft")
+    __slots__ = (
+        "chunks", "finish_reason", "itl", "last_token_at", "output_tokens", "reasoning", "sent_at", "text",
+        "tool_indexes", "ttft",
+    )  # fmt: skip
 
     def __init__(self, sent_at: float) -> None:
         self.sent_at = sent_at
@@ -49,6 +59,9 @@ class StreamTiming:
         self.output_tokens: int | None = None
         self.finish_reason: str | None = None
         self.chunks = 0
+        self.text = False  # a non-blank content delta
+        self.reasoning = False
+        self.tool_indexes: set[int] = set()
 
     def on_chunk(self, obj: dict[str, Any], now: float) -> bool:
         usage = obj.get("usage")
@@ -56,8 +69,16 @@ class StreamTiming:
             self.output_tokens = usage["completion_tokens"]
         for choice in obj.get("choices") or ():
             delta = choice.get("delta") or {}
-            if delta.get("content") or delta.get("reasoning") or delta.get("reasoning_content"):
+            content, calls = delta.get("content"), delta.get("tool_calls")
+            thought = delta.get("reasoning") or delta.get("reasoning_content")
+            if content or thought or calls:
                 self.chunks += 1
+                self.text = self.text or (isinstance(content, str) and bool(content.strip()))
+                self.reasoning = self.reasoning or bool(thought)
+                for call in calls if isinstance(calls, list) else ():
+                    index = call.get("index") if isinstance(call, dict) else None
+                    if isinstance(index, int) and len(self.tool_indexes) < MAX_TOOL_INDEXES:
+                        self.tool_indexes.add(index)
                 if self.last_token_at is None:
                     self.ttft = now - self.sent_at
                 else:
@@ -66,6 +87,9 @@ class StreamTiming:
             if choice.get("finish_reason"):
                 self.finish_reason = choice["finish_reason"]
         return False  # nothing is forwarded, so nothing is stripped
+
+    def answer_kind(self) -> AnswerKind:
+        return answer_kind(self.text, len(self.tool_indexes), self.reasoning, self.output_tokens)
 
     def tpot(self, e2e: float) -> float | None:
         out = self.output_tokens

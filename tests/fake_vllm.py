@@ -2,8 +2,9 @@
 
 Run: python -m tests.fake_vllm PORT. The header `X-Fake` picks the behaviour:
 slow (a stream of 200 deltas, 20 ms apart), hang (never answers), error500, error400, broken (stream dies
-before [DONE]), late-eof (ends the body 1 s after [DONE], as llama.cpp's server can); none = a short R1 stream or
-message. GET /stats reports streams the client cancelled.
+before [DONE]), late-eof (ends the body 1 s after [DONE], as llama.cpp's server can), tool-call (vLLM's exact
+chunks of a reasoning-then-tool-call answer, tests/vllm_chunks.py); none = a short R1 stream (answer "c") or message
+(answer "4"), whatever the request's tools or response_format. GET /stats reports streams the client cancelled.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 import orjson
 from aiohttp import web
 
-from tests.vllm_chunks import MODEL, chunk, r1_stream, usage
+from tests.vllm_chunks import MODEL, chunk, r1_stream, tool_message, tool_stream, usage
 
 STATS = {"cancelled": 0, "completed": 0, "requests": 0}
 
@@ -46,6 +47,16 @@ async def completions(request: web.Request) -> web.StreamResponse:
         status = int(mode[-3:])
         err = {"error": {"message": f"fake {status}", "type": "BadRequestError", "param": None, "code": status}}
         return web.json_response(err, status=status, headers={"X-Request-Id": rid})
+    weather = ("get_weather", ['{"city": "', "Paris", '"}'])
+    if mode == "tool-call" and not body.get("stream"):
+        reply = tool_message([(weather[0], "".join(weather[1]))], reasoning="The user wants the weather.")
+        return web.json_response(reply, headers={"X-Request-Id": rid})
+    if mode == "tool-call":
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "X-Request-Id": rid})
+        await resp.prepare(request)
+        await resp.write(tool_stream(["The user", " wants", " the weather."], [weather]))
+        await resp.write_eof()
+        return resp
     if not body.get("stream"):
         message = {"role": "assistant", "content": "4", "reasoning": "2+2"}
         return web.json_response({

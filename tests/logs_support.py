@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import operator
 import re
 import sys
 from collections.abc import Iterator
@@ -388,10 +389,23 @@ def _set(event: dict[str, Any], ref: str, value: Any) -> None:
     event[last] = value
 
 
+_COMPARE = {"==": operator.eq, "!=": operator.ne, ">": operator.gt, ">=": operator.ge, "<": operator.lt,
+            "<=": operator.le}  # fmt: skip
+
+
 def _holds(condition: list[Any], event: dict[str, Any]) -> bool:
-    """A truthy field test or an `in` test (list membership, or substring for a string); others are refused."""
+    """A truthy field test, `and`/`or` of conditions, a comparison, or an `in` test (list membership, or substring
+    for a string); others are refused. A comparison with a missing field is false, as Logstash's (nil) is."""
     if len(condition) == 1 and is_field_ref(condition[0]):
         return bool(_get(event, condition[0]))
+    if len(condition) == 3 and condition[1] in ("and", "or"):
+        left, right = _holds(condition[0], event), _holds(condition[2], event)
+        return (left and right) if condition[1] == "and" else (left or right)
+    if len(condition) == 3 and condition[1] in _COMPARE:
+        a, b = (_get(event, x) if is_field_ref(x) else x for x in (condition[0], condition[2]))
+        if a is None or b is None:
+            return condition[1] == "!=" and a is not b
+        return bool(_COMPARE[condition[1]](a, b))
     if len(condition) == 3 and condition[1] == "in":
         left, _, right = condition
         needle = _get(event, left) if is_field_ref(left) else left
@@ -423,3 +437,30 @@ def run_copies(items: list[Any], event: dict[str, Any]) -> dict[str, Any]:
                 if _get(event, source) is not None:
                     _set(event, target, _get(event, source))
     return event
+
+
+def holds(condition: list[Any], event: dict[str, Any]) -> bool:
+    """Whether a Logstash `if` condition (as parse_pipeline gives it) holds for ``event``."""
+    return _holds(condition, event)
+
+
+def condition_guarding(items: list[Any], plugin_id: str) -> list[Any]:
+    """The condition of the `if` whose block holds the plugin with ``id => plugin_id`` (any depth, any section)."""
+    for item in items:
+        name, body = item[0], item[1]
+        if name in ("if", "else if"):
+            plugins = body[-1][0]
+            if any(p[0] != "if" and _value(dict((str(k), v) for k, v in p[1]).get("id", [""])) == plugin_id
+                   for p in plugins if isinstance(p, list) and len(p) == 2):  # fmt: skip
+                parts = body[:-1]  # one condition, or `a or b` / `a and b` as three parts
+                return list(parts[0]) if len(parts) == 1 else list(parts)
+            inner = plugins
+        elif name in ("filter", "input", "output", "else"):
+            inner = body
+        else:
+            continue
+        try:
+            return condition_guarding(inner, plugin_id)
+        except KeyError:
+            continue
+    raise KeyError(f"no `if` guards a plugin with id {plugin_id!r}")

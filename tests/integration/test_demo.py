@@ -141,3 +141,11 @@ def test_demo_serves_the_stack_prints_kpis_and_stops_everything_on_ctrl_c(tmp_pa
     assert len(lines) == REQUESTS
     for line in lines:
         jsonschema.validate(line, SCHEMA)
+    # Agent traffic: tool-call answers, streamed and not, are answers; none is empty, so none feeds the doctor's
+    # empty-response finding.
+    tools = [line for line in lines if line["tools_offered"]]
+    assert {line["stream"] for line in tools} == {True, False}, tools
+    assert all(line["answer_kind"] == "tool_calls" and not line["empty_response"] for line in tools), tools
+    assert re.search(rf"^\s+tool-call answers\s+{len(tools)}$", text, re.M), text
+    other_empties = any(line["empty_response"] for line in lines if not line["tools_offered"])
+    assert other_empties or not re.search(r"^(CRITICAL|WARNING)\s+empty_responses:", text, re.M), text

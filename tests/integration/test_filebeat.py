@@ -132,8 +132,9 @@ LINE = {
     "model": MODEL, "kind": "chat", "stream": True, "status": 200, "prompt_tokens": 12, "completion_tokens": 345,
     "reasoning_tokens": 300, "answer_tokens": 45, "total_tokens": 357, "duration_ms": 2345.125, "ttft_ms": 120.5,
     "time_to_answer_ms": 1900.25, "tpot_ms": 6.5, "tokens_per_s": 153.85, "finish_reason": "stop",
-    "empty_response": False, "error_type": None, "error_message": None, "upstream": "http://engine:8000",
-    "client_ip": "172.18.0.9", "user": "alice", "user_agent": "python-httpx/0.28.1",
+    "empty_response": False, "answer_kind": "text", "tool_calls": 0, "tool_names": [], "tools_offered": False,
+    "response_format": None, "json_valid": None, "error_type": None, "error_message": None,
+    "upstream": "http://engine:8000", "client_ip": "172.18.0.9", "user": "alice", "user_agent": "python-httpx/0.28.1",
 }  # fmt: skip
 
 

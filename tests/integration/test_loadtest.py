@@ -81,8 +81,9 @@ def scaled_slo(tmp_path: Path, ttft: float) -> str:
 
 def test_closed_loop_agrees_with_the_access_log_and_passes_scaled_targets(stack: Stack, tmp_path: Path) -> None:
     before = fresh(stack, tmp_path, ttft_delay_ms=150)  # TTFT well above the gateway's own overhead
+    # 96 tokens often end inside the thinking: those answers are reasoning-only, accepted here (the run is short).
     run = run_locust(tmp_path / "out", stack.gateway, "-u", "6", "-r", "6", "-t", "8s", "--max-tokens", "96",
-                     "--slo", scaled_slo(tmp_path, 1.0))  # fmt: skip
+                     "--slo", scaled_slo(tmp_path, 1.0), "--accept-reasoning-only")  # fmt: skip
     assert run.returncode == 0, run.output[-3000:]
     assert "PASS: every SLO met" in run.output
     samples = run.samples()
@@ -91,6 +92,10 @@ def test_closed_loop_agrees_with_the_access_log_and_passes_scaled_targets(stack:
     assert all(line["status"] == 200 for line in lines)
     by_id = {line["request_id"]: line for line in lines}
     assert by_id.keys() == {s["request_id"] for s in samples}
+    # One rule for what an answer is: the load test and the gateway agree on every request's kind.
+    assert all(by_id[s["request_id"]]["answer_kind"] == s["answer_kind"] for s in samples)
+    assert run.summary()["requests"]["answers"]["reasoning_only"] > 0
+    assert "counted as answers because --accept-reasoning-only was given" in run.output
     for field, logged in (("ttft", "ttft_ms"), ("tpot", "tpot_ms")):
         ours = statistics.median(s[field] for s in samples)
         theirs = statistics.median(by_id[s["request_id"]][logged] / 1000 for s in samples)
@@ -110,7 +115,8 @@ def test_gate_fails_and_names_the_slo_when_the_engine_is_slow(stack: Stack, tmp_
     fresh(stack, tmp_path, ttft_delay_ms=1500)
     try:
         run = run_locust(tmp_path / "out", stack.gateway, "-u", "4", "-r", "4", "-t", "6s", "--max-tokens", "32",
-                         "--warmup-requests", "0", "--slo", scaled_slo(tmp_path, 1.0))  # fmt: skip
+                         "--warmup-requests", "0", "--slo", scaled_slo(tmp_path, 1.0),
+                         "--accept-reasoning-only")  # fmt: skip
     finally:
         fresh(stack, tmp_path)
     assert run.returncode == 1, run.output[-3000:]
@@ -182,7 +188,8 @@ def test_step_sweep_finds_the_highest_rate_that_meets_the_slos(stack: Stack, tmp
     fresh(stack, tmp_path)
     run = run_locust(tmp_path / "out", stack.gateway, "-u", "8", "-r", "8", "--step-rates", "2,200",
                      "--step-seconds", "5", "--max-tokens", "64", "--warmup-requests", "0",
-                     "--slo", scaled_slo(tmp_path, 1.0), locustfile="loadtest/sweep.py")  # fmt: skip
+                     "--slo", scaled_slo(tmp_path, 1.0), "--accept-reasoning-only",
+                     locustfile="loadtest/sweep.py")  # fmt: skip
     steps = run.summary()["sweep"]
     assert [(s["rate"], s["status"], s["highest_passing"]) for s in steps] == [
         (2.0, "PASS", True), (200.0, "FAIL", False),

@@ -140,3 +140,39 @@ def test_goodput_miss_is_explained_with_answer_length_batch_and_decode_speed() -
     note = slo.explain_goodput(samples, values, target, slos, batch=4)
     assert "4 streams (--max-num-seqs) × 100 tok/s ÷ 300 tokens per answer = 1.33 answers/s" in note
     assert "below the target of 4 req/s" in note
+
+
+def test_tool_call_streams_are_answers_with_a_ttft() -> None:
+    from tests.vllm_chunks import tool_stream
+
+    stream = tool_stream([], [("get_weather", ['{"city": ', '"Paris"}'])])
+    timing = timed(stream, event_cuts(stream))
+    assert timing.ttft == 2.0  # the first tool-call delta, right after the role chunk
+    assert (timing.answer_kind(), len(timing.tool_indexes)) == ("tool_calls", 1)
+    mixed = timed(tool_stream(["hmm"], [("a", ["{}"]), ("b", ["{}"])]), [])
+    assert (mixed.answer_kind(), len(mixed.tool_indexes)) == ("tool_calls", 2)
+
+
+def test_answer_kinds_in_the_report_and_the_reasoning_only_line() -> None:
+    from loadtest import answers
+
+    thought = r1_stream(["a", "b"], [], finish="length")
+    assert timed(thought, []).answer_kind() == "reasoning_only"
+    samples = [Sample(start=1.0, e2e=1.0, ok=True, answer_kind=k) for k in ("reasoning_only",) * 3]
+    kinds = answers.counts(samples)
+    assert kinds == {"text": 0, "tool_calls": 0, "reasoning_only": 3, "empty": 0}
+    assert answers.note(kinds, accepted=True).startswith("Every answer was reasoning-only")
+    assert "--accept-reasoning-only" in answers.note(kinds, accepted=True)
+    refused = answers.note(kinds, accepted=False)
+    assert refused.startswith("Every answer (3) was reasoning-only") and "counts as empty" in refused
+    mixed = answers.counts([*samples, Sample(start=1.0, e2e=1.0, ok=True, answer_kind="text")])
+    assert answers.note(mixed, accepted=True).startswith("3 of 4 answers were reasoning-only")
+    assert answers.note(mixed, accepted=False) == ""  # not all of them: the empty count says it
+    assert answers.note(answers.counts([]), accepted=False) == ""
+
+
+def test_the_tools_and_json_subsets_carry_their_request_fields() -> None:
+    tools = prompts.load(tags=frozenset({"tools"}))
+    assert tools and all(p.fields["tools"] and p.fields["tool_choice"] != "auto" for p in tools)
+    formats = {p.fields["response_format"]["type"] for p in prompts.load(tags=frozenset({"json"}))}
+    assert formats == {"json_object", "json_schema"}

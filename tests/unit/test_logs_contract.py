@@ -60,6 +60,8 @@ STACK = LOGSTASH_DIR / "pipeline/llm_stack.conf"
 def schema_type(spec: dict[str, Any]) -> str:
     types = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
     (kind,) = [t for t in types if t != "null"]
+    if kind == "array":  # Elasticsearch has no array type: a field holds one value or many of its items' type
+        return schema_type(spec["items"])
     return "date-time" if kind == "string" and spec.get("format") == "date-time" else str(kind)
 
 

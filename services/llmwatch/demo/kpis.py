@@ -28,6 +28,7 @@ class Kpis:
     success_ratio: float
     server_errors: int
     empty_responses: int
+    tool_call_answers: int
     p50_ms: float | None
     p99_ms: float | None
     ttft_p50_ms: float | None
@@ -48,6 +49,7 @@ class Kpis:
             success_ratio=ok / len(lines) if lines else 0.0,
             server_errors=sum(1 for x in lines if x["status"] >= 500),
             empty_responses=sum(1 for x in lines if x["empty_response"]),
+            tool_call_answers=sum(1 for x in lines if x["answer_kind"] == "tool_calls"),
             p50_ms=quantile(durations, 0.5),
             p99_ms=quantile(durations, 0.99),
             ttft_p50_ms=quantile(ttfts, 0.5),
@@ -65,6 +67,7 @@ class Kpis:
             ("success", f"{self.success_ratio:.1%}"),
             ("5xx", f"{self.server_errors}"),
             ("empty responses", f"{self.empty_responses}"),
+            ("tool-call answers", f"{self.tool_call_answers}"),
             ("latency p50 / p99 (chat)", f"{fmt(self.p50_ms, 'ms')} / {fmt(self.p99_ms, 'ms')}"),
             ("TTFT p50 / p99 (chat, streamed)", f"{fmt(self.ttft_p50_ms, 'ms')} / {fmt(self.ttft_p99_ms, 'ms')}"),
             ("output tokens/s (aggregate)", fmt(self.output_tokens_per_s, "tok/s")),

@@ -151,7 +151,12 @@ def summarize(demo: Demo) -> None:
 def run_doctor(demo: Demo) -> None:
     """`llmwatch doctor` over the burst, once Prometheus has scraped all of it (and evaluated the thresholds)."""
     url = f"http://127.0.0.1:{demo.settings.ports.prometheus}"
-    scraped = f"sum(llmwatch_requests_total) >= {demo.settings.requests} and on () threshold:gpus_expected:min"
+    # Two scrapes of every request series at least: the doctor's increase() over its window needs both ends, and a
+    # short burst can finish before Prometheus's first scrape of the gateway.
+    scraped = (
+        f"sum(llmwatch_requests_total) >= {demo.settings.requests}"
+        " and on () min(count_over_time(llmwatch_requests_total[2m])) >= 2 and on () threshold:gpus_expected:min"
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):

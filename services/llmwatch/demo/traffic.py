@@ -1,4 +1,6 @@
-"""A short, mixed burst of traffic through the gateway: chat streams, non-streamed chats, Open WebUI-style tasks."""
+"""A short, mixed burst of traffic through the gateway: chat streams, non-streamed chats, Open WebUI-style tasks, and
+agent requests answered with tool calls (tool_choice required or a named function, which vLLM serves without a tool
+parser)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,22 @@ QUESTIONS = [
     "北京到上海大约多少公里？",
 ]
 
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather of a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    },
+}
+
 
 def _request(i: int, rng: random.Random) -> dict[str, object]:
+    if i % 10 in (4, 7):  # an agent's turn: the answer is a tool call, not text
+        choice = "required" if i % 10 == 4 else {"type": "function", "function": {"name": "get_weather"}}
+        content = "What is the weather in Hangzhou right now?"
+        return {"model": MODEL, "messages": [{"role": "user", "content": content}], "tools": [WEATHER],
+                "tool_choice": choice, "max_tokens": 1024, "stream": i % 10 == 4}  # fmt: skip
     if i % 10 == 9:  # what Open WebUI sends after a chat: a background title generation
         content = "### Task:\nGenerate a concise, 3-5 word title with an emoji summarizing the chat history."
         return {"model": MODEL, "messages": [{"role": "user", "content": content}], "max_tokens": 64}

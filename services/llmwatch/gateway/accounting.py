@@ -4,18 +4,35 @@ Streamed responses are fed chunk by chunk (parsed JSON objects), non-streamed on
 `reasoning` (vLLM >= 0.10), falling back to `reasoning_content`; with no reasoning parser on the engine, inline
 `<think>...</think>` in the content is split instead. When usage carries no `reasoning_tokens`, completion tokens are
 apportioned: by delta count when streamed (vLLM sends about one token per delta), by character count otherwise.
+
+Tool calls (`delta.tool_calls` streamed, `message.tool_calls` whole) are answers: they set the first-token and
+answer times, count as answer deltas, and their function names are kept (at most MAX_TOOL_NAMES, each cut to
+MAX_TOOL_NAME_CHARS). When the client asked for a JSON response format, the answer text is kept up to
+MAX_JSON_CHARS (one list append per chunk, nothing re-read until the end) so that its validity can be judged once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
+from llmwatch.answers import AnswerKind, answer_kind
+
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
+MAX_TOOL_NAMES = 8
+MAX_TOOL_NAME_CHARS = 64
+MAX_TOOL_CALLS_TRACKED = 256  # distinct call indexes remembered; the count saturates there
+MAX_JSON_CHARS = 65536  # answer text kept to judge a JSON-format answer; a longer one is not judged (null)
 
 
 class CompletionAccounting:
     __slots__ = (
+        "_body_text",
+        "_chunks",
+        "_json",
+        "_json_chars",
         "_keep_text",
         "_parser_seen",
         "_pending",
@@ -23,6 +40,7 @@ class CompletionAccounting:
         "_pending_text",
         "_prefix",
         "_tail",
+        "_tool_chars",
         "answer_at",
         "answer_deltas",
         "answer_text",
@@ -33,11 +51,23 @@ class CompletionAccounting:
         "reasoning_text",
         "stream_error",
         "timings",
+        "tool_calls",
+        "tool_indexes",
+        "tool_names",
         "usage",
     )
 
-    def __init__(self, keep_text: bool = False) -> None:
+    def __init__(self, keep_text: bool = False, check_json: bool = False) -> None:
         self._keep_text = keep_text
+        # Answer text of a JSON-format request, up to MAX_JSON_CHARS; None when not asked (or over the cap).
+        self._json: list[str] | None = [] if check_json else None
+        self._json_chars = 0
+        self._chunks = 0  # streamed chunks that carried choices
+        self._tool_chars = 0  # non-streamed: characters of the tool calls' arguments
+        self._body_text = False  # non-streamed: the body's answer text is non-blank
+        self.tool_calls = 0
+        self.tool_indexes: set[int] = set()
+        self.tool_names: list[str] = []
         self.usage: dict[str, Any] | None = None
         self.timings: dict[str, Any] | None = None  # llama.cpp's own per-request timings
         self.finish_reason: str | None = None
@@ -68,19 +98,24 @@ class CompletionAccounting:
         if error is not None:
             self.stream_error = str(error.get("message") if isinstance(error, dict) else error)[:300]
         choices = obj.get("choices")
-        if not choices:
+        if not choices or not isinstance(choices, list):
             return usage is not None
+        self._chunks += 1
         for choice in choices:
             delta = choice.get("delta")
+            calls = None
             if delta is not None:
                 reasoning = delta.get("reasoning") or delta.get("reasoning_content")
                 content = delta.get("content")
+                calls = delta.get("tool_calls")
             else:
                 reasoning, content = None, choice.get("text")
             if reasoning:
                 self._on_reasoning(reasoning, now)
             if content:
                 self._on_content(content, now)
+            if calls and isinstance(calls, list):
+                self._on_tool_calls(calls, now)
             if self.finish_reason is None:
                 self.finish_reason = choice.get("finish_reason")
         return False
@@ -92,6 +127,37 @@ class CompletionAccounting:
         self.reasoning_deltas += 1
         if self._keep_text:
             self.reasoning_text.append(text)
+
+    def _on_tool_calls(self, calls: list[Any], now: float) -> None:
+        """One streamed tool-call delta: a new call (an unseen index) or more of a call's arguments."""
+        if self.first_token_at is None:
+            self.first_token_at = now
+        if not self._parser_seen and not self.inline_done:
+            self.finish()  # text held as maybe-inline-reasoning is settled: the tool parser has spoken
+            self.inline_done = True
+        self.answer_deltas += 1
+        if self.answer_at is None:
+            self.answer_at = now
+        for call in calls:
+            if not isinstance(call, dict):
+                continue
+            index = call.get("index")
+            if isinstance(index, int) and not isinstance(index, bool):
+                if index in self.tool_indexes or len(self.tool_indexes) >= MAX_TOOL_CALLS_TRACKED:
+                    if len(self.tool_names) < self.tool_calls:
+                        self._take_name(call)  # a call whose name came after its first delta: still one call
+                    continue
+                self.tool_indexes.add(index)
+            elif not call.get("id"):
+                continue  # neither an index nor an id: not a call this gateway can count
+            self.tool_calls += 1
+            self._take_name(call)
+
+    def _take_name(self, call: dict[str, Any]) -> None:
+        function = call.get("function")
+        name = function.get("name") if isinstance(function, dict) else None
+        if isinstance(name, str) and name and len(self.tool_names) < MAX_TOOL_NAMES:
+            self.tool_names.append(name[:MAX_TOOL_NAME_CHARS])
 
     def _on_content(self, text: str, now: float) -> None:
         if self.first_token_at is None:
@@ -117,19 +183,26 @@ class CompletionAccounting:
 
     def _hold(self, text: str, now: float) -> None:
         self._pending += 1
-        if self._keep_text:
-            self._pending_text.append(text)
+        if self._keep_text or (self._json is not None and len(self._pending_text) < MAX_JSON_CHARS):
+            self._pending_text.append(text)  # JSON check only: at most MAX_JSON_CHARS deltas, judged at the end
         if self._pending_nonblank_at is None and text.strip():
             self._pending_nonblank_at = now
 
     def _settle(self, as_reasoning: bool) -> None:
         if as_reasoning:
             self.reasoning_deltas += self._pending
-            self.reasoning_text.extend(self._pending_text)
+            if self._keep_text:
+                self.reasoning_text.extend(self._pending_text)
         else:
             self.answer_deltas += self._pending
-            self.answer_at = self._pending_nonblank_at
-            self.answer_text.extend(self._pending_text)
+            if self.answer_at is None:
+                self.answer_at = self._pending_nonblank_at
+            if self._keep_text:
+                self.answer_text.extend(self._pending_text)
+            for text in self._pending_text:
+                self._keep_json(text)
+            if self._pending > len(self._pending_text):
+                self._json = None  # some of it was not kept: not judged
         self._pending, self._pending_text = 0, []
 
     def _on_answer(self, text: str, now: float, count: bool = True) -> None:
@@ -138,6 +211,16 @@ class CompletionAccounting:
             self.answer_at = now
         if self._keep_text:
             self.answer_text.append(text)
+        self._keep_json(text)
+
+    def _keep_json(self, text: str) -> None:
+        if self._json is None:
+            return
+        self._json_chars += len(text)
+        if self._json_chars > MAX_JSON_CHARS:
+            self._json = None  # too long to judge: json_valid stays null
+        else:
+            self._json.append(text)
 
     def finish(self) -> None:
         """Settle content whose role was undecided: opened with <think> and never closed = reasoning, else answer."""
@@ -162,24 +245,56 @@ class CompletionAccounting:
                 reasoning, content = "", choice.get("text") or ""
             if not reasoning:
                 reasoning, content = split_inline_think(content)
+            calls = message.get("tool_calls") if isinstance(message, dict) else None
+            for call in calls[:MAX_TOOL_CALLS_TRACKED] if isinstance(calls, list) else ():
+                if isinstance(call, dict):
+                    self.tool_calls += 1
+                    self._take_name(call)
+                    function = call.get("function")
+                    arguments = function.get("arguments") if isinstance(function, dict) else None
+                    if isinstance(arguments, str):
+                        self._tool_chars += len(arguments)  # answer characters, for apportioning reasoning
             self.reasoning_deltas = 1 if reasoning else 0
-            self.answer_deltas = 1 if content else 0
+            self.answer_deltas = 1 if content or self.tool_calls else 0
             self.answer_text = [content]
             self.reasoning_text = [reasoning]
+            self._body_text = bool(content.strip())
+            if self._json is not None:
+                self._json = [content] if len(content) <= MAX_JSON_CHARS else None
 
     # -- results ----------------------------------------------------------------------------------------------
     @property
-    def answer_blank(self) -> bool:
-        if self._keep_text or self.answer_text:
-            return not "".join(self.answer_text).strip()
-        return self.answer_at is None
+    def has_text(self) -> bool:
+        """The answer has non-blank text (reasoning aside)."""
+        return self.answer_at is not None or self._body_text
+
+    def answer_kind(self, completion_tokens: int | None) -> AnswerKind:
+        """What this generation answered (llmwatch.answers: the one rule)."""
+        thought = self.reasoning_deltas > 0
+        return answer_kind(self.has_text, self.tool_calls, thought, completion_tokens)
+
+    def json_valid(self) -> bool | None:
+        """For a JSON-format request whose answer has text: whether that text parses as JSON; else None."""
+        if self._json is None or not self.has_text:
+            return None
+        try:
+            orjson.loads("".join(self._json).strip())
+        except orjson.JSONDecodeError:
+            return False
+        return True
+
+    @property
+    def generated(self) -> bool:
+        """The engine sent a completion: usage, a body, or at least one streamed chunk with choices."""
+        return self.usage is not None or self._chunks > 0
 
     def token_counts(self, streamed: bool) -> tuple[int | None, int | None, int | None, int | None]:
         """(prompt, completion, reasoning, total) tokens; from usage, apportioned where usage is silent."""
         usage = self.usage or {}
         prompt = _int(usage.get("prompt_tokens"))
         completion = _int(usage.get("completion_tokens"))
-        if completion is None and streamed:
+        if completion is None and streamed and self._chunks:
+            # No usage: count what streamed. Nothing streamed (a refused request) stays null, as non-streamed.
             completion = self.reasoning_deltas + self.answer_deltas
         total = _int(usage.get("total_tokens"))
         if total is None and prompt is not None and completion is not None:
@@ -205,12 +320,13 @@ class CompletionAccounting:
             thought, said = self.reasoning_deltas, self.answer_deltas
         else:
             # Non-streamed bodies always keep their texts (on_response).
-            thought, said = sum(map(len, self.reasoning_text)), sum(map(len, self.answer_text))
+            thought = sum(map(len, self.reasoning_text))
+            said = sum(map(len, self.answer_text)) + self._tool_chars
         if not thought:
             return 0
         if not said:
             return completion
-        return min(completion, round(completion * thought / (thought + said)))
+        return max(0, min(completion - 1, round(completion * thought / (thought + said))))  # an answer is >= 1 token
 
 
 def split_inline_think(content: str) -> tuple[str, str]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 TASK_MARKER = "### Task:"
+JSON_FORMATS = ("json_object", "json_schema")
 # Open WebUI's RAG_TEMPLATE: a user's own question under a "### Task:" heading (docs/open-webui.md).
 USER_QUERY_TASKS = ("Respond to the user query",)
 
@@ -53,3 +54,16 @@ def _text_of(content: Any) -> str | None:
         parts = [p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text"]
         return "".join(parts)
     return None
+
+
+def offers_tools(body: dict[str, Any]) -> bool:
+    """The request offers the model at least one tool (a non-empty `tools` list), whatever its `tool_choice`."""
+    tools = body.get("tools")
+    return isinstance(tools, list) and len(tools) > 0
+
+
+def json_format(body: dict[str, Any]) -> str | None:
+    """`json_object` or `json_schema` when the client asked for a JSON answer (`response_format.type`), else None."""
+    response_format = body.get("response_format")
+    kind = response_format.get("type") if isinstance(response_format, dict) else None
+    return kind if kind in JSON_FORMATS else None

@@ -17,10 +17,12 @@ class RequestFacts:
         "path",
         "prompt_text",
         "request_id",
+        "response_format",
         "started",
         "started_wall",
         "status",
         "stream",
+        "tools_offered",
         "upstream",
         "user",
         "user_agent",
@@ -44,6 +46,8 @@ class RequestFacts:
         self.user_agent: str | None = None
         self.acct: CompletionAccounting | None = None
         self.prompt_text: str | None = None
+        self.tools_offered = False
+        self.response_format: str | None = None  # json_object / json_schema when the client asked for JSON
 
     def fail(self, error_type: str, status: int, message: str | None) -> None:
         self.error_type, self.status, self.error_message = error_type, status, message

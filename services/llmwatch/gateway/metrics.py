@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from llmwatch.answers import ANSWER_KINDS
 from llmwatch.simulator.metric_spec import TOKEN_LATENCY_BUCKETS as VLLM_TOKEN_LATENCY_BUCKETS
 from llmwatch.simulator.metric_spec import TTFT_BUCKETS as VLLM_TTFT_BUCKETS
 
@@ -37,7 +38,8 @@ class GatewayMetrics:
             buckets=DURATION_BUCKETS, registry=registry,
         )  # fmt: skip
         self.ttft = Histogram(
-            "llmwatch_time_to_first_token_seconds", "Time to the first content or reasoning token (streamed).",
+            "llmwatch_time_to_first_token_seconds",
+            "Time to the first content, reasoning or tool-call delta (streamed).",
             labels, buckets=TTFT_BUCKETS, registry=registry,
         )  # fmt: skip
         self.tpot = Histogram(
@@ -49,8 +51,12 @@ class GatewayMetrics:
             registry=registry,
         )  # fmt: skip
         self.empty = Counter(
-            "llmwatch_empty_responses", "Successful responses with no tokens or a blank answer.", labels,
-            registry=registry,
+            "llmwatch_empty_responses", "Successful generations with no answer: no text and no tool call "
+            "(reasoning only, or nothing).", labels, registry=registry,
+        )  # fmt: skip
+        self.answers = Counter(
+            "llmwatch_answers", "Successful generations by what they answered: answer_kind is text, tool_calls "
+            "(with or without text), reasoning_only or empty.", (*labels, "answer_kind"), registry=registry,
         )  # fmt: skip
         self.in_flight = Gauge("llmwatch_requests_in_flight", "Requests being served now.", registry=registry)
         self.errors = Counter(
@@ -84,5 +90,7 @@ class GatewayMetrics:
             self.ttft.labels(model, kind)
             self.tpot.labels(model, kind)
             self.empty.labels(model, kind)
+            for answer in ANSWER_KINDS:
+                self.answers.labels(model, kind, answer)
             for type_ in ("prompt", "completion", "reasoning"):
                 self.tokens.labels(model, kind, type_)

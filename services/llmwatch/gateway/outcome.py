@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from llmwatch.answers import AnswerKind, is_empty
 from llmwatch.gateway.facts import RequestFacts
 
 
@@ -32,6 +33,12 @@ class Outcome:
     tokens_per_s: float | None
     finish_reason: str | None
     empty: bool
+    answer_kind: AnswerKind | None  # successful generations only
+    tool_calls: int | None  # null when the engine generated nothing
+    tool_names: tuple[str, ...]
+    tools_offered: bool
+    response_format: str | None
+    json_valid: bool | None
     error_type: str | None
     error_message: str | None
     upstream: str | None
@@ -55,6 +62,10 @@ def outcome(facts: RequestFacts, ended: float, keep_texts: bool) -> Outcome:
     ttft = answer = tpot = rate = None
     finish = None
     empty = False
+    kind: AnswerKind | None = None
+    calls: int | None = None
+    names: tuple[str, ...] = ()
+    json_ok = None
     prompt_pt = predicted_pt = None
     if acct is not None:
         prompt, completion, reasoning, total = acct.token_counts(facts.stream)
@@ -68,7 +79,12 @@ def outcome(facts: RequestFacts, ended: float, keep_texts: bool) -> Outcome:
                 rate = 1.0 / tpot
         elif not facts.stream and completion and duration > 0:
             rate = completion / duration
-        empty = facts.status == 200 and (completion == 0 or acct.answer_blank)
+        if 200 <= facts.status < 300:
+            kind = acct.answer_kind(completion)
+            empty = is_empty(kind)
+            json_ok = acct.json_valid()
+        if acct.generated:
+            calls, names = acct.tool_calls, tuple(acct.tool_names)
         prompt_pt, predicted_pt = acct.engine_per_token_seconds()
     texts = keep_texts and acct is not None
     return Outcome(
@@ -92,6 +108,12 @@ def outcome(facts: RequestFacts, ended: float, keep_texts: bool) -> Outcome:
         tokens_per_s=rate,
         finish_reason=finish,
         empty=empty,
+        answer_kind=kind,
+        tool_calls=calls,
+        tool_names=names,
+        tools_offered=facts.tools_offered,
+        response_format=facts.response_format,
+        json_valid=json_ok,
         error_type=facts.error_type,
         error_message=facts.error_message,
         upstream=facts.upstream,

@@ -19,7 +19,7 @@ import orjson
 from yarl import URL
 
 from llmwatch.gateway.accounting import CompletionAccounting
-from llmwatch.gateway.classify import last_user_text, request_kind
+from llmwatch.gateway.classify import json_format, last_user_text, offers_tools, request_kind
 from llmwatch.gateway.connection import ClientConnection, ClientGone
 from llmwatch.gateway.errors import GatewayError, engine_error_type, error_message_of
 from llmwatch.gateway.facts import RequestFacts
@@ -183,7 +183,9 @@ class Proxy:
         facts.kind = request_kind(payload, h.get(b"x-llmwatch-kind"))
         if self._keep_text:
             facts.prompt_text = last_user_text(payload)
-        facts.acct = CompletionAccounting(self._keep_text)
+        facts.tools_offered = offers_tools(payload)
+        facts.response_format = json_format(payload)
+        facts.acct = CompletionAccounting(self._keep_text, check_json=facts.response_format is not None)
         strip = False
         if facts.stream:
             options = payload.get("stream_options")

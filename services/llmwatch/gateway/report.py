@@ -80,6 +80,8 @@ class Reporter:
             reasoning.inc(o.reasoning_tokens)
         if o.empty:
             empty.inc()
+        if o.answer_kind is not None:
+            m.answers.labels(model, o.kind, o.answer_kind).inc()
         if o.error_type is not None:
             m.errors.labels(model, o.kind, o.error_type).inc()
             if ERRORS[o.error_type].upstream_failure and o.upstream is not None:

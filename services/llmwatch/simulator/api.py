@@ -24,6 +24,14 @@ from llmwatch.simulator.sequence import Listener
 from llmwatch.simulator.simulator import VLLM_VERSION, Simulator
 from llmwatch.simulator.streams import ChatStreamListener, CollectListener, CompletionStreamListener
 from llmwatch.simulator.textgen import chat_prompt_tokens, completion_prompt_tokens, generate, message_text
+from llmwatch.simulator.tools import (
+    ToolCall,
+    arguments_of,
+    choose_tool,
+    json_answer,
+    with_json_answer,
+    with_tool_call,
+)
 from llmwatch.simulator.wire import (
     ChatFrames,
     CompletionFrames,
@@ -31,6 +39,7 @@ from llmwatch.simulator.wire import (
     completion_response,
     models_body,
     phrase,
+    tool_call_dict,
 )
 
 log = logging.getLogger(__name__)
@@ -129,15 +138,23 @@ class Routes:
         language_text: str,
     ) -> web.StreamResponse:
         sim = self.sim
+        s = sim.settings
+        is_chat = isinstance(body, ChatRequest)
+        extra = (body.model_extra or {}) if is_chat else {}
+        chosen = choose_tool(extra, sim.rng, s.tool_call_share, s.enable_auto_tool_choice)
         max_tokens, param = body.output_limit()
         decision = sim.admit(body.model, prompt_tokens, max_tokens, param, request.headers.get(FORCE_HEADER))
         base = sim.request_base_id(request.headers.get("X-Request-Id"), body.request_id)
-        gen = generate(prompt_text, sim.settings.seed, body.seed, language_text)
+        gen = generate(prompt_text, s.seed, body.seed, language_text)
+        tool: ToolCall | None = None
+        if chosen is not None:
+            gen, tool = with_tool_call(gen, extra, *chosen)
+        elif (answer := json_answer(extra, "".join(gen.tokens[gen.think_end + 1 :]))) is not None:
+            gen = with_json_answer(gen, answer)
         plan = sim.plan(gen, prompt_tokens, max_tokens, decision.empty)
         request_id, created, model = prefix + base, int(time.time()), sim.settings.served_model_name
         headers = {"X-Request-Id": base}
         include_usage, continuous = body.usage_flags()
-        is_chat = isinstance(body, ChatRequest)
         think_end = plan.think_end if sim.settings.reasoning_parser and is_chat else None
         listener: Listener
         if body.stream:
@@ -147,7 +164,7 @@ class Routes:
             chunked = request.version >= HttpVersion11
             if is_chat:
                 frames = ChatFrames(request_id, created, model, prompt_tokens, continuous)
-                listener = ChatStreamListener(transport, chunked, frames, think_end, include_usage)
+                listener = ChatStreamListener(transport, chunked, frames, think_end, include_usage, tool)
             else:
                 cframes = CompletionFrames(request_id, created, model, prompt_tokens, continuous)
                 listener = CompletionStreamListener(transport, chunked, cframes, include_usage)
@@ -167,7 +184,17 @@ class Routes:
         if reason == "abort":
             raise ApiError(400, "Client disconnected", "BadRequestError")
         out = plan.tokens[: seq.generated]
-        if is_chat:
+        if is_chat and tool is not None:
+            # vLLM's full generator: the text before the call is the content (none here: null for auto, "" for
+            # required and named), the call goes in tool_calls, and a finished call ends in the tool's finish reason.
+            reasoning = "".join(out[: min(len(out), tool.start - 1)]) if think_end is not None else None
+            calls = [tool_call_dict(tool.call_id, tool.name, arguments_of(out, tool))] if len(out) > tool.start else []
+            content = None if tool.finish == "tool_calls" and extra.get("tool_choice") != "required" else ""
+            finish = tool.finish if reason == "stop" else reason
+            payload = chat_response(
+                request_id, created, model, content, reasoning, finish, prompt_tokens, len(out), calls
+            )
+        elif is_chat:
             content, reasoning = _split(out, think_end)
             payload = chat_response(request_id, created, model, content, reasoning, reason, prompt_tokens, len(out))
         else:

@@ -31,6 +31,13 @@ class SimSettings(BaseSettings, FaultSettings):
     reasoning_parser: Literal["", "deepseek_r1"] = Field(
         "", description="deepseek_r1 puts thinking in `reasoning`; empty leaves it inline before </think>."
     )
+    enable_auto_tool_choice: bool = Field(
+        False, description="Answer tool_choice auto (vLLM flag; vLLM also needs --tool-call-parser). Required and "
+        "named tool_choice work without it, as in vLLM.",
+    )  # fmt: skip
+    tool_call_share: float = Field(
+        0.5, ge=0, le=1, description="Share of tool_choice auto requests answered with a tool call (seeded)."
+    )
     seed: int = Field(0, description="Seed of the generated text: same seed + prompt -> same answer.")
     gpu_profile: Literal["rtx3060", "rtx4090", "h100"] = Field("rtx3060", description="Card whose speed is modelled.")
     startup_seconds: float = Field(5.0, ge=0, description="/health answers 503 this long, like weights loading.")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 
 from llmwatch.simulator.sequence import Sequence
+from llmwatch.simulator.tools import ToolCall
 from llmwatch.simulator.wire import DONE, ChatFrames, CompletionFrames
 
 _CONTENT = b"content"
@@ -43,17 +44,32 @@ class ChatStreamListener(SocketListener):
         frames: ChatFrames,
         think_end: int | None,
         include_usage: bool,
+        tool: ToolCall | None = None,
     ) -> None:
         super().__init__(transport, chunked)
         self.frames = frames
         self.think_end = think_end  # None: no reasoning parser, the text stays inline
         self.include_usage = include_usage
+        self.tool = tool
 
     def emit(self, seq: Sequence, start: int, end: int, finish: str | None) -> bool:
         frames = self.frames
         parts: list[bytes] = [frames.role()] if start == 0 else []
+        tool = self.tool
+        if tool is not None and finish == "stop":
+            finish = tool.finish  # the serving layer's name for a tool-call ending; the engine's stays "stop"
         for i in range(start, end):
             last = finish if i == end - 1 else None
+            if tool is not None and i >= tool.start:
+                if i == tool.start:
+                    parts.append(frames.tool_name(tool.call_id, tool.name, i + 1))
+                    if last is not None:
+                        parts.append(frames.delta(b"{}", last, i + 1))
+                elif seq.tokens[i]:
+                    parts.append(frames.tool_arguments(seq.tokens[i], last, i + 1))
+                else:  # EOS: the parser has nothing to add, the finishing chunk has an empty delta
+                    parts.append(frames.delta(b"{}", last, i + 1))
+                continue
             field: bytes | None = _CONTENT
             if self.think_end is not None:
                 if i < self.think_end:

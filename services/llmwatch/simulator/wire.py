@@ -69,6 +69,23 @@ class ChatFrames(_Frames):
     def token(self, field: bytes | None, text: str, finish: str | None, completion: int) -> bytes:
         """One delta; ``field`` is b"content" or b"reasoning", None for an empty delta (`{}`)."""
         delta = b'{"%b":%b}' % (field, orjson.dumps(text)) if field else b"{}"
+        return self.delta(delta, finish, completion)
+
+    def tool_name(self, call_id: str, name: str, completion: int) -> bytes:
+        """A tool call's first delta: DeltaToolCall(index, type, id, function={name}), dumped exclude_unset."""
+        call = b'{"id":%b,"type":"function","index":0,"function":{"name":%b}}' % (
+            orjson.dumps(call_id),
+            orjson.dumps(name),
+        )
+        return self.delta(b'{"tool_calls":[%b]}' % call, None, completion)
+
+    def tool_arguments(self, text: str, finish: str | None, completion: int) -> bytes:
+        """More of the call's arguments: DeltaToolCall(index, function={arguments})."""
+        call = b'{"index":0,"function":{"arguments":%b}}' % orjson.dumps(text)
+        return self.delta(b'{"tool_calls":[%b]}' % call, finish, completion)
+
+    def delta(self, delta: bytes, finish: str | None, completion: int) -> bytes:
+        """One choice chunk carrying the serialised ``delta`` object."""
         if finish is None:
             choice = b'{"index":0,"delta":%b,"logprobs":null,"finish_reason":null,"token_ids":null}' % delta
         else:
@@ -110,6 +127,7 @@ def chat_response(
     finish: str,
     prompt: int,
     completion: int,
+    tool_calls: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
@@ -118,7 +136,7 @@ def chat_response(
         "annotations": None,
         "audio": None,
         "function_call": None,
-        "tool_calls": [],
+        "tool_calls": tool_calls or [],
         "reasoning": reasoning,
     }
     choice = {
@@ -207,3 +225,8 @@ def models_body(model: str, max_model_len: int, created: int, permission_id: str
         "permission": [permission],
     }
     return {"object": "list", "data": [card]}
+
+
+def tool_call_dict(call_id: str, name: str, arguments: str) -> dict[str, Any]:
+    """ToolCall as a non-streamed message carries it: id, type, function {name, arguments}."""
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
