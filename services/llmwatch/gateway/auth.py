@@ -22,9 +22,13 @@ class ApiKey:
 
 
 def load_api_keys(path: Path) -> dict[str, ApiKey]:
-    """Map key -> ApiKey. Blank lines and `#` comments are skipped; a malformed line is an error."""
+    return parse_api_keys(path.read_text(), str(path))
+
+
+def parse_api_keys(text: str, path: str) -> dict[str, ApiKey]:
+    """Map key -> ApiKey. Blank lines and `#` comments are skipped; a malformed line is an error naming ``path``."""
     keys: dict[str, ApiKey] = {}
-    for number, raw in enumerate(path.read_text().splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
