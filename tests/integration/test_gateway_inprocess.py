@@ -138,6 +138,8 @@ async def test_every_error_type_is_logged_once_with_its_status(
         await expect(gw, "upstream_disconnect", 502, "POST", post, json=CHAT)
     async with gateway(f"http://127.0.0.1:{free_port()}") as gw:
         await expect(gw, "upstream_unreachable", 502, "POST", post, json=CHAT)
+    async with gateway(sim, max_response_bytes=100) as gw:
+        await expect(gw, "upstream_too_large", 502, "POST", post, json=CHAT)
     async with gateway(sim, body_timeout=0.2) as gw:
         seen.add(await _raw_call(gw, slow_body=True))
         seen.add(await _raw_call(gw, slow_body=False))
