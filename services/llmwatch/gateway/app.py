@@ -106,6 +106,7 @@ def create_app(
 
     if s.metrics_port is None:
         add_listener_routes(management, registry, pool)
+
     @management.get("/health")
     async def health() -> Response:
         """vLLM-compatible: 200 with an empty body only while an upstream is ready."""

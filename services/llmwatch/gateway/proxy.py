@@ -311,7 +311,6 @@ class Proxy:
         await conn.start(resp.status, headers)
         await conn.end(data)
 
-
     async def _read_bounded(self, resp: aiohttp.ClientResponse, facts: RequestFacts) -> bytes:
         """The whole body, or upstream_too_large once it passes --max-response-bytes (read no further)."""
         limit = self._max_response

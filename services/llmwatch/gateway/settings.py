@@ -25,16 +25,21 @@ class GatewaySettings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address to listen on.")
     port: int = Field(4000, ge=1, le=65535, description="Port to listen on.")
     metrics_port: int | None = Field(
-        None, ge=1, le=65535, description="Serve GET /metrics and GET /readyz on this port instead of the API port "
+        None,
+        ge=1,
+        le=65535,
+        description="Serve GET /metrics and GET /readyz on this port instead of the API port "
         "(a NetworkPolicy can open it to Prometheus and the probes only).",
     )
     docs: bool = Field(False, description="Serve the OpenAPI page of the management routes (/docs, /openapi.json).")
     forwarded_allow_ips: CommaList = Field(
-        [], description="Proxies (IPs or CIDRs, `*` for any) whose X-Forwarded-For/-Proto are trusted for client_ip; "
+        [],
+        description="Proxies (IPs or CIDRs, `*` for any) whose X-Forwarded-For/-Proto are trusted for client_ip; "
         "none by default.",
     )
     forward_header: CommaList = Field(
-        [], description="Also forward this request header to the engine (e.g. X-Sim-Fault for drills against the "
+        [],
+        description="Also forward this request header to the engine (e.g. X-Sim-Fault for drills against the "
         "simulator); repeat for several. The default allow-list sends only what the engine needs.",
     )
     log_file: Path | None = Field(None, description="Access-log file (JSON lines, size-rotated); stdout always.")
@@ -74,8 +79,9 @@ class GatewaySettings(BaseSettings):
         32 * 1024 * 1024, gt=0, description="Largest non-streamed engine answer read (502 upstream_too_large beyond)."
     )
     max_sse_line_bytes: int = Field(
-        1024 * 1024, ge=1024, description="Longest SSE line (or event) of an engine stream (502 upstream_too_large "
-        "beyond).",
+        1024 * 1024,
+        ge=1024,
+        description="Longest SSE line (or event) of an engine stream (502 upstream_too_large beyond).",
     )
     health_interval: float = Field(5.0, gt=0, description="Seconds between upstream /health probes.")
     max_connections: int = Field(1024, gt=0, description="Pooled connections per upstream.")

@@ -18,6 +18,7 @@ DEFAULT_MAX_LINE = 1024 * 1024
 class EventTooLarge(Exception):
     """An SSE line (or an event's held bytes) grew past the scanner's limit: the engine is misbehaving."""
 
+
 # Called with each event's parsed JSON object; returns True when the event is usage-only.
 OnChunk = Callable[[dict[str, object], float], bool]
 
