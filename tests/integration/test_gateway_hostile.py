@@ -263,6 +263,7 @@ def test_7_endless_header_lines_do_not_stall_other_clients(
     gw = start_gateway(engine[1])
     port = int(gw.url.rsplit(":", 1)[1])
     idle = statistics.median(_chat_seconds(gw.url) for _ in range(7))
+    peak_before = _rss_peak_kb(gw.proc.pid)
     stop = threading.Event()
     closed: list[bool] = []
 
@@ -287,6 +288,8 @@ def test_7_endless_header_lines_do_not_stall_other_clients(
         for thread in threads:
             thread.join(10)
     assert loaded <= 2 * idle, f"a chat took {loaded:.3f}s under attack, {idle:.3f}s idle"
+    grown_mb = (_rss_peak_kb(gw.proc.pid) - peak_before) / 1024
+    assert grown_mb < 32, f"the gateway's peak memory grew by {grown_mb:.0f} MB under the attack"
     assert total(gw.metrics(), "llmwatch_connections_rejected_total", reason="header_too_large") == 4
 
 

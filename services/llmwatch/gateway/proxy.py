@@ -121,6 +121,7 @@ class Proxy:
                     "unauthorized", "Missing or invalid API key: send `Authorization: Bearer <key>` with a key "
                     "listed in the gateway's --api-keys file.",
                 )  # fmt: skip
+        facts.user = _user(key, h)
         self._check_route(facts.method, path, query)
         if b"upgrade" in h:
             # uvicorn stops parsing at an Upgrade head, so a body after it would be lost; WebSocket and h2c are
@@ -129,7 +130,6 @@ class Proxy:
                 "invalid_request", "Protocol upgrades (WebSocket, h2c) are not served; send plain HTTP/1.1 "
                 "(curl: --http1.1).",
             )  # fmt: skip
-        facts.user = _user(key, h)
         key_name = key.name if key is not None else None
         generation = facts.method == "POST" and path in GENERATION_PATHS
         if generation:
