@@ -412,3 +412,20 @@ async def test_a_failing_metric_update_still_writes_the_line(
     assert resp.status_code == 200
     assert _one_line(inproc)["status"] == 200
     assert inproc.sample("llmwatch_report_failures_total", step="metrics") == 1
+
+
+async def test_a_failing_accounting_step_still_writes_the_line(
+    inproc: InProcessGateway, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from llmwatch.gateway.accounting import CompletionAccounting
+
+    def boom(*_: Any) -> None:
+        raise RuntimeError("accounting broke")
+
+    monkeypatch.setattr(CompletionAccounting, "token_counts", boom)
+    resp = await inproc.client.post(POST, json=CHAT)
+    assert resp.status_code == 200
+    line = _one_line(inproc)
+    assert (line["status"], line["prompt_tokens"], line["model"]) == (200, None, MODEL)
+    assert inproc.sample("llmwatch_report_failures_total", step="outcome") == 1
+    assert inproc.sample("llmwatch_requests_total", status="200") == 1

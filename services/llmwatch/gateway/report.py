@@ -43,12 +43,15 @@ class Reporter:
             if facts.acct is not None:
                 facts.acct.finish()
             result = outcome(facts, ended, keep)
+            line = log_line(result, self._content_chars or 0)
         except Exception:
+            # What the request's accounting gathered broke the report: the line goes out without it.
             self._failed("outcome", facts)
             facts.acct = None
             result = outcome(facts, ended, keep)
+            line = log_line(result, self._content_chars or 0)
         try:
-            self._log.write(log_line(result, self._content_chars or 0))
+            self._log.write(line)
         except Exception:
             self._failed("log_line", facts)
         try:
