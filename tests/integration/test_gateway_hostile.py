@@ -326,10 +326,11 @@ def test_8_errors_before_the_body_close_the_connection(
     for sock in socks:
         sock.close()
     assert not open_, f"{len(open_)} of 20 connections still open after their error"
-    statuses = sorted(int(a.split(b" ", 2)[1]) for a in answers.values() if a)
+    # An answer can be lost to the reset that closing a socket with unread bytes sends; the log has every one.
+    got = [a for a in answers.values() if a]
+    assert got and all(a.split(b" ", 2)[1] in (b"408", b"413") and b"connection: close" in a.lower() for a in got)
+    statuses = sorted(line["status"] for line in gw.wait_lines(20))
     assert statuses == [408] * 10 + [413] * 10, statuses
-    assert all(b"connection: close" in a.lower() for a in answers.values())
-    assert len(gw.wait_lines(20)) == 20
 
 
 # -- 9. Engine responses are buffered without limit ---------------------------------------------------------------
