@@ -50,7 +50,7 @@ secret() { python3 -c 'import secrets; print(secrets.token_hex(32))'; }
 
 # .env.example with every empty required secret filled, the sim profile, and ports nobody else uses.
 {
-  grep -v -E '^(COMPOSE_PROFILES|UI_BIND_ADDRESS|[A-Z_]+_PORT|KIBANA_PUBLIC_BASE_URL)=' "$REPO/.env.example" |
+  grep -v -E '^(COMPOSE_PROFILES|UI_BIND_ADDRESS|[A-Z_]+_PORT|KIBANA_PUBLIC_BASE_URL|GATEWAY_FORWARD_HEADERS)=' "$REPO/.env.example" |
     while IFS= read -r line; do
       case "$line" in
         *_KEY= | *_PASSWORD=) echo "${line}$(secret)" ;;
@@ -58,6 +58,7 @@ secret() { python3 -c 'import secrets; print(secrets.token_hex(32))'; }
       esac
     done
   echo "COMPOSE_PROFILES=sim"
+  echo "GATEWAY_FORWARD_HEADERS=X-Sim-Fault"  # the drill forces empty answers through the gateway
   echo "UI_BIND_ADDRESS=127.0.0.1"
   for name in OPEN_WEBUI GRAFANA KIBANA GATEWAY PROMETHEUS ALERTMANAGER; do echo "${name}_PORT=$(free_port)"; done
 } >"$ENV_FILE"

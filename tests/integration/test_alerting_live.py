@@ -273,6 +273,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         start(llmwatch_cmd(
             "gateway", "--upstream", url["engine"], "--host", "127.0.0.1", "--port", str(ports.gateway),
             "--log-file", str(tmp / "access.log"), "--no-log-stdout", "--health-interval", "0.5",
+            "--forward-header", "X-Sim-Fault",  # the forced upstream error below
         ), "gateway", f"{url['gateway']}/readyz")  # fmt: skip
         start(llmwatch_cmd("relay", "--host", "127.0.0.1", "--port", str(ports.relay)), "relay",
               f"{url['relay']}/healthz", env=relay_env(im, 0.2, 1))  # fmt: skip

@@ -17,6 +17,8 @@ pytestmark = pytest.mark.integration
 
 SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "2+2?"}]}
+# The fake engine's behaviour header is not on the gateway's allow-list: the tests let it through.
+FAKE = ("--forward-header", "X-Fake")
 
 
 def _only_line(gw: Gateway, before: int) -> dict[str, Any]:
@@ -68,7 +70,7 @@ def test_api_keys_map_to_names_and_never_reach_the_log(
     start_gateway: GatewayFactory, fake_vllm: str, tmp_path: Path
 ) -> None:
     keys = tmp_path / "keys"
-    keys.write_text("# name=key\nalice=sk-alice-secret\nopen-webui=sk-owui-secret\n")
+    keys.write_text("# name=key\nalice=sk-alice-secret\nopen-webui=sk-owui-secret forward-user\n")
     gw = start_gateway(fake_vllm, "--api-keys", str(keys))
     _assert_envelope(_post(gw, CHAT), 401, "unauthorized")
     _assert_envelope(_post(gw, CHAT, Authorization="Bearer sk-wrong"), 401, "unauthorized")
@@ -99,7 +101,7 @@ def test_upstream_unreachable_is_502(start_gateway: GatewayFactory) -> None:
 
 
 def test_upstream_timeout_is_504(start_gateway: GatewayFactory, fake_vllm: str) -> None:
-    gw = start_gateway(fake_vllm, "--read-timeout", "0.5")
+    gw = start_gateway(fake_vllm, "--read-timeout", "0.5", *FAKE)
     _assert_envelope(_post(gw, CHAT, **{"X-Fake": "hang"}), 504, "upstream_timeout")
     line = _only_line(gw, 0)
     assert (line["status"], line["error_type"]) == (504, "upstream_timeout")
@@ -112,7 +114,7 @@ def test_upstream_timeout_is_504(start_gateway: GatewayFactory, fake_vllm: str) 
 def test_upstream_errors_pass_through_with_their_body(
     start_gateway: GatewayFactory, fake_vllm: str, status: int, error_type: str, engine_failed: int
 ) -> None:
-    gw = start_gateway(fake_vllm)
+    gw = start_gateway(fake_vllm, *FAKE)
     resp = _post(gw, CHAT, **{"X-Fake": f"error{status}"})
     assert resp.status_code == status
     assert resp.json()["error"]["message"] == f"fake {status}"
@@ -128,7 +130,7 @@ def test_upstream_errors_pass_through_with_their_body(
 def test_stream_broken_by_the_upstream_is_502_and_the_client_gets_an_error_event(
     start_gateway: GatewayFactory, fake_vllm: str
 ) -> None:
-    gw = start_gateway(fake_vllm)
+    gw = start_gateway(fake_vllm, *FAKE)
     resp = _post(gw, {**CHAT, "stream": True}, **{"X-Fake": "broken"})
     assert resp.status_code == 200  # the headers went out before the upstream broke
     assert '"upstream_stream_broken"' in resp.text.strip().splitlines()[-1]
@@ -140,7 +142,7 @@ def test_stream_broken_by_the_upstream_is_502_and_the_client_gets_an_error_event
 def test_client_disconnect_mid_stream_cancels_upstream_and_logs_499(
     start_gateway: GatewayFactory, fake_vllm: str
 ) -> None:
-    gw = start_gateway(fake_vllm)
+    gw = start_gateway(fake_vllm, *FAKE)
     with httpx.stream("POST", gw.url + "/v1/chat/completions", json={**CHAT, "stream": True},
                       headers={"X-Fake": "slow"}, timeout=10.0) as resp:  # fmt: skip
         assert resp.status_code == 200

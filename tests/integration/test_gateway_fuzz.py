@@ -1,4 +1,5 @@
-"""Property-based fuzzing of the gateway in front of the simulator: random raw paths, methods, headers and bodies.
+"""Property-based fuzzing of the gateway in front of the simulator: random raw paths, methods, headers and bodies;
+and in front of a scripted engine that answers with random chunks (malformed usage, huge lines, non-object JSON).
 
 For every request: no 5xx of the gateway's own making, exactly one schema-valid access-log line (management routes
 excepted), and nothing reaches the engine but an allowed route, forwarded exactly as the client sent it.
@@ -14,21 +15,24 @@ from typing import Any
 from urllib.parse import unquote
 
 import jsonschema
+import orjson
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from llmwatch.gateway.app import MANAGEMENT_PATHS
 from llmwatch.gateway.routes import RouteTable, check_raw_path, parse_routes
-from tests.inprocess import MODEL, InProcessGateway, LoopThread, gateway, simulator
+from tests.inprocess import MODEL, InProcessGateway, LoopThread, gateway, serving, simulator
 from tests.support import REPO
+from tests.vllm_chunks import chunk
 
 pytestmark = pytest.mark.integration
 
 SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
 DEFAULT_ROUTES = RouteTable(parse_routes([]))
 EXAMPLES = 400
-RUN: dict[str, int] = {"cases": 0}
+ENGINE_EXAMPLES = 150
+RUN: dict[str, int] = {"cases": 0, "engine_cases": 0}
 
 # Segments an attacker or a broken client would try, and plain ones the allow-list knows.
 SEGMENTS = st.sampled_from([
@@ -54,12 +58,24 @@ MESSAGES = st.just([{"role": "user", "content": "hi"}]) | st.lists(
     st.dictionaries(st.sampled_from(["role", "content"]), st.text(max_size=20) | st.integers() | st.none()),
     max_size=3,
 )
+# What a JSON field can hold, of every type: the gateway must refuse or pass each, never fail on one.
+ANY_VALUE = (
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5)
+    | st.just([])
+    | st.just({})
+)
 JSON_BODIES = st.fixed_dictionaries(
-    {"model": st.just(MODEL) | st.text(max_size=10), "messages": MESSAGES},
+    {"model": st.just(MODEL) | st.text(max_size=10) | st.just("m" * 5000) | ANY_VALUE, "messages": MESSAGES},
     optional={
-        "stream": st.booleans() | st.text(max_size=3),
-        "max_tokens": st.integers(-2, 40) | st.just(10**9),
-        "stream_options": st.none() | st.dictionaries(st.sampled_from(["include_usage", "x"]), st.booleans()),
+        "stream": st.booleans() | st.sampled_from(["true", "false", "yes", "on", 1, 0]) | ANY_VALUE,
+        "max_tokens": st.integers(-2, 40) | st.just(10**9) | ANY_VALUE,
+        "n": st.integers(-1, 3) | ANY_VALUE,
+        "stream_options": ANY_VALUE
+        | st.dictionaries(st.sampled_from(["include_usage", "x"]), st.booleans() | st.sampled_from(["false", 1])),
         "prompt": st.text(max_size=30),
     },
 ).map(lambda body: json.dumps(body).encode())
@@ -120,7 +136,7 @@ def test_random_requests_are_refused_cleanly_and_logged_once(
     encoded = [(k.encode(), v.encode("latin-1", "replace")) for k, v in headers]
     status = loop.run(_call(gw, method, raw, query.encode(), encoded, body))
     lines = gw.log.lines[before_lines:]
-    if unquote(path) in MANAGEMENT_PATHS:
+    if unquote(path) in gw.app.management_paths:
         assert lines == [], "management routes are not logged"
         return
     assert len(lines) == 1, f"{method} {path}: {len(lines)} log lines"
@@ -139,6 +155,97 @@ def test_random_requests_are_refused_cleanly_and_logged_once(
         assert (seen_method, seen_path, seen_query) == (method, path, query), "forwarded other than sent"
 
 
+# -- the engine's side: random chunks ---------------------------------------------------------------------------
+MAX_LINE = 2048  # the gateway's --max-sse-line-bytes here, so a "huge" line stays cheap
+USAGES = ANY_VALUE | st.lists(st.integers(-(2**40), 2**40), max_size=2) | st.fixed_dictionaries(
+    {}, optional={name: ANY_VALUE | st.integers(-5, 50) for name in ("prompt_tokens", "completion_tokens",
+                                                                      "total_tokens", "completion_tokens_details")},
+)  # fmt: skip
+DELTAS = st.fixed_dictionaries(
+    {}, optional={"content": ANY_VALUE, "reasoning": ANY_VALUE, "role": st.just("assistant")}
+)
+GOOD_EVENTS = st.builds(lambda d: chunk(d), DELTAS) | st.builds(lambda u: chunk(None, usage=u), USAGES)
+ODD_EVENTS = (
+    # a finish_reason of any type, `choices` of any shape, and JSON that is no object at all
+    st.builds(lambda f: chunk({}, f), ANY_VALUE)
+    | st.builds(lambda c: {"choices": c}, ANY_VALUE | st.lists(ANY_VALUE, max_size=2))
+    | st.lists(st.integers(-9, 9), max_size=3) | st.text(max_size=5) | st.integers(-(2**40), 2**40) | st.none()
+)  # fmt: skip
+EVENT_BYTES = (
+    (GOOD_EVENTS | ODD_EVENTS).map(lambda e: b"data: " + orjson.dumps(e) + b"\n\n")
+    | st.just(b"data: {" + b"x" * (MAX_LINE * 2) + b"}\n\n")  # a line past the limit
+    | st.just(b"data: {not json\n\n")
+    | st.just(b": a comment\n\n")
+)
+STREAMS = st.lists(EVENT_BYTES, max_size=8).flatmap(
+    lambda events: st.sampled_from([b"".join(events) + b"data: [DONE]\n\n", b"".join(events)])
+)
+WHOLE_BODIES = st.fixed_dictionaries(
+    {}, optional={"usage": USAGES, "choices": ANY_VALUE | st.lists(
+        st.fixed_dictionaries({}, optional={"message": ANY_VALUE | DELTAS, "finish_reason": ANY_VALUE,
+                                            "text": ANY_VALUE}), max_size=2)},
+).map(orjson.dumps) | st.just(b"[1, 2]") | st.just(b"not json") | st.just(b"x" * 5000)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scripted() -> Iterator[tuple[LoopThread, InProcessGateway, dict[str, bytes]]]:
+    """The gateway in front of an engine that answers each generation with ``script["stream"]`` (SSE) or
+    ``script["body"]`` (JSON), whatever they hold."""
+    script: dict[str, bytes] = {"stream": b"", "body": b"{}"}
+
+    async def generate(request: web.Request) -> web.StreamResponse:
+        payload = await request.json()
+        if payload.get("stream") is True:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(script["stream"])
+            await resp.write_eof()
+            return resp
+        return web.Response(body=script["body"], content_type="application/json")
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_post("/v1/chat/completions", generate)
+    loop = LoopThread()
+    try:
+        url = loop.enter(serving(app))
+        gw = loop.enter(gateway(url, max_sse_line_bytes=MAX_LINE, max_response_bytes=4096))
+        yield loop, gw, script
+    finally:
+        loop.close()
+
+
+@settings(max_examples=ENGINE_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(stream=st.booleans(), sse=STREAMS, body=WHOLE_BODIES, include_usage=st.booleans())
+def test_random_engine_answers_still_give_one_schema_valid_line(
+    scripted: tuple[LoopThread, InProcessGateway, dict[str, bytes]],
+    stream: bool,
+    sse: bytes,
+    body: bytes,
+    include_usage: bool,
+) -> None:
+    loop, gw, script = scripted
+    RUN["engine_cases"] += 1
+    script["stream"], script["body"] = sse, body
+    before = len(gw.log.lines)
+    request = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "stream": stream}
+    if stream:
+        request["stream_options"] = {"include_usage": include_usage}
+    headers = [(b"content-type", b"application/json")]
+    status = loop.run(_call(gw, "POST", b"/v1/chat/completions", b"", headers, json.dumps(request).encode()))
+    lines = gw.log.lines[before:]
+    assert len(lines) == 1, lines
+    line = lines[0]
+    jsonschema.validate(line, SCHEMA)
+    assert line["error_type"] != "internal_error", line
+    assert line["status"] == status or (status == 200 and line["status"] >= 500), (status, line)
+    assert gw.sample("llmwatch_report_failures_total") == 0
+
+
 def test_the_fuzzer_ran_its_cases() -> None:
-    # Runs after the property test in file order: hypothesis ran every example it was given.
+    # Runs after the property tests in file order: hypothesis ran every example it was given.
     assert RUN["cases"] >= EXAMPLES, RUN
+    assert RUN["engine_cases"] >= ENGINE_EXAMPLES, RUN

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
 ASK = [{"role": "user", "content": "What is 17 * 23?"}]
 CHAT = {"model": MODEL, "messages": ASK, "max_tokens": 60}
+FAULT = "X-Sim-Fault"  # the simulator's per-request fault header: off the allow-list, let through for these tests
 
 
 def _one_line(gw: InProcessGateway) -> dict[str, Any]:
@@ -83,7 +84,7 @@ async def test_every_error_type_is_logged_once_with_its_status(
         seen.add(error_type)
 
     post = "/v1/chat/completions"
-    async with gateway(sim, max_body_bytes=4000) as gw:
+    async with gateway(sim, max_body_bytes=4000, forward_header=[FAULT]) as gw:
         await expect(gw, "invalid_json", 400, "POST", post, content=b"{nope")
         await expect(gw, "invalid_request", 400, "POST", post, json={"messages": ASK})
         await expect(gw, "bad_path", 400, "POST", "/v1/%2e%2e/admin/faults", json=CHAT)
@@ -105,11 +106,11 @@ async def test_every_error_type_is_logged_once_with_its_status(
         assert gw.sample("llmwatch_upstream_errors_total") == 2  # the engine's 500 and the broken stream only
         assert gw.sample("llmwatch_requests_total") == len(gw.log.lines)
 
-    async with simulator(error_status=429) as (url, _), gateway(url) as gw:
+    async with simulator(error_status=429) as (url, _), gateway(url, forward_header=[FAULT]) as gw:
         await expect(gw, "engine_overloaded", 429, "POST", post, json=CHAT, headers={"X-Sim-Fault": "error"})
     keys = tmp_path / "keys"
     keys.write_text("alice=sk-alice\n")
-    async with gateway(sim, api_keys=keys, max_concurrency_per_key=1, read_timeout=0.3) as gw:
+    async with gateway(sim, api_keys=keys, max_concurrency_per_key=1, read_timeout=0.3, forward_header=[FAULT]) as gw:
         await expect(gw, "unauthorized", 401, "POST", post, json=CHAT)
         auth = {"Authorization": "Bearer sk-alice"}
         # A stalled stream holds alice's one slot; her second request is refused, then the stall times out.
@@ -122,7 +123,7 @@ async def test_every_error_type_is_logged_once_with_its_status(
         by_type = {line["error_type"] for line in gw.new_lines()}
         assert by_type == {"key_concurrency_limit", "upstream_timeout"}, by_type
         seen |= by_type
-    async with gateway(sim, max_concurrency=1, max_stream_seconds=0.3) as gw:
+    async with gateway(sim, max_concurrency=1, max_stream_seconds=0.3, forward_header=[FAULT]) as gw:
         held = asyncio.create_task(gw.client.post(post, json={**CHAT, "stream": True, "max_tokens": 200},
                                                   headers={"X-Sim-Fault": "stall"}))  # fmt: skip
         await asyncio.sleep(0.1)
@@ -137,6 +138,8 @@ async def test_every_error_type_is_logged_once_with_its_status(
         await expect(gw, "upstream_disconnect", 502, "POST", post, json=CHAT)
     async with gateway(f"http://127.0.0.1:{free_port()}") as gw:
         await expect(gw, "upstream_unreachable", 502, "POST", post, json=CHAT)
+    async with gateway(sim, max_response_bytes=100) as gw:
+        await expect(gw, "upstream_too_large", 502, "POST", post, json=CHAT)
     async with gateway(sim, body_timeout=0.2) as gw:
         seen.add(await _raw_call(gw, slow_body=True))
         seen.add(await _raw_call(gw, slow_body=False))

@@ -1,4 +1,5 @@
-"""`--metrics-port`: a second listener with GET /metrics alone, so a NetworkPolicy can open it to Prometheus only."""
+"""`--metrics-port`: a second listener with GET /metrics and GET /readyz alone, so a NetworkPolicy can open it to
+Prometheus and the probes only; the API port then serves neither."""
 
 from __future__ import annotations
 
@@ -26,9 +27,12 @@ def test_metrics_port_serves_metrics_only_and_stops_with_the_gateway(
     assert 'llmwatch_requests_total{kind="chat",model="other",status="404"} 1.0' in text
     openmetrics = httpx.get(metrics_url + "/metrics", headers={"Accept": "application/openmetrics-text"})
     assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert httpx.get(metrics_url + "/readyz").json()["ready"] is True
     for path in ("/v1/models", "/healthz", "/docs", "/openapi.json"):
         assert httpx.get(metrics_url + path).status_code == 404, path
-    assert httpx.get(gw.url + "/metrics").status_code == 200, "the main port keeps /metrics"
+    for path in ("/metrics", "/readyz"):
+        assert httpx.get(gw.url + path).status_code == 404, f"the API port no longer serves {path}"
+    assert httpx.get(gw.url + "/healthz").status_code == 200
     assert gw.proc.stop() in (0, -15)  # uvicorn re-raises the SIGTERM it handled, once both listeners are down
     with pytest.raises(httpx.ConnectError):
         httpx.get(metrics_url + "/metrics")

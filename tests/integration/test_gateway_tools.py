@@ -84,7 +84,7 @@ def _assert_tool_answer(line: dict[str, Any], stream: bool, name: str = "get_wea
 def test_tool_call_answers_from_the_fake_vllm_are_answers(
     start_gateway: GatewayFactory, fake_vllm: str, stream: bool
 ) -> None:
-    gw = start_gateway(fake_vllm)
+    gw = start_gateway(fake_vllm, "--forward-header", "X-Fake")  # the fake engine's mode header
     resp = _chat(gw, {"tools": [WEATHER], "stream": stream}, **{"X-Fake": "tool-call"})
     assert resp.status_code == 200
     line = _line(gw, 0)
@@ -169,7 +169,7 @@ def test_json_format_answers_are_judged(start_gateway: GatewayFactory, sim_url: 
 def test_json_format_request_whose_answer_is_not_json(
     start_gateway: GatewayFactory, fake_vllm: str, stream: bool
 ) -> None:
-    gw = start_gateway(fake_vllm)
+    gw = start_gateway(fake_vllm, "--forward-header", "X-Fake")  # the fake engine's mode header
     # The fake engine ignores response_format: its answer is "c" streamed, "4" whole (a JSON number, so valid).
     resp = _chat(gw, {"response_format": {"type": "json_object"}, "stream": stream})
     assert resp.status_code == 200
@@ -182,7 +182,7 @@ def test_json_format_request_whose_answer_is_not_json(
 def test_refused_requests_have_null_token_fields_streamed_or_not(
     start_gateway: GatewayFactory, fake_vllm: str, stream: bool
 ) -> None:
-    gw = start_gateway(fake_vllm)
+    gw = start_gateway(fake_vllm, "--forward-header", "X-Fake")  # the fake engine's mode header
     assert _chat(gw, {"stream": stream}, **{"X-Fake": "error400"}).status_code == 400
     line = _line(gw, 0)
     fields = ("prompt_tokens", "completion_tokens", "reasoning_tokens", "answer_tokens", "total_tokens", "tool_calls")

@@ -52,7 +52,7 @@ async def test_first_user_after_a_start_pays_no_warmup_penalty_with_warmup() -> 
 async def test_upstream_is_not_ready_until_warmed_and_warms_again_after_an_outage() -> None:
     async with simulator(**COLD) as (url, sim), gateway(url, warmup=2) as gw:
         first = await gw.client.get("/readyz")
-        assert first.status_code == 503 and first.json()["upstreams"][url] == {"healthy": True, "warm": False}
+        assert first.status_code == 503 and first.json()["upstreams"] == [{"healthy": True, "warm": False}]
         await _ready(gw)
         sim.ready_at = sim.clock() + 0.6  # /health answers 503 for a while, like a restarting engine
         await eventually(lambda: not gw.app.pool.ready, 5, "the outage to be seen")

@@ -77,12 +77,14 @@ def test_relay_probes_answer(tmp_path: Path) -> None:
 
 def test_gateway_probes_answer_and_serve_the_hpa_metric(sim: str, tmp_path: Path) -> None:
     container = _container("gateway")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    args = llmwatch_cmd("gateway", "--host", "127.0.0.1", "--port", str(port), "--upstream", sim)
+    port, metrics_port = free_port(), free_port()
+    url, metrics_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{metrics_port}"
+    args = llmwatch_cmd(
+        "gateway", "--host", "127.0.0.1", "--port", str(port), "--metrics-port", str(metrics_port), "--upstream", sim
+    )
     with running(args, tmp_path / "gateway.log", f"{url}/healthz"):
-        _assert_probes_answer(container, {"http": url})
-        assert "llmwatch_requests_in_flight" in httpx.get(f"{url}/metrics", timeout=2).text
+        _assert_probes_answer(container, {"http": url, "metrics": metrics_url})
+        assert "llmwatch_requests_in_flight" in httpx.get(f"{metrics_url}/metrics", timeout=2).text
 
 
 def test_gateway_metrics_port_serves_what_the_service_monitor_scrapes(sim: str, tmp_path: Path) -> None:

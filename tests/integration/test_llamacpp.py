@@ -214,7 +214,7 @@ def test_client_closing_at_done_is_not_a_disconnect(start_gateway: StartGateway,
     """The openai SDK closes the connection as soon as it reads `data: [DONE]`. llama.cpp's server can end its HTTP
     body a moment after that event (seen: 1 run in 15 of this module logged status 499); the fake upstream waits 1 s,
     so the race always goes the same way. The client got the whole answer: that is a 200, not a disconnect."""
-    gw = start_gateway(fake_vllm)
+    gw = start_gateway(fake_vllm, "--forward-header", "X-Fake")
     chunks = list(
         _client(gw).chat.completions.create(
             model=MODEL, messages=ASK, stream=True, extra_headers={"X-Fake": "late-eof"}

@@ -119,7 +119,7 @@ def open_webui(
 def start_gateway_for_ui(start_gateway: GatewayFactory, sim_url: str, tmp_path: Path, *flags: str) -> Gateway:
     """A gateway in front of the simulator that knows Open WebUI's key and logs content."""
     keys = tmp_path / "api-keys"
-    keys.write_text(f"open-webui={API_KEY}\n")
+    keys.write_text(f"open-webui={API_KEY} forward-user\n")  # trusted to name its users
     return start_gateway(sim_url, "--api-keys", str(keys), "--log-content", "--log-content-max-chars", "20000", *flags)
 
 
@@ -326,7 +326,7 @@ def test_a_rotated_gateway_key_takes_effect_at_the_next_start(
     ENABLE_PERSISTENT_CONFIG both are used (with persistence on, Open WebUI keeps the first start's URL and key)."""
     for key in ("sk-llmwatch-first-key", "sk-llmwatch-rotated-key"):
         keys = tmp_path / f"api-keys-{key}"
-        keys.write_text(f"open-webui={key}\n")
+        keys.write_text(f"open-webui={key} forward-user\n")
         gateway = start_gateway(sim_url, "--api-keys", str(keys))
         with open_webui(tmp_path, gateway.url, key=key) as ui_url, signed_in(ui_url) as client:
             models = client.get("/api/models").raise_for_status().json()["data"]

@@ -24,6 +24,7 @@ import yaml
 from pydantic_settings import BaseSettings, CliApp
 
 from llmwatch.cli import SUBCOMMANDS
+from llmwatch.gateway.auth import parse_api_keys
 from tests.compose_support import OPEN_WEBUI_PERSISTENT, compose, filled_env_text, required_messages
 from tests.support import REPO
 
@@ -52,7 +53,7 @@ HOST_MOUNTS = {("node-exporter", "/"), ("filebeat", "/var/lib/docker/containers"
 WRITABLE_MOUNTS = {("llama-model", "/models")}
 # Ports each service listens on inside the network (the shared contract); checked against compose below.
 LISTEN = {
-    "vllm": {8000}, "sim": {8000}, "llama": {8000}, "llama-gpu": {8000}, "gateway": {4000}, "relay": {9099},
+    "vllm": {8000}, "sim": {8000}, "llama": {8000}, "llama-gpu": {8000}, "gateway": {4000, 9464}, "relay": {9099},
     "prometheus": {9090}, "alertmanager": {9093}, "node-exporter": {9100}, "dcgm-exporter": {9400}, "grafana": {3000},
     "elasticsearch": {9200}, "logstash": {5044, 9600}, "kibana": {5601}, "open-webui": {8080},
     "filebeat": {5066}, "setup": set(), "kibana-setup": set(), "llama-model": set(),
@@ -540,8 +541,7 @@ def test_users_meet_a_warm_engine_and_prometheus_keeps_exemplars(rendered: dict[
 
 
 def gateway_keys(env_file: Path) -> dict[str, str]:
-    """name -> key of the gateway's --api-keys file as compose renders it; blank lines are skipped, as the gateway
-    does, and every other line must be `name=key`."""
+    """name -> key of the gateway's --api-keys file as compose renders it, read by the gateway's own parser."""
     result = compose(env_file, "config", "--format", "json")
     assert result.returncode == 0, result.stderr
     project = json.loads(result.stdout)
@@ -549,15 +549,27 @@ def gateway_keys(env_file: Path) -> dict[str, str]:
     keys_path = gateway["command"][gateway["command"].index("--api-keys") + 1]
     (mounted,) = [c for c in gateway.get("configs", []) + gateway.get("secrets", []) if c["target"] == keys_path]
     content = project["configs"][mounted["source"]]["content"]
-    lines = [line.split("=", 1) for line in content.splitlines() if line.strip()]
-    assert all(len(pair) == 2 and pair[0] and pair[1] for pair in lines), "the gateway reads `name=key` lines"
-    return {name: key for name, key in lines}
+    return {key.name: token for token, key in parse_api_keys(content, keys_path).items()}
 
 
 def test_gateway_key_file_holds_the_open_webui_key(env_file: Path) -> None:
     result = compose(env_file, "config", "--format", "json")
-    webui = json.loads(result.stdout)["services"]["open-webui"]
+    project = json.loads(result.stdout)
+    webui = project["services"]["open-webui"]
     assert webui["environment"]["OPENAI_API_KEY"] in gateway_keys(env_file).values()
+    # Only Open WebUI's key may name a user (X-OpenWebUI-User-*), so per-user lines keep working.
+    gateway = project["services"]["gateway"]
+    content = project["configs"]["gateway-api-keys"]["content"]
+    keys = parse_api_keys(content, "gateway-api-keys")
+    assert [k.name for k in keys.values() if k.forward_user] == ["open-webui"], keys
+    assert webui["environment"]["ENABLE_FORWARD_USER_INFO_HEADERS"] == "true"
+    # Prometheus scrapes the gateway's metrics listener; the healthcheck asks it too (neither is on the API port).
+    command = gateway["command"]
+    port = command[command.index("--metrics-port") + 1]
+    prometheus = yaml.safe_load((REPO / "prometheus/prometheus.yml").read_text())
+    (job,) = [j for j in prometheus["scrape_configs"] if j["job_name"] == "gateway"]
+    assert job["static_configs"][0]["targets"] == [f"gateway:{port}"]
+    assert f"127.0.0.1:{port}/readyz" in " ".join(gateway["healthcheck"]["test"])
 
 
 def test_loadtest_key_is_optional(env_file: Path, tmp_path: Path) -> None:

@@ -440,7 +440,7 @@ def _gateway_upstreams(objects: tuple[Obj, ...], tmp_path: Any) -> list[str]:
     run_env = {**env, "GATEWAY_API_KEY": "k", "PATH": f"{bin_dir}:/usr/bin:/bin"}
     result = subprocess.run([*gateway["command"], script], env=run_env, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
-    assert (tmp_path / "api-keys").read_text() == "open-webui=k\n"
+    assert (tmp_path / "api-keys").read_text() == "open-webui=k forward-user\n"
     return result.stdout.strip().split(",")
 
 

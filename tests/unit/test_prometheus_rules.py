@@ -211,7 +211,7 @@ def test_prometheus_yml_scrapes_every_service_with_one_label_scheme() -> None:
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     assert set(jobs) == JOBS
     expected = {
-        "gateway": "gateway:4000", "vllm": "engine:8000", "node": "node-exporter:9100", "dcgm": "dcgm-exporter:9400",
+        "gateway": "gateway:9464", "vllm": "engine:8000", "node": "node-exporter:9100", "dcgm": "dcgm-exporter:9400",
         "alertmanager": "alertmanager:9093", "relay": "relay:9099", "prometheus": "localhost:9090",
     }  # fmt: skip
     for name, job in jobs.items():

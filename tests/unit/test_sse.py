@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from llmwatch.gateway.accounting import CompletionAccounting
-from llmwatch.gateway.sse import SSEScanner
+from llmwatch.gateway.sse import EventTooLarge, SSEScanner
 from tests.vllm_chunks import r1_stream
 
 pytestmark = pytest.mark.unit
@@ -85,3 +85,27 @@ def test_malformed_event_is_forwarded_and_the_rest_still_counted() -> None:
     out, acct, scanner = _scan(data, [], strip=True)
     assert out.startswith(b"data: {not json}\n\n")
     assert scanner.done and _summary(acct)[0] == (11, 8, 5, 19)
+
+
+@settings(max_examples=100, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=7000), max_size=20), strip=st.booleans(),
+       data_lines=st.booleans())  # fmt: skip
+def test_a_line_past_the_limit_is_refused_however_it_is_split(cuts: list[int], strip: bool, data_lines: bool) -> None:
+    """An endless line (or an event of endless data lines) costs at most the limit, then EventTooLarge."""
+    big = (b"data: " + b"x" * 20 + b"\n") * 300 if data_lines else b"data: {" + b"x" * 4800 + b"}\n"
+    acct = CompletionAccounting()
+    scanner = SSEScanner(acct.on_chunk, strip, max_line=1024)
+    bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(big))), len(big)]
+    with pytest.raises(EventTooLarge):
+        for a, b in itertools.pairwise(bounds):
+            scanner.feed(big[a:b], 0.0)
+    # Within the limit, the same bytes scan fine.
+    SSEScanner(acct.on_chunk, strip, max_line=1 << 20).feed(big, 0.0)
+
+
+def test_a_chunk_the_accounting_cannot_read_is_forwarded_and_counted() -> None:
+    acct = CompletionAccounting()
+    scanner = SSEScanner(acct.on_chunk, False)
+    odd = b'data: {"choices": [1, 2]}\n\ndata: {"choices": [{"delta": {"content": 5}}]}\n\n'
+    assert scanner.feed(odd, 0.0) == odd
+    assert scanner.malformed == 2

@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 
 from llmwatch.answers import AnswerKind, answer_kind
+from llmwatch.gateway.usage import checked_finish_reason, checked_usage
 
 THINK_OPEN = "<think>"
 THINK_CLOSE = "</think>"
@@ -41,6 +42,7 @@ class CompletionAccounting:
         "_prefix",
         "_tail",
         "_tool_chars",
+        "anomalies",
         "answer_at",
         "answer_deltas",
         "answer_text",
@@ -72,6 +74,7 @@ class CompletionAccounting:
         self.timings: dict[str, Any] | None = None  # llama.cpp's own per-request timings
         self.finish_reason: str | None = None
         self.stream_error: str | None = None
+        self.anomalies: list[str] = []  # engine protocol violations seen (usage.py)
         self.first_token_at: float | None = None
         self.answer_at: float | None = None
         self.reasoning_deltas = 0
@@ -92,7 +95,7 @@ class CompletionAccounting:
         """Account one streamed chunk; True when it is a usage-only chunk (no choices)."""
         usage = obj.get("usage")
         if usage:
-            self.usage = usage
+            self.usage = checked_usage(usage, self.anomalies)
             self._take_timings(obj)  # llama.cpp sends its timings with the usage chunk
         error = obj.get("error")
         if error is not None:
@@ -117,7 +120,7 @@ class CompletionAccounting:
             if calls and isinstance(calls, list):
                 self._on_tool_calls(calls, now)
             if self.finish_reason is None:
-                self.finish_reason = choice.get("finish_reason")
+                self.finish_reason = checked_finish_reason(choice.get("finish_reason"), self.anomalies)
         return False
 
     def _on_reasoning(self, text: str, now: float) -> None:
@@ -230,13 +233,11 @@ class CompletionAccounting:
     # -- non-streamed -----------------------------------------------------------------------------------------
     def on_response(self, obj: dict[str, Any]) -> None:
         """Account a whole (non-streamed) chat.completion or text_completion body."""
-        usage = obj.get("usage")
-        if isinstance(usage, dict):
-            self.usage = usage
+        self.usage = checked_usage(obj.get("usage"), self.anomalies)
         self._take_timings(obj)
         choices = obj.get("choices") or []
         for choice in choices[:1]:
-            self.finish_reason = choice.get("finish_reason")
+            self.finish_reason = checked_finish_reason(choice.get("finish_reason"), self.anomalies)
             message = choice.get("message")
             if isinstance(message, dict):
                 reasoning = message.get("reasoning") or message.get("reasoning_content") or ""

@@ -21,6 +21,15 @@ from llmwatch.gateway.upstreams import UpstreamPool
 from llmwatch.gateway.warmup import Warmer
 
 MANAGEMENT_PATHS = frozenset({"/healthz", "/readyz", "/health", "/metrics", "/docs", "/openapi.json"})
+# With --metrics-port these two move to that listener; without --docs the OpenAPI pages are not served at all.
+LISTENER_PATHS = frozenset({"/readyz", "/metrics"})
+DOCS_PATHS = frozenset({"/docs", "/openapi.json"})
+
+
+def management_paths(metrics_port: int | None, docs: bool) -> frozenset[str]:
+    """The management routes the API port serves; every other path is the proxy's (allow-list, key, a line)."""
+    paths = MANAGEMENT_PATHS - (LISTENER_PATHS if metrics_port is not None else frozenset())
+    return paths if docs else paths - DOCS_PATHS
 
 
 def exposition(registry: CollectorRegistry, accept: str | None) -> Response:
@@ -40,8 +49,10 @@ class GatewayApp:
         log: AccessLog,
         interval: float,
         metrics: GatewayMetrics,
+        paths: frozenset[str] = MANAGEMENT_PATHS,
     ) -> None:
         self.proxy = proxy
+        self.management_paths = paths
         self.metrics = metrics
         self.management = management
         self.pool = pool
@@ -49,7 +60,7 @@ class GatewayApp:
         self._interval = interval
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"] not in MANAGEMENT_PATHS:
+        if scope["type"] == "http" and scope["path"] not in self.management_paths:
             await self.proxy(scope, receive, send)
         else:
             await self.management(scope, receive, send)
@@ -83,42 +94,50 @@ def create_app(
         async with app.running():
             yield
 
-    management = FastAPI(title="llmwatch gateway", version=__version__, lifespan=lifespan, redoc_url=None)
+    management = FastAPI(
+        title="llmwatch gateway", version=__version__, lifespan=lifespan, redoc_url=None,
+        docs_url="/docs" if s.docs else None, openapi_url="/openapi.json" if s.docs else None,
+    )  # fmt: skip
 
     @management.get("/healthz")
     async def healthz() -> dict[str, str]:
         """The gateway process is alive."""
         return {"status": "ok"}
 
-    @management.get("/readyz")
-    async def readyz(response: Response) -> dict[str, Any]:
-        """At least one upstream answered its last /health probe and has finished its warm-up."""
-        response.status_code = 200 if pool.ready else 503
-        upstreams = {u.base: {"healthy": u.healthy, "warm": u.warm} for u in pool.upstreams}
-        return {"ready": pool.ready, "upstreams": upstreams}
+    if s.metrics_port is None:
+        add_listener_routes(management, registry, pool)
 
     @management.get("/health")
     async def health() -> Response:
         """vLLM-compatible: 200 with an empty body only while an upstream is ready."""
         return Response(status_code=200 if pool.ready else 503)
 
-    @management.get("/metrics")
+    paths = management_paths(s.metrics_port, s.docs)
+    app = GatewayApp(Proxy(config, pool, reporter, metrics), management, pool, log, s.health_interval, metrics, paths)
+    return app
+
+
+def add_listener_routes(app: FastAPI, registry: CollectorRegistry, pool: UpstreamPool) -> None:
+    """GET /metrics and GET /readyz: on the API port, or alone on --metrics-port."""
+
+    @app.get("/readyz")
+    async def readyz(response: Response) -> dict[str, Any]:
+        """At least one upstream answered its last /health probe and has finished its warm-up."""
+        response.status_code = 200 if pool.ready else 503
+        # By position, as --upstream lists them: engine URLs are the operator's, not the caller's.
+        upstreams = [{"healthy": u.healthy, "warm": u.warm} for u in pool.upstreams]
+        return {"ready": pool.ready, "upstreams": upstreams}
+
+    @app.get("/metrics")
     async def prometheus_metrics(request: Request) -> Response:
         """Prometheus exposition of the gateway's metrics (OpenMetrics with exemplars when asked for)."""
         return exposition(registry, request.headers.get("accept"))
 
-    app = GatewayApp(Proxy(config, pool, reporter, metrics), management, pool, log, s.health_interval, metrics)
-    return app
 
-
-def metrics_only_app(registry: CollectorRegistry) -> FastAPI:
-    """GET /metrics alone, for --metrics-port: a NetworkPolicy can open it to Prometheus and nothing else."""
+def listener_app(registry: CollectorRegistry, pool: UpstreamPool) -> FastAPI:
+    """--metrics-port: GET /metrics and GET /readyz alone, so a NetworkPolicy can open them to Prometheus and the
+    probes and nothing else."""
     app = FastAPI(title="llmwatch gateway metrics", version=__version__, docs_url=None, redoc_url=None,
                   openapi_url=None)  # fmt: skip
-
-    @app.get("/metrics")
-    async def prometheus_metrics(request: Request) -> Response:
-        """Prometheus exposition of the gateway's metrics."""
-        return exposition(registry, request.headers.get("accept"))
-
+    add_listener_routes(app, registry, pool)
     return app

@@ -9,7 +9,10 @@ from typing import Any
 from llmwatch.gateway.errors import GatewayError
 
 _JSON = (b"content-type", b"application/json")
+_CLOSE = (b"connection", b"close")
 FINAL_EVENT_SECONDS = 1.0
+# Set in the request's scope["state"] by the server's protocol when the body's framing (a chunk size) is malformed.
+MALFORMED_BODY = "llmwatch.malformed_body"
 
 
 class ClientGone(Exception):
@@ -17,15 +20,17 @@ class ClientGone(Exception):
 
 
 class ClientConnection:
-    __slots__ = ("_finished", "_receive", "_send", "_watcher", "gone", "started")
+    __slots__ = ("_finished", "_receive", "_send", "_state", "_watcher", "body_read", "gone", "started")
 
-    def __init__(self, receive: Any, send: Any) -> None:
+    def __init__(self, receive: Any, send: Any, state: dict[str, Any] | None = None) -> None:
         self._receive = receive
         self._send = send
+        self._state = state if state is not None else {}
         self._watcher: asyncio.Task[None] | None = None
         self._finished = False
         self.started = False
         self.gone = False
+        self.body_read = False  # the whole request body arrived; before that, an answer closes the connection
 
     async def read_body(self, limit: int, content_length: bytes | None) -> bytes:
         if content_length is not None and content_length.isdigit() and int(content_length) > limit:
@@ -36,6 +41,11 @@ class ClientConnection:
         while more:
             message = await self._receive()
             if message["type"] == "http.disconnect":
+                if self._state.get(MALFORMED_BODY):
+                    raise GatewayError(
+                        "invalid_request", "The request body's chunked encoding is malformed (a bad chunk size); "
+                        "the server answered 400 and closed the connection.",
+                    )  # fmt: skip
                 self.gone = True
                 raise ClientGone
             chunk = message.get("body", b"")
@@ -44,6 +54,7 @@ class ClientConnection:
                 raise _too_large(limit)
             chunks.append(chunk)
             more = message.get("more_body", False)
+        self.body_read = True
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def watch_disconnect(self) -> None:
@@ -93,6 +104,10 @@ class ClientConnection:
                     await self.end(b"data: " + body + b"\n\n")
             return
         headers = [_JSON, (b"content-length", str(len(body)).encode()), (b"x-request-id", request_id.encode())]
+        if not self.body_read:
+            # The rest of the body may still be on its way: reading it would let a client hold the connection (each
+            # byte resets the keep-alive timer), and skipping it would desync the next request. Close instead.
+            headers.append(_CLOSE)
         if error.retry_after is not None:
             headers.append((b"retry-after", str(error.retry_after).encode()))
         await self.start(error.status, headers)

@@ -53,6 +53,8 @@ ERRORS: dict[str, ErrorType] = {
     "upstream_timeout": ErrorType(504, _UPSTREAM, upstream_failure=True),
     "upstream_disconnect": ErrorType(502, _UPSTREAM, upstream_failure=True),
     "upstream_stream_broken": ErrorType(502, _UPSTREAM, upstream_failure=True),
+    # The engine's answer ran past --max-response-bytes or --max-sse-line-bytes; the gateway stopped reading it.
+    "upstream_too_large": ErrorType(502, _UPSTREAM, upstream_failure=True),
     # A bug in the gateway itself.
     "internal_error": ErrorType(500, "internal_error"),
 }
@@ -80,10 +82,19 @@ def engine_error_type(status: int, message: str | None) -> str:
 class GatewayError(Exception):
     """A failure the gateway answers itself, with a message that says what to change."""
 
-    def __init__(self, error_type: str, message: str, param: str | None = None, retry_after: int | None = None) -> None:
+    def __init__(
+        self,
+        error_type: str,
+        message: str,
+        param: str | None = None,
+        retry_after: int | None = None,
+        log_message: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.error_type = error_type
         self.message = message
+        # What the access log says: the client's message plus what only the operator may see (the engine's URL).
+        self.log_message = log_message or message
         self.param = param
         self.retry_after = retry_after  # seconds, sent as Retry-After
         self.status = ERRORS[error_type].status

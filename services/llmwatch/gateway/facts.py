@@ -9,6 +9,7 @@ class RequestFacts:
     __slots__ = (
         "acct",
         "client_ip",
+        "client_request_id",
         "error_message",
         "error_type",
         "kind",
@@ -34,6 +35,7 @@ class RequestFacts:
         self.started = started  # perf_counter seconds
         self.started_wall = started_wall  # epoch seconds
         self.request_id = ""
+        self.client_request_id: str | None = None  # a refused X-Request-Id, kept for the log only
         self.model: str | None = None
         self.kind = "other"
         self.stream = False

@@ -11,7 +11,7 @@ import uvloop
 from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from llmwatch.config import parse_cli
-from llmwatch.gateway.app import create_app, metrics_only_app
+from llmwatch.gateway.app import create_app, listener_app
 from llmwatch.gateway.server import QuietServer, guarded_protocol, uvicorn_config
 from llmwatch.gateway.settings import GatewaySettings
 
@@ -28,12 +28,15 @@ def main(argv: list[str]) -> int:
     registry = CollectorRegistry()
     app = create_app(config, registry)
     protocol = guarded_protocol(settings.header_timeout, settings.max_header_bytes, app.metrics.header_rejections)
-    main_server = uvicorn.Server(uvicorn_config(app, settings.host, settings.port, http=protocol, lifespan="on"))
+    trusted = settings.forwarded_allow_ips
+    main_server = uvicorn.Server(
+        uvicorn_config(app, settings.host, settings.port, trusted, http=protocol, lifespan="on")
+    )
     if settings.metrics_port is None:
         main_server.run()
         return 0
     metrics_server = QuietServer(
-        uvicorn_config(metrics_only_app(registry), settings.host, settings.metrics_port, lifespan="off")
+        uvicorn_config(listener_app(registry, app.pool), settings.host, settings.metrics_port, [], lifespan="off")
     )
 
     async def serve_both() -> None:

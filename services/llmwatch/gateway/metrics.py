@@ -76,6 +76,15 @@ class GatewayMetrics:
             "llmwatch_connections_rejected", "Connections closed before a request: headers too slow or too large.",
             ("reason",), registry=registry,
         )  # fmt: skip
+        self.engine_anomalies = Counter(
+            "llmwatch_engine_anomalies", "Engine answers that break the OpenAI protocol (a `usage` that is not an "
+            "object, negative or non-integer counts, a non-string finish_reason, a chunk that is not one); the "
+            "request is still logged, without what was invalid.", ("field",), registry=registry,
+        )  # fmt: skip
+        self.report_failures = Counter(
+            "llmwatch_report_failures", "Steps of reporting a request that failed (a bug: the gateway's log has the "
+            "traceback); the access-log line is written anyway.", ("step",), registry=registry,
+        )  # fmt: skip
         self.upstream_up = Gauge(
             "llmwatch_upstream_up", "1 when the upstream's /health answered 200 at the last probe.", ("upstream",),
             registry=registry,

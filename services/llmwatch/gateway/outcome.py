@@ -45,6 +45,8 @@ class Outcome:
     client_ip: str | None
     user: str | None
     user_agent: str | None
+    client_request_id: str | None = None
+    anomalies: tuple[str, ...] = ()  # engine protocol violations (usage.py), counted in the metrics
     # llama.cpp's own per-token times (its `timings`), when the engine sent them.
     engine_prompt_per_token: float | None = None
     engine_predicted_per_token: float | None = None
@@ -120,6 +122,8 @@ def outcome(facts: RequestFacts, ended: float, keep_texts: bool) -> Outcome:
         client_ip=facts.client_ip,
         user=facts.user,
         user_agent=facts.user_agent,
+        client_request_id=facts.client_request_id,
+        anomalies=tuple(acct.anomalies) if acct is not None else (),
         engine_prompt_per_token=prompt_pt,
         engine_predicted_per_token=predicted_pt,
         prompt=facts.prompt_text if keep_texts else None,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 from typing import Any
 
@@ -12,6 +14,8 @@ from llmwatch.gateway.log_line import log_line
 from llmwatch.gateway.metrics import OTHER_MODEL, GatewayMetrics
 from llmwatch.gateway.outcome import Outcome, outcome
 from llmwatch.gateway.upstreams import UpstreamPool
+
+log = logging.getLogger(__name__)
 
 MAX_LEARNED_MODELS = 32
 # OpenMetrics caps an exemplar's label names and values at 128 characters together; a longer client-sent id gets no
@@ -31,10 +35,35 @@ class Reporter:
         self._learned: set[str] = set()
 
     def report(self, facts: RequestFacts) -> Outcome:
-        result = outcome(facts, time.perf_counter(), self._content_chars is not None)
-        self._log.write(log_line(result, self._content_chars or 0))
-        self._observe(result)
+        """Write the line and update the metrics. Never raises: a failing step is logged and counted, and the line
+        is written even so (without the accounting, if that is what failed)."""
+        ended = time.perf_counter()
+        keep = self._content_chars is not None
+        try:
+            if facts.acct is not None:
+                facts.acct.finish()
+            result = outcome(facts, ended, keep)
+            line = log_line(result, self._content_chars or 0)
+        except Exception:
+            # What the request's accounting gathered broke the report: the line goes out without it.
+            self._failed("outcome", facts)
+            facts.acct = None
+            result = outcome(facts, ended, keep)
+            line = log_line(result, self._content_chars or 0)
+        try:
+            self._log.write(line)
+        except Exception:
+            self._failed("log_line", facts)
+        try:
+            self._observe(result)
+        except Exception:
+            self._failed("metrics", facts)
         return result
+
+    def _failed(self, step: str, facts: RequestFacts) -> None:
+        log.exception("reporting request %s failed at %s", facts.request_id, step)
+        with contextlib.suppress(Exception):  # nothing left to tell: the traceback above is logged
+            self._metrics.report_failures.labels(step).inc()
 
     def _model_label(self, model: str | None, status: int) -> str:
         # Bounded: only names the upstream serves (from /v1/models, or that it just answered 2xx for).
@@ -82,6 +111,8 @@ class Reporter:
             empty.inc()
         if o.answer_kind is not None:
             m.answers.labels(model, o.kind, o.answer_kind).inc()
+        for field in o.anomalies:
+            m.engine_anomalies.labels(field).inc()
         if o.error_type is not None:
             m.errors.labels(model, o.kind, o.error_type).inc()
             if ERRORS[o.error_type].upstream_failure and o.upstream is not None:

@@ -25,7 +25,22 @@ class GatewaySettings(BaseSettings):
     host: str = Field("0.0.0.0", description="Address to listen on.")
     port: int = Field(4000, ge=1, le=65535, description="Port to listen on.")
     metrics_port: int | None = Field(
-        None, ge=1, le=65535, description="Also serve GET /metrics (only) on this port, e.g. for a NetworkPolicy."
+        None,
+        ge=1,
+        le=65535,
+        description="Serve GET /metrics and GET /readyz on this port instead of the API port "
+        "(a NetworkPolicy can open it to Prometheus and the probes only).",
+    )
+    docs: bool = Field(False, description="Serve the OpenAPI page of the management routes (/docs, /openapi.json).")
+    forwarded_allow_ips: CommaList = Field(
+        [],
+        description="Proxies (IPs or CIDRs, `*` for any) whose X-Forwarded-For/-Proto are trusted for client_ip; "
+        "none by default.",
+    )
+    forward_header: CommaList = Field(
+        [],
+        description="Also forward this request header to the engine (e.g. X-Sim-Fault for drills against the "
+        "simulator); repeat for several. The default allow-list sends only what the engine needs.",
     )
     log_file: Path | None = Field(None, description="Access-log file (JSON lines, size-rotated); stdout always.")
     log_max_bytes: int = Field(100 * 1024 * 1024, gt=0, description="Rotate the access-log file at this size.")
@@ -60,6 +75,14 @@ class GatewaySettings(BaseSettings):
         0, ge=0, description="Requests in flight per API key per gateway replica (429 beyond); 0 = off."
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, gt=0, description="Largest request body accepted (413 beyond).")
+    max_response_bytes: int = Field(
+        32 * 1024 * 1024, gt=0, description="Largest non-streamed engine answer read (502 upstream_too_large beyond)."
+    )
+    max_sse_line_bytes: int = Field(
+        1024 * 1024,
+        ge=1024,
+        description="Longest SSE line (or event) of an engine stream (502 upstream_too_large beyond).",
+    )
     health_interval: float = Field(5.0, gt=0, description="Seconds between upstream /health probes.")
     max_connections: int = Field(1024, gt=0, description="Pooled connections per upstream.")
     warmup: int = Field(
@@ -97,6 +120,7 @@ class GatewaySettings(BaseSettings):
             keyring=KeyRing(load_api_keys(self.api_keys)) if self.api_keys else None,
             content_chars=self.log_content_max_chars if self.log_content else None,
             routes=RouteTable(parse_routes(self.allow_route)),
+            forward_headers=frozenset(name.strip().lower().encode("latin-1") for name in self.forward_header),
         )
 
 
@@ -108,3 +132,4 @@ class GatewayConfig:
     keyring: KeyRing | None  # None: no client keys required
     content_chars: int | None  # None: texts are not logged
     routes: RouteTable
+    forward_headers: frozenset[bytes] = frozenset()  # --forward-header, lower-case

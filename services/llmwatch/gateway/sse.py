@@ -12,17 +12,26 @@ from collections.abc import Callable
 import orjson
 
 DONE = b"[DONE]"
+DEFAULT_MAX_LINE = 1024 * 1024
+
+
+class EventTooLarge(Exception):
+    """An SSE line (or an event's held bytes) grew past the scanner's limit: the engine is misbehaving."""
+
 
 # Called with each event's parsed JSON object; returns True when the event is usage-only.
 OnChunk = Callable[[dict[str, object], float], bool]
 
 
 class SSEScanner:
-    __slots__ = ("_buf", "_data", "_hold", "_on_chunk", "_strip", "done")
+    __slots__ = ("_buf", "_data", "_data_bytes", "_hold", "_max_line", "_on_chunk", "_strip", "done", "malformed")
 
-    def __init__(self, on_chunk: OnChunk, strip_usage: bool) -> None:
+    def __init__(self, on_chunk: OnChunk, strip_usage: bool, max_line: int = DEFAULT_MAX_LINE) -> None:
         self._on_chunk = on_chunk
         self._strip = strip_usage
+        self._max_line = max_line  # also bounds an event's data lines and, in strip mode, its held bytes
+        self._data_bytes = 0
+        self.malformed = 0  # events whose JSON object was not a chunk the accounting could read
         self._buf = b""  # an unfinished line
         self._data: list[bytes] = []  # data lines of the event in progress
         self._hold = bytearray()  # strip mode: complete lines of the event in progress
@@ -61,11 +70,18 @@ class SSEScanner:
             elif buf.startswith(b"data:", pos):
                 start = pos + 6 if buf[pos + 5 : pos + 6] == b" " else pos + 5
                 self._data.append(buf[start:end])
+                self._data_bytes += end - start
+                if self._data_bytes > self._max_line:
+                    raise EventTooLarge
             pos = nl + 1
         self._buf = buf[pos:]
+        if len(self._buf) > self._max_line:
+            raise EventTooLarge  # checked per chunk, so an endless line costs at most this much memory
         if not strip:
             return chunk
         self._hold += buf[seg:pos]
+        if len(self._hold) > self._max_line:
+            raise EventTooLarge
         return b"".join(out)
 
     def flush(self) -> bytes:
@@ -79,6 +95,7 @@ class SSEScanner:
     def _end_event(self, now: float) -> bool:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         self._data = []
+        self._data_bytes = 0
         if data == DONE:
             self.done = True
             return True
@@ -88,5 +105,11 @@ class SSEScanner:
             return True  # not ours to judge: forwarded as it came
         if not isinstance(obj, dict):
             return True
-        usage_only = self._on_chunk(obj, now)
+        try:
+            usage_only = self._on_chunk(obj, now)
+        except (AttributeError, TypeError):
+            # A JSON object that is not a chunk (`choices` not a list of objects, a non-string delta, ...): the
+            # engine's fault, forwarded as it came and counted as an anomaly, never the end of the request.
+            self.malformed += 1
+            return True
         return not (usage_only and self._strip)
