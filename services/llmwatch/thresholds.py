@@ -38,7 +38,7 @@ class Threshold:
 
 
 def shipped(name: str) -> Path:
-    """The stack's rule file ``name`` (a repository path such as THRESHOLDS): the package's copy, else the checkout's."""
+    """The stack's rule file ``name`` (a repository path such as THRESHOLDS): the package's copy, else a checkout's."""
     packaged = Path(str(resources.files("llmwatch").joinpath(PACKAGED, name)))
     if packaged.is_file():
         return packaged

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from llmwatch.doctor.finding import Evidence
 from llmwatch.doctor.prom import Prometheus
+from llmwatch.doctor.sources import Limit, Thresholds, is_number
 
 # Scrape jobs of prometheus/prometheus.yml the doctor knows (rules match on `job` only).
 GATEWAY, ENGINE, GPU, NODE = "gateway", "vllm", "dcgm", "node"
+# What vLLM reports about its own sizing: vllm:cache_config_info's labels (vllm/v1/metrics/loggers.py,
+# PrometheusStatLogger.log_metrics_info publishes the cache config only).
+ENGINE_INFO = "vllm:cache_config_info"
+ENGINE_LABELS = {"threshold:gpu_vllm_memory_share:max": "gpu_memory_utilization"}
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
@@ -25,15 +32,22 @@ def seconds(duration: str) -> float:
 class Context:
     prom: Prometheus
     window: str
-    thresholds: dict[tuple[str, frozenset[tuple[str, str]]], float] = field(default_factory=dict)
+    thresholds: Thresholds = field(default_factory=lambda: Thresholds({}, {}, {}))
     jobs: dict[str, list[float]] = field(default_factory=dict)  # job -> `up` of each of its targets
+    used: dict[tuple[str, frozenset[tuple[str, str]]], Limit] = field(default_factory=dict)  # thresholds read
 
     @classmethod
-    def load(cls, prom: Prometheus, window: str) -> Context:
-        ctx = cls(prom, window)
+    def load(cls, prom: Prometheus, window: str, flags: Mapping[str, float] | None = None) -> Context:
+        live: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
         for s in prom.query('{__name__=~"threshold:.+"}'):
             labels = frozenset((k, v) for k, v in s.labels.items() if k != "__name__")
-            ctx.thresholds[(s.labels["__name__"], labels)] = s.value
+            live[(s.labels["__name__"], labels)] = s.value
+        engine: dict[str, tuple[float, str]] = {}
+        for s in prom.query(ENGINE_INFO):
+            for record, label in ENGINE_LABELS.items():
+                if is_number(s.labels.get(label, "")):
+                    engine[record] = (float(s.labels[label]), f"{ENGINE_INFO} (label {label})")
+        ctx = cls(prom, window, Thresholds(live, flags or {}, engine))
         for s in prom.query("up"):
             ctx.jobs.setdefault(s.labels.get("job", ""), []).append(s.value)
         return ctx
@@ -42,14 +56,21 @@ class Context:
     def window_s(self) -> float:
         return seconds(self.window)
 
+    def limit(self, record: str, **labels: str) -> Limit:
+        """A threshold from the first source that has it (sources.Thresholds); recorded for the report."""
+        found = self.thresholds.get(record, **labels)
+        if found is None:
+            raise Skip(f"{record} is neither in Prometheus nor given as a flag, and the stack has no default for it")
+        self.used[(record, frozenset(labels.items()))] = found
+        return found
+
     def threshold(self, record: str, **labels: str) -> float:
-        """A `threshold:*` series as Prometheus has it now, so the doctor and the alerts agree."""
-        want = set(labels.items())
-        found = [v for (name, lab), v in self.thresholds.items() if name == record and want <= lab]
-        if not found:
-            raise Skip(f"{record} is not loaded in Prometheus (prometheus/rules/thresholds.yml, or the engine-sizing "
-                       "rules compose renders from .env)")  # fmt: skip
-        return found[0]
+        return self.limit(record, **labels).value
+
+    def evidence(self, name: str, record: str, **labels: str) -> Evidence:
+        """A threshold as evidence: its value, and where it came from."""
+        found = self.limit(record, **labels)
+        return Evidence(name, round(found.value, 4), found.where, found.source)
 
     def optional_threshold(self, record: str) -> float | None:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from llmwatch.doctor.finding import Report
+from llmwatch.doctor.sources import assumption
 
 MARK = {"critical": "CRITICAL", "warning": "WARNING ", "info": "info    "}
 
@@ -19,10 +20,18 @@ def _number(value: float) -> str:
 
 def as_text(report: Report, prometheus: str, window: str) -> str:
     lines = [f"llmwatch doctor: {prometheus}, last {window}", ""]
+    defaults = report.defaults()
+    if defaults:
+        lines += [f"Thresholds: {len(defaults)} of the {len(report.thresholds)} read are the stack's defaults, as "
+                  "Prometheus has no `threshold:*` series for them (llmwatch's rules not loaded); each finding names "
+                  "what it assumed.", ""]  # fmt: skip
     if not any(f.severity != "info" for f in report.findings):
         lines += ["No critical or warning finding: the bottleneck path is clear.", ""]
     for finding in report.findings:
         lines.append(f"{MARK[finding.severity]} {finding.id}: {finding.title}")
+        for e in finding.evidence:
+            if e.source == "default":
+                lines.append(f"  {assumption(e.query.split('{')[0], e.value)}")
         for e in finding.evidence:
             lines.append(f"    {e.name} = {_number(e.value)}    <- {e.query}")
         action = finding.action
