@@ -177,6 +177,9 @@ def test_each_threshold_comes_from_the_first_source_that_has_it() -> None:
     floor = "threshold:engine_stream_decode_tokens_per_second:min"
     assert bare.get(floor, gpu_class="h100") == Limit(floor, 340, "default", floor)
     assert bare.get("threshold:nope:max") is None
+    assert "`--threshold threshold:kpi_gpu_memory_bytes:max=3000000000`" in assumption(
+        "threshold:kpi_gpu_memory_bytes:max", 3e9
+    )
     assert assumption(record, 4) == (
         "assuming `--max-num-seqs 4` (the stack's default); pass `--max-num-seqs` if yours differs"
     )
@@ -212,6 +215,7 @@ def test_text_output_says_in_one_line_that_defaults_were_used_and_each_finding_w
     text = as_text(Report([queueing], ["queueing"], [], [seqs, live]), "http://p:9090", "5m")
     assert text.count("the stack's defaults") == 1 and "1 of the 2 read are the stack's defaults" in text
     assert "  assuming `--max-num-seqs 4` (the stack's default); pass `--max-num-seqs` if yours differs\n" in text
+    assert "max_num_seqs = 4    <- threshold:engine_max_num_seqs:max (the stack's default)\n" in text
     without = as_text(Report([queueing], ["queueing"], [], [live]), "http://p:9090", "5m")
     assert "Thresholds:" not in without
 

@@ -8,6 +8,8 @@ from llmwatch.doctor.finding import Report
 from llmwatch.doctor.sources import assumption
 
 MARK = {"critical": "CRITICAL", "warning": "WARNING ", "info": "info    "}
+# How a threshold's evidence line says where it came from (a live series, `rule`, needs no word).
+FROM = {"default": " (the stack's default)", "flag": " (flag)", "engine": " (the engine's own report)"}
 
 
 def as_json(report: Report) -> str:
@@ -33,7 +35,7 @@ def as_text(report: Report, prometheus: str, window: str) -> str:
             if e.source == "default":
                 lines.append(f"  {assumption(e.query.split('{')[0], e.value)}")
         for e in finding.evidence:
-            lines.append(f"    {e.name} = {_number(e.value)}    <- {e.query}")
+            lines.append(f"    {e.name} = {_number(e.value)}    <- {e.query}{FROM.get(e.source, '')}")
         action = finding.action
         if action.flag:
             lines.append(f"  -> {action.flag} {action.value or ''}".rstrip())

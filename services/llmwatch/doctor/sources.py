@@ -36,7 +36,7 @@ class Limit:
 
 def assumption(record: str, value: float) -> str:
     """What the text output says of a default: the value assumed, and the flag that overrides it."""
-    flag, number = flag_for(record), f"{value:g}"
+    flag, number = flag_for(record), f"{value:.10g}"
     if flag.startswith("--threshold"):
         given, blank = f"{flag}={number}", f"{flag}=VALUE"
     else:
