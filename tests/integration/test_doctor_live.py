@@ -130,31 +130,32 @@ class Stack:
         """The doctor's report from the Prometheus with the stack's rules, after checking that the one without
         them, asked at the same moment, gives the same exit code and the same critical and warning ids (its
         thresholds from the engine and the defaults)."""
-        capture = os.environ.get("LLMWATCH_DOCTOR_CAPTURE")
         targets = ((scenario, self.url("prometheus")), (f"{scenario}-no-rules", f"http://127.0.0.1:{self.bare_port}"))
-        started = {
-            (name, as_json): subprocess.Popen(
-                [*llmwatch_cmd("doctor", "--prometheus", url, "--window", window), *(["--json"] if as_json else [])],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
-            )
-            for name, url in targets
-            for as_json in ((True, False) if capture else (True,))
-        }  # fmt: skip
-        out = {key: process.communicate(timeout=60) for key, process in started.items()}
-        codes = {name: started[(name, True)].returncode for name, _ in targets}
-        for (name, as_json), (stdout, stderr) in out.items():
-            assert started[(name, as_json)].returncode in (0, 1), stderr
-            if capture:
-                Path(capture).mkdir(parents=True, exist_ok=True)
-                (Path(capture) / f"{name}.{'json' if as_json else 'txt'}").write_text(stdout)
-        report: dict[str, Any] = json.loads(out[(scenario, True)][0])
-        bare: dict[str, Any] = json.loads(out[(f"{scenario}-no-rules", True)][0])
+        json_runs = {name: _doctor_process(url, window, "--json") for name, url in targets}
+        out = {name: process.communicate(timeout=60) for name, process in json_runs.items()}
+        codes = {name: process.returncode for name, process in json_runs.items()}
+        for name, (_, stderr) in out.items():
+            assert codes[name] in (0, 1), stderr
+        capture = os.environ.get("LLMWATCH_DOCTOR_CAPTURE")
+        if capture:  # the text of the same runs, for docs/doctor.md (asked right after the JSON)
+            texts = {name: _doctor_process(url, window) for name, url in targets}
+            Path(capture).mkdir(parents=True, exist_ok=True)
+            for name, process in texts.items():
+                (Path(capture) / f"{name}.txt").write_text(process.communicate(timeout=60)[0])
+                (Path(capture) / f"{name}.json").write_text(out[name][0])
+        report: dict[str, Any] = json.loads(out[scenario][0])
+        bare: dict[str, Any] = json.loads(out[f"{scenario}-no-rules"][0])
         ids = [f["id"] for f in serious(report)]
         assert [f["id"] for f in serious(bare)] == ids, json.dumps([report, bare], indent=1)
         assert codes[scenario] == codes[f"{scenario}-no-rules"]
         assert {t["source"] for t in bare["thresholds"]} <= {"engine", "default"}, bare["thresholds"]
         assert not [n for n in bare["not_checked"] if "threshold:" in n["why"]], bare["not_checked"]
         return codes[scenario], report
+
+
+def _doctor_process(prometheus: str, window: str, *flags: str) -> subprocess.Popen[str]:
+    args = [*llmwatch_cmd("doctor", "--prometheus", prometheus, "--window", window), *flags]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
 def serious(report: dict[str, Any]) -> list[dict[str, Any]]:
