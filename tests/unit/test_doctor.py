@@ -162,7 +162,7 @@ def test_a_gpu_memory_budget_below_vllms_preallocation_is_info_pointing_to_a_4_b
 def test_each_threshold_comes_from_the_first_source_that_has_it() -> None:
     record = "threshold:engine_max_num_seqs:max"
     live = {(record, frozenset()): 16.0}
-    engine = {"threshold:gpu_vllm_memory_share:max": (0.8, "vllm:cache_config_info (label gpu_memory_utilization)")}
+    engine = {"threshold:gpu_vllm_memory_share:max": (0.8, "vllm:cache_config_info, label gpu_memory_utilization")}
     both = Thresholds(live, {record: 8.0}, engine)
     assert both.get(record) == Limit(record, 16, "rule", record)
     flag = Thresholds({}, {record: 8.0, "threshold:gpu_vllm_memory_share:max": 0.7}, engine)

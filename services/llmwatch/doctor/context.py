@@ -46,7 +46,7 @@ class Context:
         for s in prom.query(ENGINE_INFO):
             for record, label in ENGINE_LABELS.items():
                 if is_number(s.labels.get(label, "")):
-                    engine[record] = (float(s.labels[label]), f"{ENGINE_INFO} (label {label})")
+                    engine[record] = (float(s.labels[label]), f"{ENGINE_INFO}, label {label}")
         ctx = cls(prom, window, Thresholds(live, flags or {}, engine))
         for s in prom.query("up"):
             ctx.jobs.setdefault(s.labels.get("job", ""), []).append(s.value)
