@@ -29,7 +29,7 @@ class DoctorSettings(BaseSettings):
     max_num_seqs: int | None = Field(None, gt=0, description="The engine's --max-num-seqs (vLLM) or --parallel.")
     max_model_len: int | None = Field(None, gt=0, description="The engine's --max-model-len (tokens of context).")
     gpu_memory_utilization: float | None = Field(
-        None, gt=0, le=1, description="vLLM's --gpu-memory-utilization (the engine's own report wins over it)."
+        None, gt=0, le=1, description="vLLM's --gpu-memory-utilization (without it: what vLLM reports, else 0.9)."
     )
     gpus_expected: int | None = Field(None, ge=0, description="1 when a GPU runs the engine, 0 for a CPU engine.")
     threshold: CommaList = Field(
