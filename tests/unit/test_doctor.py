@@ -233,3 +233,28 @@ def test_threshold_flags_have_env_twins_and_bad_ones_are_one_line() -> None:
     for args, flag in ((("--threshold", "ttft=1"), "--threshold"), (("--max-num-seqs", "0"), "--max-num-seqs")):
         done = run_doctor("--prometheus", "http://127.0.0.1:1", *args)
         assert done.returncode == 2 and done.stderr.count("\n") == 1 and flag in done.stderr, done.stderr
+
+
+@pytest.mark.unit
+def test_jobs_are_found_by_their_metrics_whatever_another_prometheus_names_them() -> None:
+    """A cluster's Prometheus: the engine's job is `default/vllm-r1`, the gateway's `llm-gateway`; no dcgm."""
+    jobs = {"default/vllm-r1": "vllm:num_requests_running", "llm-gateway": "llmwatch_requests_in_flight"}
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(request.content.decode())["query"][0]
+        asked.append(query)
+        result: list[dict[str, Any]] = []
+        if query == "up":
+            result = [{"metric": {"job": job, "instance": f"{job}:1"}, "value": [0, "1"]} for job in jobs]
+        for job, metric in jobs.items():
+            if query == f"group by (job) (last_over_time({metric}[1h]))":
+                result = [{"metric": {"job": job}, "value": [0, "1"]}]
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+
+    prom = Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+    report = diagnose(prom, "5m")
+    why = {n.id: n.why for n in report.not_checked}
+    assert not [w for w in why.values() if "scrapes no" in w], why  # the engine and the gateway were found
+    assert 'time() - max(process_start_time_seconds{job=~"vllm|default/vllm-r1"})' in asked
+    assert 'up{job=~"gateway|vllm|dcgm|node|default/vllm-r1|llm-gateway"} == 0' in asked

@@ -37,7 +37,7 @@ def _ev(name: str, value: float, query: str) -> Evidence:
 
 
 def target_down(ctx: Context) -> Finding | None:
-    query = f'up{{job=~"{GATEWAY}|{ENGINE}|{GPU}|{NODE}"}} == 0'
+    query = f"up{{{ctx.job(GATEWAY, ENGINE, GPU, NODE)}}} == 0"
     down = ctx.prom.query(query)
     evidence = [_ev(f"up{{job={s.labels.get('job')},instance={s.labels.get('instance')}}}", 0, query) for s in down]
     sim = ctx.value("count(llmwatch_sim_info)")
@@ -61,7 +61,7 @@ def target_down(ctx: Context) -> Finding | None:
 
 def cold_start(ctx: Context) -> Finding | None:
     ctx.need(ENGINE, "the engine's start time")
-    uptime_q = f'time() - max(process_start_time_seconds{{job="{ENGINE}"}})'
+    uptime_q = f"time() - max(process_start_time_seconds{{{ctx.job(ENGINE)}}})"
     uptime = ctx.require(uptime_q, "the engine's process_start_time_seconds")
     if uptime > ctx.window_s:
         return None
@@ -234,8 +234,8 @@ def server_errors(ctx: Context) -> Finding | None:
         errors_q = f'sum(increase(llmwatch_requests_total{{status=~"5..",{USER}}}[{w}]))'
     else:
         ctx.need(ENGINE, "the error ratio")
-        total_q = f'sum(increase(http_requests_total{{job="{ENGINE}",handler=~"/v1/.+"}}[{w}]))'
-        errors_q = f'sum(increase(http_requests_total{{job="{ENGINE}",handler=~"/v1/.+",status="5xx"}}[{w}]))'
+        total_q = f'sum(increase(http_requests_total{{{ctx.job(ENGINE)},handler=~"/v1/.+"}}[{w}]))'
+        errors_q = f'sum(increase(http_requests_total{{{ctx.job(ENGINE)},handler=~"/v1/.+",status="5xx"}}[{w}]))'
     total = ctx.require(total_q, "requests")
     _volume_gate(ctx, total, min_requests, "requests")
     errors = ctx.value(errors_q) or 0.0

@@ -12,6 +12,14 @@ from llmwatch.doctor.sources import Limit, Thresholds, is_number
 
 # Scrape jobs of prometheus/prometheus.yml the doctor knows (rules match on `job` only).
 GATEWAY, ENGINE, GPU, NODE = "gateway", "vllm", "dcgm", "node"
+# Another Prometheus names its jobs as it likes: a job whose targets exposed one of these in the last hour (so a
+# target that just went down still counts) plays the role too.
+ROLE_METRICS: dict[str, tuple[str, ...]] = {
+    GATEWAY: ("llmwatch_requests_in_flight",),
+    ENGINE: ("vllm:num_requests_running", "llamacpp:requests_processing"),
+    GPU: ("DCGM_FI_DEV_FB_USED",),
+    NODE: ("node_uname_info",),
+}
 # What vLLM reports about its own sizing: vllm:cache_config_info's labels (vllm/v1/metrics/loggers.py,
 # PrometheusStatLogger.log_metrics_info publishes the cache config only).
 ENGINE_INFO = "vllm:cache_config_info"
@@ -34,6 +42,7 @@ class Context:
     window: str
     thresholds: Thresholds = field(default_factory=lambda: Thresholds({}, {}, {}))
     jobs: dict[str, list[float]] = field(default_factory=dict)  # job -> `up` of each of its targets
+    roles: dict[str, set[str]] = field(default_factory=dict)  # GATEWAY, ENGINE, ... -> the jobs that play it
     used: dict[tuple[str, frozenset[tuple[str, str]]], Limit] = field(default_factory=dict)  # thresholds read
 
     @classmethod
@@ -50,6 +59,11 @@ class Context:
         ctx = cls(prom, window, Thresholds(live, flags or {}, engine))
         for s in prom.query("up"):
             ctx.jobs.setdefault(s.labels.get("job", ""), []).append(s.value)
+        for role, metrics in ROLE_METRICS.items():
+            ctx.roles[role] = {role} & ctx.jobs.keys()
+            for metric in metrics:
+                found = prom.query(f"group by (job) (last_over_time({metric}[1h]))")
+                ctx.roles[role] |= {s.labels["job"] for s in found if s.labels.get("job") in ctx.jobs}
         return ctx
 
     @property
@@ -78,13 +92,20 @@ class Context:
         except Skip:
             return None
 
-    def scraped(self, job: str) -> bool:
-        """Prometheus has a target for ``job`` (up or down)."""
-        return job in self.jobs
+    def scraped(self, role: str) -> bool:
+        """Prometheus has a target (up or down) that plays ``role``: the stack's job of that name, or one whose
+        targets expose the role's metrics."""
+        return bool(self.roles.get(role))
 
-    def need(self, job: str, what: str) -> None:
-        if not self.scraped(job):
-            raise Skip(f"Prometheus scrapes no `{job}` job, so {what} is unknown")
+    def job(self, *roles: str) -> str:
+        """A label matcher for the jobs of ``roles``: the stack's job names, and any other job found to play them."""
+        names = [*roles, *sorted(set().union(*(self.roles.get(r, set()) for r in roles)) - set(roles))]
+        return f'job="{names[0]}"' if len(names) == 1 else f'job=~"{"|".join(names)}"'
+
+    def need(self, role: str, what: str) -> None:
+        if not self.scraped(role):
+            metrics = " or ".join(ROLE_METRICS.get(role, ()))
+            raise Skip(f"Prometheus scrapes no `{role}` job and no target exposing {metrics}, so {what} is unknown")
 
     def value(self, expr: str) -> float | None:
         return self.prom.value(expr)
