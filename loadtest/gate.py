@@ -76,14 +76,9 @@ def finish(environment: Environment) -> int:
     reached = values["goodput_requests_per_second"]
     if goodput and reached is not None and not goodput.met(reached):
         notes["goodput_requests_per_second"] = slo.explain_goodput(
-            measured, values, goodput, slos, options.max_num_seqs
-        )
-        if options.rate and sum(late.values()) + sum(dropped.values()):
-            notes["goodput_requests_per_second"] += (
-                f" The open loop asked for {options.rate:g} req/s: {sum(late.values())} arrivals found every user "
-                f"busy and went out late, and {sum(dropped.values())} were never sent: the server fell behind "
-                "(or --users is too small)."
-            )
+            measured, values, goodput, slos, options.max_num_seqs,
+            rate=options.rate, late=sum(late.values()), unsent=sum(dropped.values()),
+        )  # fmt: skip
     rows = slo.rows(slos, values, notes)
     if not measured:
         rows.append({"slo": "requests", "what": "completed requests after warm-up", "target": "≥ 1",

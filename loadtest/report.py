@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import html as html_lib
 import io
-import math
 from collections import defaultdict
 from typing import Any
 
@@ -17,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from loadtest import answers, slo
-from loadtest.samples import percentile
+from loadtest.samples import percentile, short_of_rate
 from loadtest.stream import Sample
 
 BUCKET_SECONDS = 5.0
@@ -60,12 +59,11 @@ def sweep_rows(steps: list[dict[str, Any]], measured: list[Sample], slos: slo.Sl
         values = slo.measure(inside, slos, None, span=seconds)
         latency = [r for r in slo.rows(slos, values, {}) if r["slo"].startswith("ttft_")]
         good = sum(slo.good(s, slos.per_request) for s in inside)
-        expected = step["rate"] * seconds
         passed = (
             bool(inside)
             and all(r["status"] != "FAIL" for r in latency)
             and good >= SWEEP_GOOD_SHARE * len(inside)
-            and len(inside) >= expected - 3 * math.sqrt(expected)
+            and not short_of_rate(len(inside), step["rate"], seconds)
         )
         goodput = values["goodput_requests_per_second"] or 0.0
         status = "PASS" if passed else "FAIL"

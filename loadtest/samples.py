@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -47,3 +48,10 @@ def window(samples: Sequence[Sample]) -> float:
     if not samples:
         return 0.0
     return max(s.start + s.e2e for s in samples) - min(s.start for s in samples)
+
+
+def short_of_rate(sent: int, rate: float, seconds: float) -> bool:
+    """``sent`` arrivals in ``seconds`` fall short of ``rate`` by more than Poisson noise: more than 3 standard
+    deviations (sqrt of the expected count) below the expected count."""
+    expected = rate * seconds
+    return sent < expected - 3 * math.sqrt(expected)

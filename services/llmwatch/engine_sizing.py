@@ -4,6 +4,10 @@ These values must equal the engine's own flags, and Prometheus rule files have n
 the rule file from .env through the `prometheus-engine-sizing` entry of docker-compose.yml's `configs:` (its
 `content:` is the one template). Everything that runs Prometheus outside compose (`make demo`, the promtool tests,
 the live tests) renders that same template here, with compose's own interpolation rules, so nothing can drift.
+
+prometheus/defaults/engine-sizing.yml is that template rendered with every default, committed so that the promtool
+tests run from a checkout (`promtool test rules prometheus/tests/*.yml`) and `llmwatch doctor` knows the stack's
+defaults; a test checks it equals `defaults()`.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ import yaml
 COMPOSE_FILE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
 CONFIG_NAME = "prometheus-engine-sizing"
 FILE_NAME = "engine-sizing.yml"
+DEFAULTS_FILE = COMPOSE_FILE.parent / "prometheus" / "defaults" / FILE_NAME
+DEFAULTS_HEADER = (
+    "# Generated: the `prometheus-engine-sizing` config of docker-compose.yml with every variable at its default.\n"
+    "# Do not edit; regenerate with `python -m llmwatch.engine_sizing` (tests/unit/test_prometheus_rules.py checks).\n"
+)
 # Where compose mounts it; prometheus/prometheus.yml lists this directory in rule_files.
 COMPOSE_DIR = "/etc/prometheus-rendered"
 
@@ -68,3 +77,13 @@ def write(directory: Path, env: Mapping[str, str] | None = None, compose_file: P
     path = directory / FILE_NAME
     path.write_text(render(env, compose_file))
     return path
+
+
+def defaults(compose_file: Path = COMPOSE_FILE) -> str:
+    """The committed defaults file's text: the template rendered with no .env, under a "generated" header."""
+    return DEFAULTS_HEADER + render({}, compose_file)
+
+
+if __name__ == "__main__":
+    DEFAULTS_FILE.parent.mkdir(parents=True, exist_ok=True)
+    DEFAULTS_FILE.write_text(defaults())

@@ -5,6 +5,8 @@ configuration and must come first among the critical and warning findings, with 
 One Prometheus serves every scenario, scraping each second; the doctor looks back WINDOW, and each windowed
 scenario runs its load for WINDOW + SETTLE before the doctor is asked, so the window holds that scenario only.
 Prometheus loads prometheus/rules/thresholds.yml and the engine-sizing rules rendered as compose renders them.
+A second Prometheus scrapes the same targets with no rule file loaded (someone else's Prometheus): every scenario
+asks the doctor of both, and both must give the same critical and warning ids.
 Set LLMWATCH_DOCTOR_CAPTURE=<dir> to keep each scenario's text output (docs/doctor.md shows them).
 """
 
@@ -17,6 +19,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +30,19 @@ import yaml
 from llmwatch import engine_sizing
 from llmwatch.demo.localstack import Ports, local_prometheus_config
 from tests.fake_dcgm import FakeDcgm, Gpu
-from tests.support import REPO, Child, Traffic, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
+from tests.llamacpp import METRICS_CAPTURE
+from tests.support import (
+    REPO,
+    Child,
+    Traffic,
+    free_port,
+    llmwatch_cmd,
+    need_binary,
+    running,
+    serving,
+    sim_cmd,
+    wait_until,
+)  # fmt: skip
 
 pytestmark = pytest.mark.integration
 
@@ -54,6 +69,7 @@ class Stack:
     dcgm_port: int
     tmp: Path
     dcgm: FakeDcgm
+    bare_port: int  # the Prometheus without rule files
     engine: Child | None = None
     gateway: Child | None = None
     dcgm_server: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
@@ -83,10 +99,15 @@ class Stack:
         answer = httpx.post(f"{self.url('engine')}/admin/faults", json=faults, timeout=5)
         assert answer.status_code == 200, answer.text
 
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        answer = httpx.post(f"{self.url('prometheus')}/api/v1/query", data={"query": expr}, timeout=5).json()
+    def query(self, expr: str, bare: bool = False) -> list[dict[str, Any]]:
+        base = f"http://127.0.0.1:{self.bare_port}" if bare else self.url("prometheus")
+        answer = httpx.post(f"{base}/api/v1/query", data={"query": expr}, timeout=5).json()
         result: list[dict[str, Any]] = answer["data"]["result"]
         return result
+
+    def both_see(self, expr: str, what: str) -> None:
+        """Wait until both Prometheus servers give a result for ``expr``."""
+        wait_until(lambda: self.query(expr) and self.query(expr, bare=True), 15, f"both Prometheus servers: {what}")
 
     def load_for(self, seconds: float, body: dict[str, Any] = SHORT, workers: int = 2) -> Traffic:
         """``workers`` clients streaming ``body`` through the gateway back to back for ``seconds``."""
@@ -106,17 +127,35 @@ class Stack:
         return code, report, load
 
     def doctor(self, scenario: str, window: str = WINDOW) -> tuple[int, dict[str, Any]]:
-        args = llmwatch_cmd("doctor", "--prometheus", self.url("prometheus"), "--window", window)
-        done = subprocess.run([*args, "--json"], capture_output=True, text=True, timeout=60, cwd=REPO)
-        assert done.returncode in (0, 1), done.stderr
+        """The doctor's report from the Prometheus with the stack's rules, after checking that the one without
+        them, asked at the same moment, gives the same exit code and the same critical and warning ids (its
+        thresholds from the engine and the defaults)."""
+        targets = ((scenario, self.url("prometheus")), (f"{scenario}-no-rules", f"http://127.0.0.1:{self.bare_port}"))
+        json_runs = {name: _doctor_process(url, window, "--json") for name, url in targets}
+        out = {name: process.communicate(timeout=60) for name, process in json_runs.items()}
+        codes = {name: process.returncode for name, process in json_runs.items()}
+        for name, (_, stderr) in out.items():
+            assert codes[name] in (0, 1), stderr
         capture = os.environ.get("LLMWATCH_DOCTOR_CAPTURE")
-        if capture:
-            text = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=REPO).stdout
+        if capture:  # the text of the same runs, for docs/doctor.md (asked right after the JSON)
+            texts = {name: _doctor_process(url, window) for name, url in targets}
             Path(capture).mkdir(parents=True, exist_ok=True)
-            (Path(capture) / f"{scenario}.txt").write_text(text)
-            (Path(capture) / f"{scenario}.json").write_text(done.stdout)
-        report: dict[str, Any] = json.loads(done.stdout)
-        return done.returncode, report
+            for name, process in texts.items():
+                (Path(capture) / f"{name}.txt").write_text(process.communicate(timeout=60)[0])
+                (Path(capture) / f"{name}.json").write_text(out[name][0])
+        report: dict[str, Any] = json.loads(out[scenario][0])
+        bare: dict[str, Any] = json.loads(out[f"{scenario}-no-rules"][0])
+        ids = [f["id"] for f in serious(report)]
+        assert [f["id"] for f in serious(bare)] == ids, json.dumps([report, bare], indent=1)
+        assert codes[scenario] == codes[f"{scenario}-no-rules"]
+        assert {t["source"] for t in bare["thresholds"]} <= {"engine", "default"}, bare["thresholds"]
+        assert not [n for n in bare["not_checked"] if "threshold:" in n["why"]], bare["not_checked"]
+        return codes[scenario], report
+
+
+def _doctor_process(prometheus: str, window: str, *flags: str) -> subprocess.Popen[str]:
+    args = [*llmwatch_cmd("doctor", "--prometheus", prometheus, "--window", window), *flags]
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
 
 
 def serious(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -140,7 +179,7 @@ def number(finding: dict[str, Any], name: str) -> float:
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("doctor-live")
     ports = Ports(**{name: free_port() for name in Ports.model_fields})
-    dcgm_port = free_port()
+    dcgm_port, bare_port = free_port(), free_port()
     sizing = engine_sizing.write(tmp / "rendered", {"VLLM_MAX_NUM_SEQS": "4"})
     config = local_prometheus_config(REPO, ports, {"engine", "gateway"}, "1s", sizing)
     config["rule_files"] = [str(REPO / "prometheus/rules/thresholds.yml"), str(sizing)]
@@ -148,10 +187,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     config["scrape_configs"].append({"job_name": "dcgm", "static_configs": [
         {"targets": [f"127.0.0.1:{dcgm_port}"], "labels": {"service": "dcgm-exporter"}}]})  # fmt: skip
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config, sort_keys=False))
+    (tmp / "bare").mkdir()
+    (tmp / "bare" / "prometheus.yml").write_text(yaml.safe_dump({**config, "rule_files": []}, sort_keys=False))
     dcgm = FakeDcgm([Gpu(model="NVIDIA GeForce RTX 4090")])
     dcgm.set(DCGM_FI_DEV_FB_USED=round(CARD_MIB * 0.9), DCGM_FI_DEV_FB_FREE=CARD_MIB - round(CARD_MIB * 0.9),
              DCGM_FI_DEV_GPU_TEMP=55)  # fmt: skip
-    stack = Stack(ports, dcgm_port, tmp, dcgm)
+    stack = Stack(ports, dcgm_port, tmp, dcgm, bare_port)
     with contextlib.ExitStack() as exits, stack.dcgm_server:
         stack.dcgm_server.enter_context(dcgm.serve(dcgm_port))
         # The first engine pays a warm-up penalty on its first 3 requests: the cold_start scenario runs first.
@@ -165,8 +206,14 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             need_binary("prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{ports.prometheus}",
         ], tmp / "prometheus.log", f"{stack.url('prometheus')}/-/ready", timeout=30))  # fmt: skip
+        exits.enter_context(running([
+            need_binary("prometheus"), f"--config.file={tmp / 'bare' / 'prometheus.yml'}",
+            f"--storage.tsdb.path={tmp / 'bare' / 'data'}", f"--web.listen-address=127.0.0.1:{bare_port}",
+        ], tmp / "bare" / "prometheus.log", f"http://127.0.0.1:{bare_port}/-/ready", timeout=30))  # fmt: skip
         scraped = 'up{job=~"vllm|gateway|dcgm"} == 1'
-        wait_until(lambda: len(stack.query(scraped)) == 3, 60, "Prometheus scraping sim, gateway and dcgm")
+        wait_until(lambda: len(stack.query(scraped)) == len(stack.query(scraped, bare=True)) == 3, 60,
+                   "both Prometheus servers scraping sim, gateway and dcgm")  # fmt: skip
+        assert not stack.query('{__name__=~"threshold:.+"}', bare=True)
         yield stack
 
 
@@ -200,15 +247,16 @@ def test_healthy_run_has_no_critical_or_warning_finding(stack: Stack) -> None:
 def test_gpu_memory_beyond_vllm_share(stack: Stack) -> None:
     stack.dcgm.set(DCGM_FI_DEV_FB_USED=round(CARD_MIB * 0.98), DCGM_FI_DEV_FB_FREE=CARD_MIB - round(CARD_MIB * 0.98))
     try:
-        wait_until(lambda: stack.query("DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.97"),
-                   10, "Prometheus to scrape the new framebuffer use")  # fmt: skip
+        stack.both_see("DCGM_FI_DEV_FB_USED / (DCGM_FI_DEV_FB_USED + DCGM_FI_DEV_FB_FREE) > 0.97",
+                       "the new framebuffer use")  # fmt: skip
         _, report = stack.doctor("gpu_memory")
     finally:
         stack.dcgm.set(DCGM_FI_DEV_FB_USED=round(CARD_MIB * 0.9), DCGM_FI_DEV_FB_FREE=CARD_MIB - round(CARD_MIB * 0.9))
     found = first(report, "gpu_memory")
     assert number(found, "fb_used_ratio") == pytest.approx(0.98, abs=0.001)
-    assert number(found, "vllm_memory_share") == 0.9  # from the engine's vllm:cache_config_info
+    assert number(found, "vllm_memory_share") == 0.9  # the rendered rule, equal to the engine's own report
     assert found["action"]["flag"] == "--gpu-memory-utilization"
+    assert "docker compose --profile gpu-q4 up -d" in found["action"]["why"]
 
 
 def test_decode_slow(stack: Stack) -> None:
@@ -286,9 +334,53 @@ def test_cold_start_absorbed_by_the_gateways_warm_up_is_only_info(stack: Stack) 
     assert number(found, "user_ttft_p99_since_start_seconds") <= 0.8
 
 
+def test_gpu_memory_with_llamacpp_as_the_engine(stack: Stack) -> None:
+    """llama.cpp (its real /metrics capture) in the engine's place, no vllm:cache_config_info: judged on the bytes it
+    uses against the 3 GB budget. 4.4 GB (an f16 model) is a warning naming the Q4 GGUF and the gpu-q4 profile."""
+    assert stack.engine is not None
+    stack.engine.stop()
+    exposition = METRICS_CAPTURE.read_bytes()
+
+    class LlamaMetrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path in ("/metrics", "/health") else 404)
+            self.send_header("Content-Type", "text/plain; version=0.0.4")
+            self.send_header("Content-Length", str(len(exposition)))
+            self.end_headers()
+            self.wfile.write(exposition)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    def framebuffer(used_gb: float) -> None:
+        used = round(used_gb * 1e9 / 1048576)
+        stack.dcgm.set(DCGM_FI_DEV_FB_USED=used, DCGM_FI_DEV_FB_FREE=CARD_MIB - used)
+        stack.both_see(f"DCGM_FI_DEV_FB_USED == {used}", f"{used_gb} GB in use")
+
+    with serving(ThreadingHTTPServer(("127.0.0.1", stack.ports.engine), LlamaMetrics)):
+        stack.both_see('count(llamacpp:requests_processing{job="vllm"}) unless count(vllm:cache_config_info)',
+                       "llama.cpp in the engine's place")  # fmt: skip
+        try:
+            framebuffer(4.4)
+            _, report = stack.doctor("gpu_memory_llamacpp")
+            found = first(report, "gpu_memory")
+            assert number(found, "fb_used_bytes") == pytest.approx(4.4e9, rel=1e-3)
+            assert number(found, "budget_bytes") == 3e9 and number(found, "llamacpp_engines") == 1
+            assert found["title"].startswith("llama.cpp uses 4.40 GB of GPU memory")
+            assert found["action"]["flag"] == "LLAMA_MODEL_FILE" and "gpu-q4" in found["action"]["why"]
+            framebuffer(2.16)  # what the gpu-q4 profile used on the lent H200 (docs/edge.md): within the budget
+            _, report = stack.doctor("gpu_memory_llamacpp_within_budget")
+            assert "gpu_memory" in report["checked"] and serious(report) == [], json.dumps(report, indent=1)
+        finally:
+            normal = round(CARD_MIB * 0.9)
+            stack.dcgm.set(DCGM_FI_DEV_FB_USED=normal, DCGM_FI_DEV_FB_FREE=CARD_MIB - normal)
+    stack.start_engine("--warmup-requests", "0")  # the simulator back in the engine's place
+    stack.both_see('up{job="vllm"} == 1 and on () count(vllm:cache_config_info)', "the simulator scraped again")
+
+
 def test_target_down(stack: Stack) -> None:
     stack.dcgm_server.close()  # the GPU exporter stops answering
-    wait_until(lambda: stack.query('up{job="dcgm"} == 0'), 10, "Prometheus to see dcgm-exporter down")
+    stack.both_see('up{job="dcgm"} == 0', "dcgm-exporter down")
     code, report = stack.doctor("target_down")
     found = first(report, "target_down")
     assert found["severity"] == "critical" and code == 1

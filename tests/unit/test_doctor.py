@@ -5,9 +5,11 @@ dcgm-exporter. The findings themselves are proven on a real Prometheus in tests/
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 from urllib.parse import parse_qs
 
 import httpx
@@ -15,9 +17,13 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmwatch import engine_sizing, thresholds
+from llmwatch.config import parse_cli
 from llmwatch.doctor.diagnose import diagnose
-from llmwatch.doctor.finding import Action, Finding, rank
+from llmwatch.doctor.finding import Action, Evidence, Finding, Report, rank
 from llmwatch.doctor.prom import Prometheus
+from llmwatch.doctor.render import as_text
+from llmwatch.doctor.settings import DoctorSettings
+from llmwatch.doctor.sources import Limit, Thresholds, assumption
 from tests.fake_dcgm import FakeDcgm, Gpu, counters
 from tests.support import REPO, free_port, llmwatch_cmd
 
@@ -60,11 +66,15 @@ def test_unreachable_prometheus_is_one_line_and_exit_3() -> None:
 
 
 def fake_prometheus(
-    jobs: list[str], tmp: Path, answers: dict[str, list[float]] | None = None, extra: dict[str, float] | None = None
+    jobs: list[str],
+    tmp: Path,
+    answers: dict[str, list[float]] | None = None,
+    extra: dict[str, float] | None = None,
+    rules: bool = True,
 ) -> Prometheus:
-    """A Prometheus that scrapes only ``jobs`` and holds the thresholds (plus ``extra`` ones), with no traffic yet;
-    ``answers`` gives the values of exact queries (one unlabelled sample each)."""
-    series = [*thresholds.load(), *thresholds.load(engine_sizing.write(tmp))]
+    """A Prometheus that scrapes only ``jobs`` and holds the thresholds (plus ``extra`` ones; none without ``rules``),
+    with no traffic yet; ``answers`` gives the values of exact queries (one unlabelled sample each)."""
+    series = [*thresholds.load(), *thresholds.load(engine_sizing.write(tmp))] if rules else []
     series += [thresholds.Threshold(name, value) for name, value in (extra or {}).items()]
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -143,5 +153,108 @@ def test_a_gpu_memory_budget_below_vllms_preallocation_is_info_pointing_to_a_4_b
     (found,) = [f for f in diagnose(prom, "5m").findings if f.id == "gpu_memory"]
     assert found.severity == "info"
     assert found.number("budget_bytes") == 3e9 and found.number("fb_used_ratio") == 0.9
-    assert found.action.flag == "--gpu-memory-utilization" and found.action.value == f"{3e9 / card:.2f}"
+    # The FP16 weights (3.56 GB) cannot fit 3 GB at any share: the action is the gpu-q4 profile, not a share.
+    assert found.action.flag == "docker compose --profile gpu-q4 up -d" and found.action.value is None
     assert "3.56 GB" in found.action.why and "4-bit" in found.action.why
+
+
+@pytest.mark.unit
+def test_each_threshold_comes_from_the_first_source_that_has_it() -> None:
+    record = "threshold:engine_max_num_seqs:max"
+    live = {(record, frozenset()): 16.0}
+    engine = {"threshold:gpu_vllm_memory_share:max": (0.8, "vllm:cache_config_info, label gpu_memory_utilization")}
+    both = Thresholds(live, {record: 8.0}, engine)
+    assert both.get(record) == Limit(record, 16, "rule", record)
+    flag = Thresholds({}, {record: 8.0, "threshold:gpu_vllm_memory_share:max": 0.7}, engine)
+    assert flag.get(record) == Limit(record, 8, "flag", "--max-num-seqs")
+    assert flag.get("threshold:gpu_vllm_memory_share:max") == Limit(
+        "threshold:gpu_vllm_memory_share:max", 0.7, "flag", "--gpu-memory-utilization"
+    )
+    bare = Thresholds({}, {}, engine)
+    assert bare.get("threshold:gpu_vllm_memory_share:max").source == "engine"  # type: ignore[union-attr]
+    # The shipped defaults: the engine-sizing template's (4 sequences) and thresholds.yml's, labels included.
+    assert bare.get(record) == Limit(record, 4, "default", record)
+    floor = "threshold:engine_stream_decode_tokens_per_second:min"
+    assert bare.get(floor, gpu_class="h100") == Limit(floor, 340, "default", floor)
+    assert bare.get("threshold:nope:max") is None
+    assert "`--threshold threshold:kpi_gpu_memory_bytes:max=3000000000`" in assumption(
+        "threshold:kpi_gpu_memory_bytes:max", 3e9
+    )
+    assert assumption(record, 4) == (
+        "assuming `--max-num-seqs 4` (the stack's default); pass `--max-num-seqs` if yours differs"
+    )
+    assert assumption("threshold:gateway_ttft_p99_seconds:max", 0.8) == (
+        "assuming `--threshold threshold:gateway_ttft_p99_seconds:max=0.8` (the stack's default); pass "
+        "`--threshold threshold:gateway_ttft_p99_seconds:max=VALUE` if yours differs"
+    )
+
+
+@pytest.mark.unit
+def test_without_the_stacks_rules_nothing_is_skipped_for_a_missing_threshold(tmp_path: Path) -> None:
+    report = diagnose(fake_prometheus(["gateway", "vllm"], tmp_path, rules=False), "5m")
+    why = {n.id: n.why for n in report.not_checked}
+    assert not [w for w in why.values() if "threshold:" in w], why
+    assert all("no data" in w or "dcgm-exporter" in w for w in why.values()), why
+    # No dcgm-exporter, and only the stack's default says a GPU is expected: not a critical finding here.
+    assert report.findings == [] and report.exit_code == 0
+    assert {t.source for t in report.thresholds} == {"default"}
+    flagged = diagnose(fake_prometheus(["gateway", "vllm"], tmp_path, rules=False), "5m",
+                       {"threshold:gpus_expected:min": 1.0})  # fmt: skip
+    (found,) = flagged.findings
+    assert found.id == "target_down" and found.evidence[0] == Evidence("gpus_expected", 1, "--gpus-expected", "flag")
+
+
+@pytest.mark.unit
+def test_text_output_says_in_one_line_that_defaults_were_used_and_each_finding_what_it_assumed() -> None:
+    seqs = Limit("threshold:engine_max_num_seqs:max", 4, "default", "threshold:engine_max_num_seqs:max")
+    queueing = Finding("queueing", "warning", "Requests waited", [
+        Evidence("mean_queue_seconds", 3.2, "sum(rate(...))"),
+        Evidence("max_num_seqs", 4, seqs.where, "default"),
+    ], Action("why", "--max-num-seqs", "8"))  # fmt: skip
+    live = Limit("threshold:gateway_ttft_p99_seconds:max", 0.8, "rule", "threshold:gateway_ttft_p99_seconds:max")
+    text = as_text(Report([queueing], ["queueing"], [], [seqs, live]), "http://p:9090", "5m")
+    assert text.count("the stack's defaults") == 1 and "1 of the 2 read are the stack's defaults" in text
+    assert "  assuming `--max-num-seqs 4` (the stack's default); pass `--max-num-seqs` if yours differs\n" in text
+    assert "max_num_seqs = 4    <- threshold:engine_max_num_seqs:max (the stack's default)\n" in text
+    without = as_text(Report([queueing], ["queueing"], [], [live]), "http://p:9090", "5m")
+    assert "Thresholds:" not in without
+
+
+@pytest.mark.integration
+def test_threshold_flags_have_env_twins_and_bad_ones_are_one_line() -> None:
+    settings = parse_cli(DoctorSettings, ["--prometheus", "http://p:9090", "--max-num-seqs", "8",
+                                          "--threshold", "threshold:gateway_ttft_p99_seconds:max=1.5"])  # fmt: skip
+    assert settings.flags() == {"threshold:engine_max_num_seqs:max": 8, "threshold:gateway_ttft_p99_seconds:max": 1.5}
+    env = {"LLMWATCH_DOCTOR_PROMETHEUS": "http://127.0.0.1:1", "LLMWATCH_DOCTOR_GPU_MEMORY_UTILIZATION": "0.8",
+           "LLMWATCH_DOCTOR_THRESHOLD": "threshold:a:max=1,threshold:b:min=2"}  # fmt: skip
+    with patch.dict(os.environ, env):
+        from_env = parse_cli(DoctorSettings, [])
+    assert from_env.flags() == {"threshold:a:max": 1, "threshold:b:min": 2, "threshold:gpu_vllm_memory_share:max": 0.8}
+    for args, flag in ((("--threshold", "ttft=1"), "--threshold"), (("--max-num-seqs", "0"), "--max-num-seqs")):
+        done = run_doctor("--prometheus", "http://127.0.0.1:1", *args)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1 and flag in done.stderr, done.stderr
+
+
+@pytest.mark.unit
+def test_jobs_are_found_by_their_metrics_whatever_another_prometheus_names_them() -> None:
+    """A cluster's Prometheus: the engine's job is `default/vllm-r1`, the gateway's `llm-gateway`; no dcgm."""
+    jobs = {"default/vllm-r1": "vllm:num_requests_running", "llm-gateway": "llmwatch_requests_in_flight"}
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(request.content.decode())["query"][0]
+        asked.append(query)
+        result: list[dict[str, Any]] = []
+        if query == "up":
+            result = [{"metric": {"job": job, "instance": f"{job}:1"}, "value": [0, "1"]} for job in jobs]
+        for job, metric in jobs.items():
+            if query == f"group by (job) (last_over_time({metric}[1h]))":
+                result = [{"metric": {"job": job}, "value": [0, "1"]}]
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+
+    prom = Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+    report = diagnose(prom, "5m")
+    why = {n.id: n.why for n in report.not_checked}
+    assert not [w for w in why.values() if "scrapes no" in w], why  # the engine and the gateway were found
+    assert 'time() - max(process_start_time_seconds{job=~"vllm|default/vllm-r1"})' in asked
+    assert 'up{job=~"gateway|vllm|dcgm|node|default/vllm-r1|llm-gateway"} == 0' in asked

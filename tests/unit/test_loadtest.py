@@ -4,6 +4,7 @@ file (and its agreement with thresholds.yml), the prompt set, and the honest exp
 from __future__ import annotations
 
 import itertools
+import random
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from loadtest import prompts, slo
-from loadtest.samples import Warmup, percentile, split_warmup
+from loadtest.samples import Warmup, percentile, short_of_rate, split_warmup, window
 from loadtest.stream import Sample, StreamTiming
 
 from llmwatch import thresholds
@@ -176,3 +177,59 @@ def test_the_tools_and_json_subsets_carry_their_request_fields() -> None:
     assert tools and all(p.fields["tools"] and p.fields["tool_choice"] != "auto" for p in tools)
     formats = {p.fields["response_format"]["type"] for p in prompts.load(tags=frozenset({"json"}))}
     assert formats == {"json_object", "json_schema"}
+
+
+def fifo_run(rate: float, seconds: float, slots: int, service_s: float, tokens: int = 300) -> list[Sample]:
+    """Poisson arrivals (seeded) into an engine of ``slots`` batch slots, first come first served: a request waits
+    for the first free slot, then takes 50 ms to its first token and ``service_s`` in all."""
+    rng = random.Random(1)  # this seed sends 3.97 req/s at rate 4 over 120 s: below 4, within Poisson noise
+    free = [0.0] * slots
+    out: list[Sample] = []
+    t = rng.expovariate(rate)
+    while t < seconds:
+        slot = min(range(slots), key=free.__getitem__)
+        wait = max(0.0, free[slot] - t)
+        free[slot] = t + wait + service_s
+        out.append(Sample(start=t, e2e=wait + service_s, ok=True, ttft=wait + 0.05,
+                          tpot=(service_s - 0.05) / tokens, output_tokens=tokens))  # fmt: skip
+        t += rng.expovariate(rate)
+    return out
+
+
+def goodput_note(samples: list[Sample], **kwargs: float) -> str:
+    slos = slo.load()
+    values = slo.measure(samples, slos, None)
+    target = slos.slos["goodput_requests_per_second"]
+    assert values["goodput_requests_per_second"] is not None and not target.met(values["goodput_requests_per_second"])
+    return slo.explain_goodput(samples, values, target, slos, batch=4, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_met_rate_with_ttft_missed_through_queueing_names_queueing_not_the_offered_load() -> None:
+    """The real engine's shape: --rate 4 sent (~3.98 req/s), 0 late, 0 unsent, TTFT p99 missed while the 4 batch
+    slots were full. The verdict names queueing at --max-num-seqs, not "offered less"."""
+    samples = fifo_run(rate=4.0, seconds=120, slots=4, service_s=0.9)
+    assert 3.9 < len(samples) / window(samples) < 4.0  # sent: under the asked 4 req/s, within Poisson noise
+    values = slo.measure(samples, slo.load(), None)
+    assert (values["ttft_p99_seconds"] or 0) > 0.8
+    note = goodput_note(samples, rate=4.0, late=0, unsent=0)
+    assert "offered less" not in note, note
+    assert "Measured cause: queueing at --max-num-seqs 4:" in note, note
+    assert "decode speed" not in note and "errors" not in note, note
+
+
+def test_offered_less_only_for_late_or_unsent_arrivals_or_a_shortfall_beyond_poisson_noise() -> None:
+    samples = fifo_run(rate=4.0, seconds=120, slots=4, service_s=0.9)
+    late = goodput_note(samples, rate=4.0, late=12, unsent=3)
+    assert "The run offered less than 4 req/s: 12 arrivals found every user busy" in late
+    assert "3 were never sent" in late
+    sparse = fifo_run(rate=3.0, seconds=120, slots=4, service_s=0.9)  # 3 req/s sent at --rate 4, none late
+    assert "offered less than 4 req/s, more than Poisson noise" in goodput_note(sparse, rate=4.0)
+    assert short_of_rate(86, 4.0, 30) and not short_of_rate(88, 4.0, 30)  # 120 expected, 3 sigma ~33
+
+
+def test_a_met_rate_with_slow_decode_or_errors_names_that_cause() -> None:
+    slow = fifo_run(rate=4.0, seconds=60, slots=64, service_s=0.9, tokens=30)  # no queue; 30 tokens in 0.85 s
+    assert "Measured cause: decode speed: " in goodput_note(slow, rate=4.0)
+    broken = [s if i % 3 else Sample(start=s.start, e2e=0.1, ok=False, error="HTTP 500")
+              for i, s in enumerate(fifo_run(rate=4.0, seconds=60, slots=64, service_s=0.5))]  # fmt: skip
+    assert "Measured cause: errors: " in goodput_note(broken, rate=4.0)

@@ -60,34 +60,34 @@ RECORDED = [r for path in RULES for r in rules(path) if "record" in r]
 TOOL_THRESHOLDS = {"threshold:engine_max_model_len:max"}
 
 
-@pytest.fixture(scope="module")
-def sizing(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The engine-sizing rule file compose renders from .env, rendered with its defaults."""
-    return engine_sizing.write(tmp_path_factory.mktemp("rendered"))
-
-
-def with_sizing(test_file: Path, sizing: Path, dest: Path) -> Path:
-    """A promtool test file whose rule_files also load the rendered engine-sizing file (absolute paths)."""
-    doc = load(test_file)
-    doc["rule_files"] = [str((test_file.parent / f).resolve()) for f in doc["rule_files"]] + [str(sizing)]
-    out = dest / test_file.name
-    out.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
-    return out
-
-
 @pytest.mark.integration
 def test_promtool_check_config() -> None:
     promtool("check", "config", PROM / "prometheus.yml")
 
 
 @pytest.mark.integration
-def test_promtool_check_rules(sizing: Path) -> None:
-    promtool("check", "rules", *RULES, sizing)
+def test_promtool_check_rules() -> None:
+    promtool("check", "rules", *RULES, engine_sizing.DEFAULTS_FILE)
 
 
 @pytest.mark.integration
-def test_promtool_unit_tests(sizing: Path) -> None:
-    promtool("test", "rules", *(with_sizing(path, sizing, sizing.parent) for path in TESTS))
+def test_the_documented_promtool_test_command_passes_from_a_checkout() -> None:
+    """Exactly what docs/alerting.md says to run, through a shell (which expands the glob) from the repo root."""
+    command = "promtool test rules prometheus/tests/*.yml"
+    assert f"\n{command}\n" in DOCS.read_text(), "docs/alerting.md no longer documents this command"
+    need_binary("promtool")
+    done = subprocess.run(["sh", "-c", command], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert done.returncode == 0, f"{command} failed:\n{done.stdout}\n{done.stderr}"
+    assert done.stdout.count("SUCCESS") == len(TESTS), done.stdout
+
+
+@pytest.mark.unit
+def test_the_committed_engine_sizing_defaults_are_the_compose_template_rendered_with_its_defaults() -> None:
+    assert engine_sizing.DEFAULTS_FILE.read_text() == engine_sizing.defaults(), (
+        f"{engine_sizing.DEFAULTS_FILE.relative_to(REPO)} is stale: run `python -m llmwatch.engine_sizing`"
+    )
+    for path in TESTS:
+        assert "../defaults/engine-sizing.yml" in load(path)["rule_files"], f"{path.name} misses the sizing rules"
 
 
 # Everything below is pure: YAML and Python only.

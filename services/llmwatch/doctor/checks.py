@@ -1,21 +1,29 @@
 """The checks of the bottleneck path: each reads live metrics and returns a Finding, None (healthy) or raises Skip.
 
-Every number a finding shows comes with the PromQL that produced it. Thresholds are the live `threshold:*` series
-(prometheus/rules/thresholds.yml and the engine-sizing rules rendered from .env), the ones the alerts compare with.
+Every number a finding shows comes with the PromQL that produced it. Thresholds come from the first source that has
+them (sources.py): the live `threshold:*` series the alerts compare with, a flag, the engine's own report, or the
+stack's defaults; each threshold's evidence says which.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from llmwatch.doctor.context import ENGINE, GATEWAY, GPU, NODE, Context, Skip
+from llmwatch.doctor.context import ENGINE, ENGINE_INFO, GATEWAY, GPU, NODE, Context, Skip
 from llmwatch.doctor.finding import Action, Evidence, Finding
+from llmwatch.doctor.sources import recorded_expr
 
 Check = Callable[[Context], Finding | None]
 
 USER = 'kind!="warmup"'  # the gateway's own warm-up requests are not user traffic
 FP16_WEIGHTS_BYTES = 3.56e9  # DeepSeek-R1-Distill-Qwen-1.5B: 1.777 B parameters x 2 bytes
 MIB = 1024 * 1024
+FLOOR = "threshold:engine_stream_decode_tokens_per_second:min"
+EFFECTIVE_FLOOR = FLOOR + "_effective"
+GPU_CLASSES = "gpu_class:dcgm_gpus:count"
+LLAMACPP = "llamacpp:requests_processing"  # a gauge every llama-server --metrics exposes
+# The switch for a GPU too small for vLLM's FP16 weights: llama.cpp with CUDA on the Q4_K_M GGUF (docs/edge.md).
+GPU_Q4 = "docker compose --profile gpu-q4 up -d"
 # Cold start: the first requests after a restart took at least this many times the recent mean, and 0.1 s more.
 COLD_FACTOR, COLD_EXTRA_S = 2.0, 0.1
 # A prompt is "too long" when on average it takes this share of --max-model-len, leaving little room to reason.
@@ -29,13 +37,15 @@ def _ev(name: str, value: float, query: str) -> Evidence:
 
 
 def target_down(ctx: Context) -> Finding | None:
-    query = f'up{{job=~"{GATEWAY}|{ENGINE}|{GPU}|{NODE}"}} == 0'
+    query = f"up{{{ctx.job(GATEWAY, ENGINE, GPU, NODE)}}} == 0"
     down = ctx.prom.query(query)
     evidence = [_ev(f"up{{job={s.labels.get('job')},instance={s.labels.get('instance')}}}", 0, query) for s in down]
     sim = ctx.value("count(llmwatch_sim_info)")
-    gpus_expected = ctx.optional_threshold("threshold:gpus_expected:min")
-    if not ctx.scraped(GPU) and not sim and gpus_expected:
-        evidence.append(_ev("gpus_expected", gpus_expected, "threshold:gpus_expected:min"))
+    # The stack's default (1) is no fact about another deployment: only a series or a flag says a GPU is expected.
+    expected = ctx.thresholds.get("threshold:gpus_expected:min")
+    gpu_expected = expected is not None and expected.source in ("rule", "flag") and expected.value > 0
+    if not ctx.scraped(GPU) and not sim and gpu_expected:
+        evidence.append(ctx.evidence("gpus_expected", "threshold:gpus_expected:min"))
         evidence.append(_ev("dcgm_targets", 0, f'count(up{{job="{GPU}"}})'))
     if not evidence:
         return None
@@ -51,7 +61,7 @@ def target_down(ctx: Context) -> Finding | None:
 
 def cold_start(ctx: Context) -> Finding | None:
     ctx.need(ENGINE, "the engine's start time")
-    uptime_q = f'time() - max(process_start_time_seconds{{job="{ENGINE}"}})'
+    uptime_q = f"time() - max(process_start_time_seconds{{{ctx.job(ENGINE)}}})"
     uptime = ctx.require(uptime_q, "the engine's process_start_time_seconds")
     if uptime > ctx.window_s:
         return None
@@ -78,10 +88,12 @@ def cold_start(ctx: Context) -> Finding | None:
         if users is None or users <= target:
             if users is not None:
                 evidence.append(_ev("user_ttft_p99_since_start_seconds", users, users_q))
+                evidence.append(ctx.evidence("ttft_target_seconds", "threshold:gateway_ttft_p99_seconds:max"))
             return Finding("cold_start", "info", f"Engine restarted {uptime:.0f} s ago; its slow first requests were "
                            "not users' (the gateway's warm-up took them)", evidence, Action(
                 "Nothing to do: users met a warm engine.", "llmwatch gateway --warmup", "as set"))  # fmt: skip
         evidence.append(_ev("user_ttft_p99_since_start_seconds", users, users_q))
+        evidence.append(ctx.evidence("ttft_target_seconds", "threshold:gateway_ttft_p99_seconds:max"))
     return Finding("cold_start", "warning",
                    f"Engine restarted {uptime:.0f} s ago and its first requests waited {first:.2f} s for a first "
                    f"token on average, {first / recent:.1f}x the recent mean", evidence, Action(
@@ -101,7 +113,7 @@ def prompt_too_long(ctx: Context) -> Finding | None:
         mean_q = (f'sum(rate(llmwatch_tokens_total{{type="prompt",{USER}}}[{w}])) '
                   f'/ sum(rate(llmwatch_requests_total{{status=~"2..",{USER}}}[{w}]))')  # fmt: skip
     mean = ctx.require(mean_q, "prompt tokens")
-    evidence = [_ev("mean_prompt_tokens", mean, mean_q), _ev("max_model_len", max_len,
+    evidence = [_ev("mean_prompt_tokens", mean, mean_q), ctx.evidence("max_model_len",
                 "threshold:engine_max_model_len:max")]  # fmt: skip
     rejected_q = f'sum(increase(llmwatch_requests_total{{status="400",{USER}}}[{w}]))'
     rejected = ctx.value(rejected_q) if ctx.scraped(GATEWAY) else None
@@ -135,8 +147,9 @@ def kv_cache_pressure(ctx: Context) -> Finding | None:
     return Finding("kv_cache_pressure", "warning",
                    f"KV cache peaked at {usage:.0%} with {preempted:.0f} preemptions in {w}", [
         _ev("kv_cache_usage_max", usage, usage_q), _ev("preemptions", preempted, preempt_q),
-        _ev("kv_cache_usage_threshold", usage_max, "threshold:engine_kv_cache_usage_ratio:max"),
-        _ev("max_num_seqs", seqs, "threshold:engine_max_num_seqs:max"),
+        ctx.evidence("kv_cache_usage_threshold", "threshold:engine_kv_cache_usage_ratio:max"),
+        ctx.evidence("preemptions_threshold", "threshold:engine_preemptions_15m:max"),
+        ctx.evidence("max_num_seqs", "threshold:engine_max_num_seqs:max"),
     ], Action(
         "When the cache is full vLLM preempts running sequences and recomputes them later (what is often called "
         "memory fragmentation): latency jumps. Run fewer sequences at once, or give the cache more room: lower "
@@ -151,8 +164,7 @@ def queueing(ctx: Context) -> Finding | None:
     w = ctx.window
     waiting_max = ctx.threshold("threshold:engine_waiting_requests:max")
     seqs = ctx.threshold("threshold:engine_max_num_seqs:max")
-    share_q = (f"avg_over_time((sum(vllm:num_requests_waiting) > bool "
-               f"scalar(threshold:engine_waiting_requests:max))[{w}:])")  # fmt: skip
+    share_q = f"avg_over_time((sum(vllm:num_requests_waiting) > bool {waiting_max:g})[{w}:])"
     share = ctx.require(share_q, "vllm:num_requests_waiting")
     running_q = f"max_over_time(sum(vllm:num_requests_running)[{w}:])"
     running = ctx.value(running_q) or 0.0
@@ -169,9 +181,10 @@ def queueing(ctx: Context) -> Finding | None:
     usage = ctx.value(usage_q)
     evidence = [_ev("mean_queue_seconds", queued, queue_q), _ev("waiting_share_of_window", share, share_q),
                 _ev("waiting_peak", ctx.value(peak_q) or 0, peak_q),
-                _ev("running_peak", running, running_q), _ev("max_num_seqs", seqs,
-                "threshold:engine_max_num_seqs:max"), _ev("waiting_threshold", waiting_max,
-                "threshold:engine_waiting_requests:max")]  # fmt: skip
+                _ev("running_peak", running, running_q),
+                ctx.evidence("max_num_seqs", "threshold:engine_max_num_seqs:max"),
+                ctx.evidence("waiting_threshold", "threshold:engine_waiting_requests:max"),
+                ctx.evidence("ttft_target_seconds", "threshold:gateway_ttft_p99_seconds:max")]  # fmt: skip
     roomy = usage is not None and usage < ctx.threshold("threshold:engine_kv_cache_usage_ratio:max") / 2
     if usage is not None:
         evidence.append(_ev("kv_cache_usage_max", usage, usage_q))
@@ -197,15 +210,13 @@ def decode_slow(ctx: Context) -> Finding | None:
         speed_q = (f"sum(rate(llmwatch_time_per_output_token_seconds_count{{{USER}}}[{w}])) "
                    f"/ sum(rate(llmwatch_time_per_output_token_seconds_sum{{{USER}}}[{w}]))")  # fmt: skip
     speed = ctx.require(speed_q, "streamed tokens")
-    floor_q = "threshold:engine_stream_decode_tokens_per_second:min_effective"
-    floor = ctx.require(floor_q, "the per-GPU decode floor")
-    if speed >= floor:
+    floor, cards = _decode_floor(ctx)
+    if speed >= floor.value:
         return None
-    cards = [s.labels.get("gpu_class", "") for s in ctx.prom.query("gpu_class:dcgm_gpus:count")]
     card = ", ".join(cards) or "no GPU reported (the `default` floor)"
-    return Finding("decode_slow", "warning", f"One stream decodes {speed:.0f} tokens/s, below the {floor:.0f} "
+    return Finding("decode_slow", "warning", f"One stream decodes {speed:.0f} tokens/s, below the {floor.value:.0f} "
                    f"tokens/s this GPU should give ({card})", [
-        _ev("stream_decode_tokens_per_second", speed, speed_q), _ev("floor_tokens_per_second", floor, floor_q),
+        _ev("stream_decode_tokens_per_second", speed, speed_q), floor,
     ], Action(
         "Decoding one stream reads every weight once per token, so it is bounded by memory bandwidth / 3.56 GB "
         "(RTX 3060 ~100 tokens/s, RTX 4090 ~280, H100 ~850); the floor is 40% of that. Below it: look for "
@@ -224,15 +235,15 @@ def server_errors(ctx: Context) -> Finding | None:
         errors_q = f'sum(increase(llmwatch_requests_total{{status=~"5..",{USER}}}[{w}]))'
     else:
         ctx.need(ENGINE, "the error ratio")
-        total_q = f'sum(increase(http_requests_total{{job="{ENGINE}",handler=~"/v1/.+"}}[{w}]))'
-        errors_q = f'sum(increase(http_requests_total{{job="{ENGINE}",handler=~"/v1/.+",status="5xx"}}[{w}]))'
+        total_q = f'sum(increase(http_requests_total{{{ctx.job(ENGINE)},handler=~"/v1/.+"}}[{w}]))'
+        errors_q = f'sum(increase(http_requests_total{{{ctx.job(ENGINE)},handler=~"/v1/.+",status="5xx"}}[{w}]))'
     total = ctx.require(total_q, "requests")
     _volume_gate(ctx, total, min_requests, "requests")
     errors = ctx.value(errors_q) or 0.0
     if errors / total <= ratio_max:
         return None
     evidence = [_ev("5xx_ratio", errors / total, f"({errors_q}) / ({total_q})"), _ev("5xx_requests", errors,
-                errors_q), _ev("5xx_ratio_threshold", ratio_max, "threshold:gateway_5xx_ratio:max")]  # fmt: skip
+                errors_q), ctx.evidence("5xx_ratio_threshold", "threshold:gateway_5xx_ratio:max")]  # fmt: skip
     types_q = f"sum by (error_type) (increase(llmwatch_upstream_errors_total[{w}])) > 0"
     types = sorted(ctx.prom.query(types_q), key=lambda s: -s.value) if ctx.scraped(GATEWAY) else []
     for s in types:
@@ -257,7 +268,7 @@ def empty_responses(ctx: Context) -> Finding | None:
     if empty / ok <= ratio_max:
         return None
     evidence = [_ev("empty_ratio", empty / ok, f"({empty_q}) / ({ok_q})"), _ev("empty_responses", empty, empty_q),
-                _ev("empty_ratio_threshold", ratio_max, "threshold:gateway_empty_ratio:max")]  # fmt: skip
+                ctx.evidence("empty_ratio_threshold", "threshold:gateway_empty_ratio:max")]  # fmt: skip
     title = f"{empty / ok:.0%} of successful answers were empty (target {ratio_max:.0%})"
     if not ctx.scraped(ENGINE):
         return Finding("empty_responses", "warning", title, evidence, Action(
@@ -285,35 +296,73 @@ def gpu_memory(ctx: Context) -> Finding | None:
     gpus = ctx.prom.query(used_q)
     if not gpus:
         raise Skip("no dcgm-exporter framebuffer metrics (a CPU engine, the simulator, or dcgm-exporter not scraped)")
-    share_value, share_q = _share_value(ctx)
-    margin = ctx.threshold("threshold:gpu_memory_margin_ratio:max")
     used = max(s.value for s in gpus)
     card = max(s.value for s in ctx.prom.query(total_q))
-    evidence = [_ev("fb_used_ratio", used, f"max({used_q})"), _ev("vllm_memory_share", share_value, share_q),
-                _ev("margin", margin, "threshold:gpu_memory_margin_ratio:max")]  # fmt: skip
+    # llama.cpp publishes no cache config and preallocates no share of the card: judge what it uses.
+    if ctx.value(f"count({ENGINE_INFO})") is None and ctx.value(f"count({LLAMACPP})"):
+        return _llamacpp_memory(ctx, used, used_q, card, total_q)
+    share = ctx.limit("threshold:gpu_vllm_memory_share:max")
+    margin = ctx.threshold("threshold:gpu_memory_margin_ratio:max")
+    evidence = [_ev("fb_used_ratio", used, f"max({used_q})"),
+                ctx.evidence("vllm_memory_share", "threshold:gpu_vllm_memory_share:max"),
+                ctx.evidence("margin", "threshold:gpu_memory_margin_ratio:max")]  # fmt: skip
     budget = ctx.optional_threshold("threshold:kpi_gpu_memory_bytes:max")
-    over_share = used > share_value + margin
-    over_budget = budget is not None and share_value * card > budget
+    over_share = used > share.value + margin
+    over_budget = budget is not None and share.value * card > budget
     if budget is not None:
-        evidence += [_ev("card_bytes", card, f"max({total_q})"), _ev("budget_bytes", budget,
+        evidence += [_ev("card_bytes", card, f"max({total_q})"), ctx.evidence("budget_bytes",
                      "threshold:kpi_gpu_memory_bytes:max")]  # fmt: skip
     if not over_share and not over_budget:
         return None
-    four_bit = "a 4-bit model (AWQ with --quantization awq, or GGUF-Q4 on llama.cpp) holds its weights in ~1.2 GB"
+    four_bit = (f"a 4-bit model holds its weights in ~1.2 GB: the `gpu-q4` profile (`{GPU_Q4}`: llama.cpp with CUDA "
+                "on the Q4_K_M GGUF, docs/edge.md), or AWQ on vLLM (--quantization awq)")  # fmt: skip
     if over_share:
         return Finding("gpu_memory", "warning", f"GPU memory {used:.0%} in use, beyond vLLM's preallocated "
-                       f"{share_value:.0%} + {margin:.0%} margin", evidence, Action(
+                       f"{share.value:.0%} + {margin:.0%} margin", evidence, Action(
             "vLLM takes --gpu-memory-utilization of the card up front, so use near it is expected; more means "
-            "another process (see `nvidia-smi`) or a leak. Lower the engine's share if the card is shared; "
-            f"{four_bit}.", "--gpu-memory-utilization", f"{max(0.1, share_value - (used - share_value)):.2f}",
+            "another process (see `nvidia-smi`) or a leak. Lower the engine's share if the card is shared; if the "
+            f"card is too small for vLLM, {four_bit}.", "--gpu-memory-utilization",
+            f"{max(0.1, share.value - (used - share.value)):.2f}",
         ))  # fmt: skip
     assert budget is not None
-    weights_fit = budget >= FP16_WEIGHTS_BYTES
-    return Finding("gpu_memory", "info", f"vLLM preallocates {share_value * card / 1e9:.1f} GB, beyond the GPU-memory "
-                   f"budget of {budget / 1e9:.1f} GB in the operator's KPI targets", evidence, Action(
-        ("The FP16 weights alone are 3.56 GB, so this budget cannot be met with them: " + four_bit + ". Then set "
-         if not weights_fit else "Set ") + "the engine's share to the budget.",
-        "--gpu-memory-utilization", f"{budget / card:.2f}",
+    title = (f"vLLM preallocates {share.value * card / 1e9:.1f} GB, beyond the GPU-memory budget of "
+             f"{budget / 1e9:.1f} GB in the operator's KPI targets")  # fmt: skip
+    if budget < FP16_WEIGHTS_BYTES:
+        return Finding("gpu_memory", "info", title, evidence, Action(
+            f"The FP16 weights alone are 3.56 GB, so vLLM cannot meet this budget with them: {four_bit}.",
+            GPU_Q4))  # fmt: skip
+    return Finding("gpu_memory", "info", title, evidence, Action(
+        "Set the engine's share to the budget.", "--gpu-memory-utilization", f"{budget / card:.2f}"))  # fmt: skip
+
+
+def _llamacpp_memory(ctx: Context, used: float, used_q: str, card: float, total_q: str) -> Finding | None:
+    """llama.cpp as the engine: the card nearly full, or more in use than the operator's GPU-memory budget."""
+    bytes_q = f"max(DCGM_FI_DEV_FB_USED) * {MIB}"
+    used_bytes = ctx.value(bytes_q) or used * card
+    margin = ctx.threshold("threshold:gpu_memory_margin_ratio:max")
+    budget = ctx.optional_threshold("threshold:kpi_gpu_memory_bytes:max")
+    engines = ctx.value(f"count({LLAMACPP})") or 0.0
+    evidence = [_ev("fb_used_ratio", used, f"max({used_q})"), _ev("fb_used_bytes", used_bytes, bytes_q),
+                _ev("card_bytes", card, f"max({total_q})"), _ev("llamacpp_engines", engines, f"count({LLAMACPP})"),
+                ctx.evidence("margin", "threshold:gpu_memory_margin_ratio:max")]  # fmt: skip
+    if budget is not None:
+        evidence.append(ctx.evidence("budget_bytes", "threshold:kpi_gpu_memory_bytes:max"))
+    if used > 1 - margin:
+        return Finding("gpu_memory", "warning", f"GPU memory {used:.0%} in use with llama.cpp as the engine: less "
+                       f"than the {margin:.0%} margin left", evidence, Action(
+            "llama.cpp allocates the offloaded weights (--n-gpu-layers) and the KV cache of every slot (--parallel "
+            "x the context per slot) when it starts; a card this full has another process on it (see `nvidia-smi`) "
+            "or too much context. Lower LLAMA_CTX_SIZE or LLAMA_PARALLEL in .env.", "--parallel",
+            "fewer slots (LLAMA_PARALLEL)",
+        ))  # fmt: skip
+    if budget is None or used_bytes <= budget:
+        return None
+    return Finding("gpu_memory", "warning", f"llama.cpp uses {used_bytes / 1e9:.2f} GB of GPU memory, beyond the "
+                   f"{budget / 1e9:.1f} GB budget of the operator's KPI targets", evidence, Action(
+        "llama.cpp holds the weights plus the KV cache of every slot. FP16 weights alone are 3.56 GB; the Q4_K_M "
+        f"GGUF of the `gpu-q4` profile (`{GPU_Q4}`) holds them in ~1.1 GB (docs/edge.md has its measured use). "
+        "With Q4_K_M already, lower the context per slot (LLAMA_CTX_SIZE) or the slots (LLAMA_PARALLEL).",
+        "LLAMA_MODEL_FILE", "a Q4_K_M GGUF",
     ))  # fmt: skip
 
 
@@ -329,7 +378,7 @@ def ttft_high(ctx: Context, causes: list[Finding]) -> Finding | None:
     target = ctx.threshold("threshold:gateway_ttft_p99_seconds:max")
     if p99 <= target:
         return None
-    evidence = [_ev("ttft_p99_seconds", p99, p99_q), _ev("ttft_target_seconds", target,
+    evidence = [_ev("ttft_p99_seconds", p99, p99_q), ctx.evidence("ttft_target_seconds",
                 "threshold:gateway_ttft_p99_seconds:max")]  # fmt: skip
     explaining = [f for f in causes if f.id in TTFT_CAUSES and f.severity != "info"]
     cause = min(explaining, key=lambda f: TTFT_CAUSES.index(f.id)) if explaining else None
@@ -359,17 +408,21 @@ def _volume_gate(ctx: Context, count: float, per_5m: float, what: str) -> None:
         raise Skip(f"only {count:.0f} {what} in the last {ctx.window}; a ratio needs {per_5m:.0f} per 5 minutes")
 
 
-def _share_value(ctx: Context) -> tuple[float, str]:
-    """vLLM's --gpu-memory-utilization: from the engine itself where it reports it, else the rendered threshold."""
-    info_q = "vllm:cache_config_info"
-    for s in ctx.prom.query(info_q):
-        if "gpu_memory_utilization" in s.labels:
-            return float(s.labels["gpu_memory_utilization"]), f"{info_q} (label gpu_memory_utilization)"
-    return ctx.threshold("threshold:gpu_vllm_memory_share:max"), "threshold:gpu_vllm_memory_share:max"
-
-
 def _engine_memory_share(ctx: Context) -> str:
     try:
-        return f"{_share_value(ctx)[0]:.2f}"
+        return f"{ctx.threshold('threshold:gpu_vllm_memory_share:max'):.2f}"
     except Skip:
         return "unknown"
+
+
+def _decode_floor(ctx: Context) -> tuple[Evidence, list[str]]:
+    """The per-stream decode floor in force, and the GPU classes present: the live `min_effective` series, else
+    thresholds.yml's rule for it evaluated here (the lowest floor among the GPUs present, else `default`)."""
+    classes = ctx.prom.query(GPU_CLASSES) or ctx.prom.query(recorded_expr(GPU_CLASSES))
+    cards = sorted({s.labels.get("gpu_class", "") for s in classes})
+    if ctx.thresholds.get(EFFECTIVE_FLOOR) is not None:
+        return ctx.evidence("floor_tokens_per_second", EFFECTIVE_FLOOR), cards
+    known = [c for c in cards if ctx.thresholds.get(FLOOR, gpu_class=c) is not None]
+    gpu_class = min(known, key=lambda c: ctx.threshold(FLOOR, gpu_class=c)) if known else "default"
+    floor = ctx.evidence("floor_tokens_per_second", FLOOR, gpu_class=gpu_class)
+    return Evidence(floor.name, floor.value, f'{floor.query}{{gpu_class="{gpu_class}"}}', floor.source), cards

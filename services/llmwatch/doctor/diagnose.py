@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import partial
 
 from llmwatch.doctor.checks import CHECKS, ttft_high
@@ -11,15 +11,17 @@ from llmwatch.doctor.finding import Finding, NotChecked, Report, rank
 from llmwatch.doctor.prom import Prometheus, QueryError
 
 
-def diagnose(prom: Prometheus, window: str) -> Report:
-    """Every check over the last ``window``; raises prom.Unreachable when Prometheus does not answer."""
-    ctx = Context.load(prom, window)
+def diagnose(prom: Prometheus, window: str, flags: Mapping[str, float] | None = None) -> Report:
+    """Every check over the last ``window``, with thresholds given as ``flags`` (record -> value) where Prometheus
+    has no series for them; raises prom.Unreachable when Prometheus does not answer."""
+    ctx = Context.load(prom, window, flags)
     report = Report()
     found: list[Finding] = []
     for check_id, check in CHECKS:
         _run(report, found, check_id, partial(check, ctx))
     _run(report, found, "ttft_high", lambda: ttft_high(ctx, found))
     report.findings = rank(found)
+    report.thresholds = sorted(set(ctx.used.values()), key=lambda t: (t.record, t.where))
     return report
 
 

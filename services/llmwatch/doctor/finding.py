@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from llmwatch.doctor.sources import Limit
+
 Severity = Literal["critical", "warning", "info"]
 SEVERITY_RANK: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 # The operator's bottleneck path, in the order it is walked; ties within a severity keep this order.
@@ -17,11 +19,13 @@ SYMPTOM = "ttft_high"
 
 @dataclass(frozen=True)
 class Evidence:
-    """One number and the PromQL that produced it."""
+    """One number and where it came from: the PromQL that produced it (source `query`), or for a threshold the
+    series (`rule`), the flag (`flag`), the engine's own label (`engine`) or the stack's default (`default`)."""
 
     name: str
     value: float
     query: str
+    source: str = "query"
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Report:
     findings: list[Finding] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     not_checked: list[NotChecked] = field(default_factory=list)
+    thresholds: list[Limit] = field(default_factory=list)  # every threshold the checks read, and its source
 
     @property
     def exit_code(self) -> int:
@@ -75,7 +80,12 @@ class Report:
             "findings": [f.as_dict() for f in self.findings],
             "checked": self.checked,
             "not_checked": [asdict(n) for n in self.not_checked],
+            "thresholds": [asdict(t) for t in self.thresholds],
         }
+
+    def defaults(self) -> list[Limit]:
+        """The thresholds taken from the stack's defaults, for want of a series or a flag."""
+        return [t for t in self.thresholds if t.source == "default"]
 
 
 def rank(findings: list[Finding]) -> list[Finding]:

@@ -22,7 +22,7 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     with httpx.Client(timeout=settings.timeout) as client:
         try:
-            report = diagnose(Prometheus(settings.prometheus, client), settings.window)
+            report = diagnose(Prometheus(settings.prometheus, client), settings.window, settings.flags())
         except Unreachable as exc:
             sys.stderr.write(f"llmwatch doctor: {exc}\n")
             return UNREACHABLE

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 
 from llmwatch.doctor.finding import Report
+from llmwatch.doctor.sources import assumption
 
 MARK = {"critical": "CRITICAL", "warning": "WARNING ", "info": "info    "}
+# How a threshold's evidence line says where it came from (a live series, `rule`, needs no word).
+FROM = {"default": " (the stack's default)", "flag": " (flag)", "engine": " (the engine's own report)"}
 
 
 def as_json(report: Report) -> str:
@@ -19,12 +22,20 @@ def _number(value: float) -> str:
 
 def as_text(report: Report, prometheus: str, window: str) -> str:
     lines = [f"llmwatch doctor: {prometheus}, last {window}", ""]
+    defaults = report.defaults()
+    if defaults:
+        lines += [f"Thresholds: {len(defaults)} of the {len(report.thresholds)} read are the stack's defaults, as "
+                  "Prometheus has no `threshold:*` series for them (llmwatch's rules not loaded); each finding names "
+                  "what it assumed.", ""]  # fmt: skip
     if not any(f.severity != "info" for f in report.findings):
         lines += ["No critical or warning finding: the bottleneck path is clear.", ""]
     for finding in report.findings:
         lines.append(f"{MARK[finding.severity]} {finding.id}: {finding.title}")
         for e in finding.evidence:
-            lines.append(f"    {e.name} = {_number(e.value)}    <- {e.query}")
+            if e.source == "default":
+                lines.append(f"  {assumption(e.query.split('{')[0], e.value)}")
+        for e in finding.evidence:
+            lines.append(f"    {e.name} = {_number(e.value)}    <- {e.query}{FROM.get(e.source, '')}")
         action = finding.action
         if action.flag:
             lines.append(f"  -> {action.flag} {action.value or ''}".rstrip())
