@@ -137,6 +137,37 @@ class MemorySampler:
         self._thread.join(5)
 
 
+class EngineSampler:
+    """Scrapes the engine's /metrics every second in a thread: the peaks of its queue, batch and KV-cache gauges."""
+
+    GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
+              "llamacpp:requests_processing", "llamacpp:requests_deferred")  # fmt: skip
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.peaks: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        from prometheus_client.parser import text_string_to_metric_families
+
+        while not self._stop.is_set():
+            with contextlib.suppress(Exception):
+                text = httpx.get(self.url + "/metrics", timeout=5).text
+                for family in text_string_to_metric_families(text):
+                    if family.name in self.GAUGES:
+                        value = sum(sample.value for sample in family.samples)
+                        self.peaks[family.name] = max(self.peaks.get(family.name, 0.0), value)
+            self._stop.wait(1.0)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join(10)
+        return self.peaks
+
+
 # ---- the run's record -----------------------------------------------------------------------------------------------
 
 
@@ -345,8 +376,12 @@ def gate(rec: Record, gateway: str, key: str, args: argparse.Namespace, sampler:
     if sampler:
         sampler.reset()
     env = {**os.environ, "LOADTEST_API_KEY": key, "PYTHONPATH": f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run(flags, capture_output=True, text=True, cwd=REPO, env=env,
-                          timeout=args.gate_seconds + 300)  # fmt: skip
+    engine_peaks = EngineSampler(args.engine_url)
+    try:
+        done = subprocess.run(flags, capture_output=True, text=True, cwd=REPO, env=env,
+                              timeout=args.gate_seconds + 300)  # fmt: skip
+    finally:
+        peaks = engine_peaks.stop()
     (args.out / "loadtest.log").write_text(done.stdout + done.stderr)
     summary_file = report_dir / "summary.json"
     if not summary_file.exists():
@@ -362,7 +397,8 @@ def gate(rec: Record, gateway: str, key: str, args: argparse.Namespace, sampler:
         "note": "peak used memory of the whole card during the gate (NVML or nvidia-smi, every 0.5 s)",
     }
     rec.data["gate"] = {"exit_code": done.returncode, "rate": args.gate_rate, "seconds": args.gate_seconds,
-                        "users": args.gate_users, "summary": summary, "gpu_memory_row": memory_row}  # fmt: skip
+                        "users": args.gate_users, "summary": summary, "gpu_memory_row": memory_row,
+                        "engine_peaks": peaks}  # fmt: skip
 
 
 # ---- the report -----------------------------------------------------------------------------------------------------
@@ -434,7 +470,8 @@ def report_markdown(data: dict[str, Any]) -> str:
             f"{g['exit_code']}: {'PASS' if s['passed'] else 'FAIL'})", "",
             f"Requests: {req['total']} ({req['warmup']} warm-up), measured {req['measured']}: succeeded "
             f"{req['succeeded']}, errors {req['errors']}, empty {req['empty']}, good {req['good']}. "
-            "Full report: loadtest/report.html.", "",
+            "Full report: loadtest/report.html. Engine gauges' peaks during the gate (scraped every second): "
+            + (", ".join(f"{k} {v:g}" for k, v in g.get("engine_peaks", {}).items()) or "none") + ".", "",
             "| SLO | target | measured | status | note |", "| --- | --- | --- | --- | --- |",
         ]  # fmt: skip
         for r in [*s["slos"], g["gpu_memory_row"]]:
@@ -542,6 +579,7 @@ def main(argv: list[str] | None = None) -> int:
     children: list[Child] = []
     engine_port, gateway_port, metrics_port = free_port(), free_port(), free_port()
     engine_url, gateway_url = f"http://127.0.0.1:{engine_port}", f"http://127.0.0.1:{gateway_port}"
+    args.engine_url = engine_url
     failed = False
     try:
         with rec.step("model folder and engine command"):
