@@ -18,7 +18,7 @@ On any CUDA host where `pip install vllm` works (plus this project's `pip instal
    and stops everything it started. Exit 0 when every correctness check passed (the gate's verdict is a finding,
    not a failure of the check).
 
-`--engine llamacpp` runs llama-server (the compose `llama` service's flags plus `--n-gpu-layers 99`) on a GGUF,
+`--engine llamacpp` runs llama-server (the compose `llama` service's flags plus `--n-gpu-layers all`) on a GGUF,
 e.g. scripts/make-gguf.py's Q4_K_M; `--engine sim` runs `llmwatch sim` instead of a GPU engine (tests use it).
 """
 
@@ -63,22 +63,30 @@ GB = 1e9
 
 # ---- compose's command for a service, as `docker compose` renders it ------------------------------------------------
 
-_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?::?([-?])([^}]*))?\}")
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?error}, ${VAR:+alternative}; innermost first, so an alternative may
+# hold another ${...}.
+_VAR = re.compile(r"\$\{([A-Z0-9_]+)(?:(:?)([-?+])([^{}]*))?\}")
 
 
 def compose_command(service: str, env: dict[str, str]) -> list[str]:
-    """The service's `command:` with ${VAR:-default} filled from ``env`` (the .env stand-in) and split on spaces."""
-    spec = yaml.safe_load(COMPOSE.read_text())["services"][service]["command"]
+    """The service's `command:` with ${...} filled from ``env`` (the .env stand-in) as compose does, split on spaces."""
+    text = yaml.safe_load(COMPOSE.read_text())["services"][service]["command"]
 
     def fill(match: re.Match[str]) -> str:
-        name, op, word = match.group(1), match.group(2), match.group(3) or ""
-        if env.get(name):
-            return env[name]
+        name, colon, op, word = match.group(1), match.group(2), match.group(3), match.group(4) or ""
+        value = env.get(name)
+        present = bool(value) if colon else value is not None
+        if op == "+":
+            return word if present else ""
+        if present:
+            return value or ""
         if op == "?":
             raise SystemExit(f"gpu_check: --set {name}=... is required ({word})")
         return word if op == "-" else ""
 
-    return _VAR.sub(fill, spec).split()
+    while _VAR.search(text):
+        text = _VAR.sub(fill, text)
+    return text.split()
 
 
 def replace_flag(args: list[str], flag: str, value: str) -> list[str]:
@@ -540,7 +548,7 @@ def engine_command(args: argparse.Namespace, port: int, model_dir: Path) -> tupl
         cmd = compose_command("llama", env)
         cmd = replace_flag(cmd, "--model", str(args.gguf.resolve()))
         cmd = replace_flag(replace_flag(cmd, "--host", "127.0.0.1"), "--port", str(port))
-        cmd = [str(args.llama_server), *cmd, "--n-gpu-layers", "99"]
+        cmd = [str(args.llama_server), "--n-gpu-layers", "all", *cmd]  # the gpu-q4 profile's entrypoint
         return cmd, int(cmd[cmd.index("--parallel") + 1]), f"GGUF {args.gguf.name}"
     cmd = compose_command("sim", env)
     cmd = replace_flag(replace_flag(cmd, "--host", "127.0.0.1"), "--port", str(port))
