@@ -54,6 +54,7 @@ ONE_SHOT_RESTART = {"no", "on-failure"}
 VLLM_FLAGS = {
     "--served-model-name", "--host", "--port", "--dtype", "--gpu-memory-utilization", "--max-model-len",
     "--max-num-seqs", "--max-num-batched-tokens", "--reasoning-parser",
+    "--kv-cache-memory-bytes",  # vLLM's CacheConfig.kv_cache_memory_bytes; .env.example sets it
 }  # fmt: skip
 _PROBE_PORT = re.compile(r"(?:127\.0\.0\.1|localhost)[:/](\d+)")
 
