@@ -557,6 +557,11 @@ def engine_command(args: argparse.Namespace, port: int, model_dir: Path) -> tupl
 
 
 def engine_version(args: argparse.Namespace) -> str:
+    if args.engine == "vllm":  # the installed distribution's version, without vLLM's slow CLI import when possible
+        with contextlib.suppress(Exception):
+            import importlib.metadata
+
+            return f"vLLM {importlib.metadata.version('vllm')}"
     probe = {
         "vllm": [*shlex.split(args.vllm), "--version"],
         "llamacpp": [str(args.llama_server), "--version"],
