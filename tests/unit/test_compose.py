@@ -54,7 +54,6 @@ ONE_SHOT_RESTART = {"no", "on-failure"}
 VLLM_FLAGS = {
     "--served-model-name", "--host", "--port", "--dtype", "--gpu-memory-utilization", "--max-model-len",
     "--max-num-seqs", "--max-num-batched-tokens", "--reasoning-parser",
-    "--kv-cache-memory-bytes",  # vLLM's CacheConfig.kv_cache_memory_bytes; .env.example sets it
 }  # fmt: skip
 _PROBE_PORT = re.compile(r"(?:127\.0\.0\.1|localhost)[:/](\d+)")
 
@@ -319,6 +318,18 @@ def test_engine_sizing_rules_render_in_compose_as_llmwatch_renders_them(env_file
                     "VLLM_GPU_MEMORY_UTILIZATION", "GPUS_EXPECTED")}  # fmt: skip
         assert content == engine_sizing.render({**defaults, **values})
     assert "vector(12)" in content and "vector(8192)" in content and "vector(0)" in content
+
+
+def test_the_kv_cache_cap_is_rendered_only_when_set(rendered: dict[str, Rendered], env_file: Path,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    # vLLM's CacheConfig.kv_cache_memory_bytes (0.26.0 and 0.33, whose vllm:cache_config_info carries it as a label).
+    assert "--kv-cache-memory-bytes" not in rendered["gpu"]["vllm"]["command"]
+    custom = tmp_path / ".env"
+    custom.write_text(env_file.read_text() + "VLLM_KV_CACHE_MEMORY_BYTES=4G\n")
+    result = compose(custom, "config", "--format", "json", profiles=PROFILES["gpu"])
+    assert result.returncode == 0, result.stderr
+    command = json.loads(result.stdout)["services"]["vllm"]["command"]
+    assert command[command.index("--kv-cache-memory-bytes") + 1] == "4G"
 
 
 def _env_values(path: Path) -> dict[str, str]:
