@@ -6,16 +6,15 @@ Starts llama-server (the `cpu` compose profile's flags, but llama.cpp's own prom
 --server-args sets `--cache-ram`) and `llmwatch gateway` in front of it, then for each
 concurrency N keeps N streamed chat requests in flight (closed loop, N x --rounds requests) through the gateway
 with `ignore_eos` and a fixed `max_tokens`, so every request generates the same number of tokens whatever the
-(random) weights say. Prints one
-markdown table row per N; writes kpis.json and the processes' logs to --out.
+(random) weights say. Prints one markdown table row per N; writes kpis.json and the processes' logs to --out.
 
 - TTFT: client-side, request sent to the first streamed token (p50, p99); the gateway's own ttft_ms beside it.
 - ITL: the gap between streamed tokens; TPOT: (last token - first token) / (completion tokens - 1) per request.
 - per-stream tok/s: 1 / TPOT, median over requests.
 - aggregate tok/s: all completion tokens / the concurrency's wall time.
-`measure` is the one measuring loop: bench/gpu_check.py's sweep uses it too.
 - req/s: requests completed / wall time at that concurrency (fixed-length answers: a capacity figure).
 - memory: llama-server's peak resident set (VmHWM); on a GPU also the process's GPU memory from nvidia-smi.
+`measure` is the one measuring loop: bench/gpu_check.py's sweep uses it too.
 """
 
 from __future__ import annotations
