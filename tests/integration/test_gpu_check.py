@@ -94,3 +94,23 @@ def test_gate_report_metrics_and_nothing_left_running(
     command = data["facts"]["engine_command"].split()
     port = command[command.index("--port") + 1]
     assert not http_ok(f"http://127.0.0.1:{port}/health"), "the engine still answers after the check"
+
+
+def test_the_llamacpp_mode_runs_the_gpu_q4_command_on_the_llama_server_built_here(tmp_path: Path) -> None:
+    """`--engine llamacpp` (the gpu-q4 measurement) on the CPU build and the tiny GGUF: `--n-gpu-layers all` parses,
+    every check that applies to llama.cpp passes, and model_not_found is reported as not checked."""
+    from tests.llamacpp import llama_binary, tiny_model
+
+    out = tmp_path / "llama"
+    args = [
+        sys.executable, str(REPO / "bench" / "gpu_check.py"), "--engine", "llamacpp", "--gguf", str(tiny_model()),
+        "--llama-server", str(llama_binary("llama-server")), "--out", str(out), "--streams", "1",
+        "--min-requests", "2", "--max-tokens", "8", "--skip", "gate",
+    ]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    data = json.loads((out / "gpu-check.json").read_text())
+    assert data["facts"]["engine_command"].split()[1:3] == ["--n-gpu-layers", "all"]
+    assert {c["check"] for c in data["checks"]} == {c for c in CHECKS if not c.startswith("model_not_found")}
+    assert all(c["ok"] for c in data["checks"]) and "model_not_found" in data["facts"]["not_checked"]
+    assert "build 11312" in data["facts"]["engine_version"]
