@@ -532,6 +532,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     cache = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch")) / "llama.cpp" / "bin"
     args.llama_server = args.llama_server or cache / "llama-server"
     args.vocab = args.vocab or cache / "ggml-vocab-qwen2.gguf"
+    if args.engine == "vllm" and not shutil.which(shlex.split(args.vllm)[0]):
+        p.error(f"--vllm {args.vllm!r}: no such command (pip install vllm, or name the command that runs it)")
     if args.engine == "vllm" and not args.vocab.is_file():
         p.error(f"--vocab {args.vocab} not found (scripts/install-llama-cpp.sh puts it beside llama-server)")
     if args.engine == "llamacpp" and not (args.gguf and args.gguf.is_file()):

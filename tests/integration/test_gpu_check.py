@@ -114,3 +114,19 @@ def test_the_llamacpp_mode_runs_the_gpu_q4_command_on_the_llama_server_built_her
     assert {c["check"] for c in data["checks"]} == {c for c in CHECKS if not c.startswith("model_not_found")}
     assert all(c["ok"] for c in data["checks"]) and "model_not_found" in data["facts"]["not_checked"]
     assert "build 11312" in data["facts"]["engine_version"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--vllm", "no-such-vllm-command"], "--vllm"),
+        (["--engine", "llamacpp"], "--gguf"),
+        (["--engine", "sim", "--set", "NOEQUALS"], "--set"),
+        (["--engine", "sim", "--skip", "everything"], "--skip"),
+    ],
+)
+def test_bad_flags_are_one_error_naming_the_flag_and_exit_2(tmp_path: Path, flags: list[str], named: str) -> None:
+    args = [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--out", str(tmp_path / "out"), *flags]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert done.returncode == 2 and named in done.stderr.splitlines()[-1], done.stderr
+    assert not (tmp_path / "out").exists(), "nothing is started or written before the flags are checked"
