@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint typecheck unit bench load clean k8s acceptance
+.PHONY: install demo test lint typecheck unit bench load gpu-check clean k8s acceptance
 
 install:
 	scripts/install.sh test
@@ -56,6 +56,15 @@ load: $(VENV)/.llmwatch-install-load
 	$(VENV)/bin/locust -f loadtest/locustfile.py --host $(LOAD_HOST) --headless -u $(LOAD_USERS) -r $(LOAD_USERS) \
 		-t $(LOAD_TIME) --rate $(LOAD_RATE) --stop-timeout 120 --report-dir $(LOAD_OUT) \
 		--html $(LOAD_OUT)/locust.html --csv $(LOAD_OUT)/locust $(LOAD_ARGS)
+
+# On a CUDA host with `pip install vllm` done: the real engine with compose's flags and random weights of the exact
+# architecture, behind the gateway: correctness, KPI sweep, load-test gate, /metrics (docs/gpu-check.md).
+# `make gpu-check GPU_CHECK_ARGS="--set VLLM_MAX_NUM_SEQS=256"`; the report lands in run/gpu-check/REPORT.md.
+GPU_CHECK_ARGS ?=
+
+gpu-check:
+	scripts/install.sh test
+	$(PY) bench/gpu_check.py --out run/gpu-check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf run bench/out .pytest_cache .mypy_cache .ruff_cache

@@ -4,21 +4,24 @@
 
 Starts llama-server (the `cpu` compose profile's flags, but llama.cpp's own prompt-cache default unless
 --server-args sets `--cache-ram`) and `llmwatch gateway` in front of it, then for each
-concurrency N sends rounds of N streamed chat requests through the gateway with `ignore_eos` and a fixed
-`max_tokens`, so every request generates the same number of tokens whatever the (random) weights say. Prints one
-markdown table row per N; writes kpis.json and the processes' logs to --out.
+concurrency N keeps N streamed chat requests in flight (closed loop, N x --rounds requests) through the gateway
+with `ignore_eos` and a fixed `max_tokens`, so every request generates the same number of tokens whatever the
+(random) weights say. Prints one markdown table row per N; writes kpis.json and the processes' logs to --out.
 
-- TTFT: client-side, request sent to the first streamed token; the gateway's own ttft_ms is reported beside it.
-- per-stream tok/s: (completion tokens - 1) / (last token - first token) per request, median over requests.
-- aggregate tok/s: all completion tokens of a round / the round's wall time, median over rounds.
+- TTFT: client-side, request sent to the first streamed token (p50, p99); the gateway's own ttft_ms beside it.
+- ITL: the gap between streamed tokens; TPOT: (last token - first token) / (completion tokens - 1) per request.
+- per-stream tok/s: 1 / TPOT, median over requests.
+- aggregate tok/s: all completion tokens / the concurrency's wall time.
 - req/s: requests completed / wall time at that concurrency (fixed-length answers: a capacity figure).
 - memory: llama-server's peak resident set (VmHWM); on a GPU also the process's GPU memory from nvidia-smi.
+`measure` is the one measuring loop: bench/gpu_check.py's sweep uses it too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import os
 import shutil
@@ -31,6 +34,10 @@ from typing import Any
 
 import httpx
 
+if __package__ in (None, ""):  # run as a script: make `bench.*` importable from the repo root
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.stats import percentile
 from llmwatch.processes import Child, free_port
 
 MODEL_NAME = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
@@ -65,21 +72,30 @@ def gpu_bytes(pid: int) -> int | None:
     return int(rows[0][0]) * 1024 * 1024 if rows else None
 
 
-async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int) -> dict[str, Any]:
-    body = {
+def chat_body(messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
+    """A streamed chat request that generates exactly ``max_tokens`` tokens, whatever the (random) weights say."""
+    return {
         "model": MODEL_NAME,
-        "messages": [{"role": "user", "content": PROMPT}],
+        "messages": messages,
         "max_tokens": max_tokens,
         "stream": True,
         "stream_options": {"include_usage": True},
         "ignore_eos": True,
-        "cache_prompt": False,  # every request pays its prefill, as distinct users' prompts do
+        "cache_prompt": False,  # llama.cpp: every request pays its prefill, as distinct users' prompts do
         "temperature": 0.6,
     }
+
+
+async def one_request(
+    client: httpx.AsyncClient, url: str, max_tokens: int, messages: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """One streamed request: TTFT, the gaps between tokens (ITL), TPOT and the usage the server reported."""
+    body = chat_body(messages or [{"role": "user", "content": PROMPT}], max_tokens)
     sent = time.perf_counter()
-    first = last = None
+    times: list[float] = []
     usage: dict[str, Any] = {}
-    async with client.stream("POST", url + "/v1/chat/completions", json=body) as resp:
+    async with client.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as resp:
         if resp.status_code != 200:
             raise SystemExit(f"engine_kpis: HTTP {resp.status_code}: {(await resp.aread())[:300]!r}")
         async for line in resp.aiter_lines():
@@ -90,40 +106,59 @@ async def one_request(client: httpx.AsyncClient, url: str, max_tokens: int) -> d
             for choice in chunk.get("choices") or []:
                 delta = choice.get("delta") or {}
                 if delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning"):
-                    now = time.perf_counter()
-                    first = first or now
-                    last = now
-    if first is None or last is None or not usage:
+                    times.append(time.perf_counter())
+    if not times or not usage:
         raise SystemExit("engine_kpis: a stream carried no tokens or no usage")
     tokens = int(usage["completion_tokens"])
+    first, last = times[0], times[-1]
+    tpot = (last - first) / (tokens - 1) if tokens > 1 and last > first else None
     return {
         "ttft_s": first - sent,
-        "stream_tok_s": (tokens - 1) / (last - first) if last > first else float("nan"),
+        "itl_s": [b - a for a, b in itertools.pairwise(times)],
+        "tpot_s": tpot,
+        "stream_tok_s": 1.0 / tpot if tpot else float("nan"),
         "completion_tokens": tokens,
         "prompt_tokens": int(usage["prompt_tokens"]),
     }
 
 
-async def measure(url: str, streams: int, rounds: int, max_tokens: int) -> dict[str, Any]:
+async def measure(
+    url: str, streams: int, requests: int, max_tokens: int, prompts: list[list[dict[str, str]]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """``streams`` clients each send streamed requests back to back (closed loop) until ``requests`` are done.
+
+    The prompts are taken in turn; aggregate tok/s and req/s are totals over the cell's wall time.
+    """
     results: list[dict[str, Any]] = []
-    aggregate: list[float] = []
-    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0)) as client:
+    todo = iter(range(requests))
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for i in todo:
+            messages = prompts[i % len(prompts)] if prompts else None
+            results.append(await one_request(client, url, max_tokens, messages, headers))
+
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
         started = time.perf_counter()
-        for _ in range(rounds):
-            t0 = time.perf_counter()
-            batch = await asyncio.gather(*(one_request(client, url, max_tokens) for _ in range(streams)))
-            aggregate.append(sum(r["completion_tokens"] for r in batch) / (time.perf_counter() - t0))
-            results += batch
+        await asyncio.gather(*(client_loop(client) for _ in range(streams)))
         wall = time.perf_counter() - started
+    ttfts = [1000 * r["ttft_s"] for r in results]
+    itls = [1000 * g for r in results for g in r["itl_s"]]
+    tpots = [1000 * r["tpot_s"] for r in results if r["tpot_s"]]
     return {
         "streams": streams,
         "requests": len(results),
-        "prompt_tokens": results[0]["prompt_tokens"],
-        "completion_tokens": results[0]["completion_tokens"],
-        "ttft_ms_median": 1000 * statistics.median(r["ttft_s"] for r in results),
-        "ttft_ms_max": 1000 * max(r["ttft_s"] for r in results),
+        "seconds": wall,
+        "prompt_tokens": statistics.median(r["prompt_tokens"] for r in results),
+        "completion_tokens": statistics.median(r["completion_tokens"] for r in results),
+        "ttft_ms_p50": percentile(ttfts, 50),
+        "ttft_ms_p99": percentile(ttfts, 99),
+        "ttft_ms_max": max(ttfts),
+        "itl_ms_p50": percentile(itls, 50),
+        "tpot_ms_p50": percentile(tpots, 50),
         "stream_tok_s_median": statistics.median(r["stream_tok_s"] for r in results),
-        "aggregate_tok_s_median": statistics.median(aggregate),
+        "aggregate_tok_s": sum(r["completion_tokens"] for r in results) / wall,
         "req_s": len(results) / wall,
     }
 
@@ -183,14 +218,14 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(measure(gw, 1, 1, 16))  # warm-up: first-touch of the weights, thread pools
         logged, rows = 1, []
         for n in levels:
-            row = asyncio.run(measure(gw, n, args.rounds, args.max_tokens))
+            row = asyncio.run(measure(gw, n, n * args.rounds, args.max_tokens))
             lines = access_lines(access_log, logged + row["requests"])[logged:]
             logged += row["requests"]
             assert all(line["status"] == 200 for line in lines), lines
             row["gateway_ttft_ms_median"] = statistics.median(line["ttft_ms"] for line in lines)
             if args.direct:  # the same load straight to llama-server: the baseline for the gateway's cost
                 direct = f"http://127.0.0.1:{engine_port}"
-                row["direct"] = asyncio.run(measure(direct, n, args.rounds, args.max_tokens))
+                row["direct"] = asyncio.run(measure(direct, n, n * args.rounds, args.max_tokens))
             rows.append(row)
         memory = {"peak_rss_bytes": peak_rss_bytes(engine.pid), "gpu_bytes": gpu_bytes(engine.pid)}
     finally:
@@ -205,18 +240,18 @@ def main(argv: list[str] | None = None) -> int:
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")
     for r in rows:
         print(
-            f"| {r['streams']} | {r['ttft_ms_median']:.0f} / {r['gateway_ttft_ms_median']:.0f} ms "
-            f"| {r['ttft_ms_max']:.0f} ms | {r['stream_tok_s_median']:.1f} | {r['aggregate_tok_s_median']:.1f} "
+            f"| {r['streams']} | {r['ttft_ms_p50']:.0f} / {r['gateway_ttft_ms_median']:.0f} ms "
+            f"| {r['ttft_ms_max']:.0f} ms | {r['stream_tok_s_median']:.1f} | {r['aggregate_tok_s']:.1f} "
             f"| {r['req_s']:.2f} |"
         )
     for r in rows:
         if "direct" in r:
             d = r["direct"]
             print(
-                f"direct to llama-server, {r['streams']} streams: TTFT {d['ttft_ms_median']:.0f} ms "
-                f"(gateway/direct {r['ttft_ms_median'] / d['ttft_ms_median']:.2f}x), "
-                f"{d['aggregate_tok_s_median']:.1f} tok/s aggregate "
-                f"(gateway/direct {r['aggregate_tok_s_median'] / d['aggregate_tok_s_median']:.2f}x)"
+                f"direct to llama-server, {r['streams']} streams: TTFT {d['ttft_ms_p50']:.0f} ms "
+                f"(gateway/direct {r['ttft_ms_p50'] / d['ttft_ms_p50']:.2f}x), "
+                f"{d['aggregate_tok_s']:.1f} tok/s aggregate "
+                f"(gateway/direct {r['aggregate_tok_s'] / d['aggregate_tok_s']:.2f}x)"
             )
     return 0
 

@@ -6,16 +6,8 @@
 The compute and memory cost of the file are the real model's; the text it generates is noise. `tiny` keeps the
 vocabulary and chat template with two small layers, for fast tests.
 
-Where the numbers come from (the model's published files, read 2026-11; numbers written here, files not copied):
-- https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B/blob/main/config.json : Qwen2ForCausalLM,
-  28 layers, hidden 1536, 12 attention / 2 KV heads, FFN 8960, vocab 151936, rope_theta 10000, rms_norm_eps 1e-6,
-  max_position_embeddings 131072, tie_word_embeddings false.
-- .../tokenizer_config.json : the added tokens at 151643-151649 (end/begin of sentence, User, Assistant, EOT,
-  <think>, </think>; the think tags are not "special", so they print as text), add_bos_token true, pad = eos,
-  and the chat template (DeepSeek's turn markers; the generation prompt opens `<think>\\n`).
-- .../generation_config.json : bos_token_id 151646, eos_token_id 151643.
-The base vocabulary and merges are llama.cpp's models/ggml-vocab-qwen2.gguf (Qwen2's BPE, pre-tokenizer `qwen2`),
-which ships with the llama.cpp source scripts/install-llama-cpp.sh builds; its ids from 151646 up are padding.
+The model's facts (architecture, added tokens, ids, chat template, and where each comes from) are bench/distill.py's;
+the base vocabulary and merges are llama.cpp's models/ggml-vocab-qwen2.gguf.
 q4_k_m goes through llama.cpp's own llama-quantize, so the layout is exactly what llama.cpp writes.
 """
 
@@ -26,111 +18,39 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 import gguf
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo root: bench.distill
+from bench.distill import (
+    ADDED_TOKENS,
+    ARCHS,
+    BOS_ID,
+    CHAT_TEMPLATE,
+    CONTEXT_LENGTH,
+    EOS_ID,
+    RMS_NORM_EPS,
+    ROPE_THETA,
+    VOCAB_SIZE,
+    Arch,
+)
+
+# Turn markers llama.cpp must not print although the published tokenizer does not call them special: <｜User｜>,
+# <｜Assistant｜>, <|EOT|> (the GGUF this script wrote before bench/distill.py existed marked them so).
+CONTROL_TURNS = {151644, 151645, 151647}
+
 CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
 LLAMA_BIN = CACHE / "llama.cpp" / "bin"
 
 
-@dataclass(frozen=True)
-class Arch:
-    layers: int
-    hidden: int
-    heads: int
-    kv_heads: int
-    ffn: int
-
-
-ARCHS = {
-    "r1-distill-1.5b": Arch(layers=28, hidden=1536, heads=12, kv_heads=2, ffn=8960),
-    # 256-wide rows, so q4_k_m quantizes every matrix as it does for the real model.
-    "tiny": Arch(layers=2, hidden=256, heads=4, kv_heads=2, ffn=512),
-}
-VOCAB_SIZE = 151936
-CONTEXT_LENGTH = 131072
-ROPE_THETA = 10000.0
-RMS_NORM_EPS = 1e-6
-
-BOS_ID = 151646
-EOS_ID = 151643
-# The distill's added tokens (tokenizer_config.json): CONTROL tokens are never printed, USER_DEFINED ones print as
-# text, which is how llama.cpp's reasoning parser sees <think> and </think>.
+# bench/distill.py's special tokens are never printed: llama.cpp marks them CONTROL; the others print as text
+# (USER_DEFINED), which is how llama.cpp's reasoning parser sees <think> and </think>.
 SPECIAL_TOKENS: dict[int, tuple[str, gguf.TokenType]] = {
-    151643: ("<｜end▁of▁sentence｜>", gguf.TokenType.CONTROL),
-    151644: ("<｜User｜>", gguf.TokenType.CONTROL),
-    151645: ("<｜Assistant｜>", gguf.TokenType.CONTROL),
-    151646: ("<｜begin▁of▁sentence｜>", gguf.TokenType.CONTROL),
-    151647: ("<|EOT|>", gguf.TokenType.CONTROL),
-    151648: ("<think>", gguf.TokenType.USER_DEFINED),
-    151649: ("</think>", gguf.TokenType.USER_DEFINED),
-    151650: ("<|quad_start|>", gguf.TokenType.CONTROL),
-    151651: ("<|quad_end|>", gguf.TokenType.CONTROL),
-    151652: ("<|vision_start|>", gguf.TokenType.CONTROL),
-    151653: ("<|vision_end|>", gguf.TokenType.CONTROL),
-    151654: ("<|vision_pad|>", gguf.TokenType.CONTROL),
-    151655: ("<|image_pad|>", gguf.TokenType.CONTROL),
-    151656: ("<|video_pad|>", gguf.TokenType.CONTROL),
-    151657: ("<tool_call>", gguf.TokenType.USER_DEFINED),
-    151658: ("</tool_call>", gguf.TokenType.USER_DEFINED),
-    151659: ("<|fim_prefix|>", gguf.TokenType.USER_DEFINED),
-    151660: ("<|fim_middle|>", gguf.TokenType.USER_DEFINED),
-    151661: ("<|fim_suffix|>", gguf.TokenType.USER_DEFINED),
-    151662: ("<|fim_pad|>", gguf.TokenType.USER_DEFINED),
-    151663: ("<|repo_name|>", gguf.TokenType.USER_DEFINED),
-    151664: ("<|file_sep|>", gguf.TokenType.USER_DEFINED),
+    token_id: (text, gguf.TokenType.CONTROL if special or token_id in CONTROL_TURNS else gguf.TokenType.USER_DEFINED)
+    for token_id, (text, special) in ADDED_TOKENS.items()
 }
-
-# The distill's chat template, laid out on lines (Jinja's `-` trims the breaks, so it renders as the published
-# one-line template does). llama.cpp recognises the DeepSeek-R1 distill by its tool-call line and the
-# `content.split('</think>')` of earlier turns, and then parses `<think>...</think>` into reasoning_content.
-CHAT_TEMPLATE = "".join(
-    line.strip()
-    for line in """
-{% if not add_generation_prompt is defined %}{% set add_generation_prompt = false %}{% endif %}
-{% set ns = namespace(is_first=false, is_tool=false, is_output_first=true, system_prompt='') %}
-{%- for message in messages %}{%- if message['role'] == 'system' %}{% set ns.system_prompt = message['content'] %}
-{%- endif %}{%- endfor %}
-{{bos_token}}{{ns.system_prompt}}
-{%- for message in messages %}
-{%- if message['role'] == 'user' %}{%- set ns.is_tool = false -%}{{'<｜User｜>' + message['content']}}{%- endif %}
-{%- if message['role'] == 'assistant' and message['content'] is none %}{%- set ns.is_tool = false -%}
-{%- for tool in message['tool_calls'] %}
-{%- if not ns.is_first %}
-{{'<｜Assistant｜><｜tool▁calls▁begin｜><｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>'
- + tool['function']['name'] + '\\n' + '```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```'
- + '<｜tool▁call▁end｜>'}}
-{%- set ns.is_first = true -%}
-{%- else %}
-{{'\\n' + '<｜tool▁call▁begin｜>' + tool['type'] + '<｜tool▁sep｜>' + tool['function']['name'] + '\\n'
- + '```json' + '\\n' + tool['function']['arguments'] + '\\n' + '```' + '<｜tool▁call▁end｜>'}}
-{{'<｜tool▁calls▁end｜><｜end▁of▁sentence｜>'}}
-{%- endif %}
-{%- endfor %}
-{%- endif %}
-{%- if message['role'] == 'assistant' and message['content'] is not none %}
-{%- if ns.is_tool %}{{'<｜tool▁outputs▁end｜>' + message['content'] + '<｜end▁of▁sentence｜>'}}
-{%- set ns.is_tool = false -%}
-{%- else %}{% set content = message['content'] %}
-{% if '</think>' in content %}{% set content = content.split('</think>')[-1] %}{% endif %}
-{{'<｜Assistant｜>' + content + '<｜end▁of▁sentence｜>'}}
-{%- endif %}
-{%- endif %}
-{%- if message['role'] == 'tool' %}{%- set ns.is_tool = true -%}
-{%- if ns.is_output_first %}
-{{'<｜tool▁outputs▁begin｜><｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}
-{%- set ns.is_output_first = false %}
-{%- else %}{{'\\n<｜tool▁output▁begin｜>' + message['content'] + '<｜tool▁output▁end｜>'}}
-{%- endif %}
-{%- endif %}
-{%- endfor -%}
-{% if ns.is_tool %}{{'<｜tool▁outputs▁end｜>'}}{% endif %}
-{% if add_generation_prompt and not ns.is_tool %}{{'<｜Assistant｜><think>\\n'}}{% endif %}
-""".splitlines()
-)
 
 
 def read_vocab(path: Path) -> tuple[list[str], list[int], list[str]]:

@@ -423,6 +423,18 @@ def test_engine_sizing_rules_render_in_compose_as_llmwatch_renders_them(env_file
     assert "vector(12)" in content and "vector(8192)" in content and "vector(0)" in content
 
 
+def test_the_kv_cache_cap_is_rendered_only_when_set(rendered: dict[str, Rendered], env_file: Path,
+                                                    tmp_path: Path) -> None:  # fmt: skip
+    # vLLM's CacheConfig.kv_cache_memory_bytes (0.26.0 and 0.33, whose vllm:cache_config_info carries it as a label).
+    assert "--kv-cache-memory-bytes" not in rendered["gpu"]["vllm"]["command"]
+    custom = tmp_path / ".env"
+    custom.write_text(env_file.read_text() + "VLLM_KV_CACHE_MEMORY_BYTES=4G\n")
+    result = compose(custom, "config", "--format", "json", profiles=PROFILES["gpu"])
+    assert result.returncode == 0, result.stderr
+    command = json.loads(result.stdout)["services"]["vllm"]["command"]
+    assert command[command.index("--kv-cache-memory-bytes") + 1] == "4G"
+
+
 def _env_values(path: Path) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in path.read_text().splitlines() if "=" in line and not line.startswith("#"))
     return {k.strip(): v.strip() for k, v in pairs}

@@ -7,6 +7,7 @@ stack's defaults; each threshold's evidence says which.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from llmwatch.doctor.context import ENGINE, ENGINE_INFO, GATEWAY, GPU, NODE, Context, Skip
@@ -30,6 +31,13 @@ COLD_FACTOR, COLD_EXTRA_S = 2.0, 0.1
 PROMPT_SHARE = 0.5
 # Queueing matters once requests wait, on average, this share of the TTFT target for a batch slot.
 QUEUE_SHARE = 0.25
+
+
+def batch_for(seqs: float, held: float) -> int:
+    """--max-num-seqs with room for the ``held`` requests (running + waiting at the peak), at least twice ``seqs``,
+    rounded up to a power of two (vLLM captures CUDA graphs for such batch sizes)."""
+    want = max(2 * int(seqs), math.ceil(held))
+    return 1 << (want - 1).bit_length()
 
 
 def _ev(name: str, value: float, query: str) -> Evidence:
@@ -189,9 +197,11 @@ def queueing(ctx: Context) -> Finding | None:
     if usage is not None:
         evidence.append(_ev("kv_cache_usage_max", usage, usage_q))
     if roomy:
+        held = running + (ctx.value(peak_q) or 0)
         action = Action(f"Every batch slot is busy while the KV cache peaked at {usage:.0%}: more sequences fit in "
-                        "memory. vLLM batches continuously, so a larger batch raises aggregate tokens/s at a small "
-                        "cost per stream.", "--max-num-seqs", f"{int(seqs) * 2}")  # fmt: skip
+                        f"memory. Make room for the {held:.0f} requests the engine held at the peak (running and "
+                        "waiting); vLLM batches continuously, so a larger batch raises aggregate tokens/s at a small "
+                        "cost per stream.", "--max-num-seqs", f"{batch_for(seqs, held)}")  # fmt: skip
     else:
         action = Action("Every batch slot is busy and the KV cache has no room for more: add a replica (another GPU "
                         "or server behind the gateway's --upstream) rather than a larger batch.")  # fmt: skip
