@@ -172,8 +172,8 @@ def test_each_threshold_comes_from_the_first_source_that_has_it() -> None:
     )
     bare = Thresholds({}, {}, engine)
     assert bare.get("threshold:gpu_vllm_memory_share:max").source == "engine"  # type: ignore[union-attr]
-    # The shipped defaults: the engine-sizing template's (4 sequences) and thresholds.yml's, labels included.
-    assert bare.get(record) == Limit(record, 4, "default", record)
+    # The shipped defaults: the engine-sizing template's (32 sequences) and thresholds.yml's, labels included.
+    assert bare.get(record) == Limit(record, 32, "default", record)
     floor = "threshold:engine_stream_decode_tokens_per_second:min"
     assert bare.get(floor, gpu_class="h100") == Limit(floor, 340, "default", floor)
     assert bare.get("threshold:nope:max") is None

@@ -44,7 +44,11 @@ class DemoSettings(BaseSettings):
     repo: Path = Field(Path("."), description="The llmwatch checkout (its prometheus/ and alertmanager/ are used).")
     run_dir: Path = Field(Path("run/demo"), description="Where logs and Prometheus/Alertmanager data go.")
     gpu_profile: str = Field("rtx3060", description="Simulated GPU: rtx3060, rtx4090 or h100.")
-    max_num_seqs: int = Field(4, description="The engine's batch size (vLLM --max-num-seqs); compose's default.")
+    max_num_seqs: int = Field(
+        4,
+        description="The engine's batch size (vLLM --max-num-seqs): an RTX 3060 at 4, below compose's 32, so the "
+        "demo shows queueing and the doctor's advice.",
+    )
     requests: int = Field(40, description="Requests in the traffic burst.")
     concurrency: int = Field(8, description="Requests in flight during the burst.")
     keep_running: bool = Field(True, description="After the summary, keep the stack up until Ctrl-C.")
