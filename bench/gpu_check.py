@@ -122,31 +122,48 @@ def gpu_name_and_used() -> tuple[str, Callable[[], int]] | None:
     return None
 
 
-class MemorySampler:
-    """Samples the card's used memory every ``interval`` seconds in a thread; ``peak`` since the last ``reset``."""
+class Sampler:
+    """Calls ``sample`` every ``interval`` seconds in a thread until ``stop``; a failed sample is skipped."""
 
-    def __init__(self, used: Callable[[], int], interval: float = 0.5) -> None:
-        self.used, self.interval, self.peak = used, interval, 0
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
+    def sample(self) -> None:
+        raise NotImplementedError  # each subclass says what it samples
+
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
-                self.peak = max(self.peak, self.used())
+                self.sample()
             self._stop.wait(self.interval)
+
+    def _join(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+class MemorySampler(Sampler):
+    """The card's used memory every ``interval`` seconds; ``peak`` since the last ``reset``."""
+
+    def __init__(self, used: Callable[[], int], interval: float = 0.5) -> None:
+        self.used, self.peak = used, 0
+        super().__init__(interval)
+
+    def sample(self) -> None:
+        self.peak = max(self.peak, self.used())
 
     def reset(self) -> None:
         self.peak = self.used()
 
     def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(5)
+        self._join()
 
 
-class EngineSampler:
-    """Scrapes the engine's /metrics every second in a thread: the peaks of its queue, batch and KV-cache gauges."""
+class EngineSampler(Sampler):
+    """Scrapes the engine's /metrics every second: the peaks of its queue, batch and KV-cache gauges."""
 
     GAUGES = ("vllm:num_requests_running", "vllm:num_requests_waiting", "vllm:kv_cache_usage_perc",
               "llamacpp:requests_processing", "llamacpp:requests_deferred")  # fmt: skip
@@ -154,25 +171,19 @@ class EngineSampler:
     def __init__(self, url: str) -> None:
         self.url = url
         self.peaks: dict[str, float] = {}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+        super().__init__(1.0)
 
-    def _run(self) -> None:
+    def sample(self) -> None:
         from prometheus_client.parser import text_string_to_metric_families
 
-        while not self._stop.is_set():
-            with contextlib.suppress(Exception):
-                text = httpx.get(self.url + "/metrics", timeout=5).text
-                for family in text_string_to_metric_families(text):
-                    if family.name in self.GAUGES:
-                        value = sum(sample.value for sample in family.samples)
-                        self.peaks[family.name] = max(self.peaks.get(family.name, 0.0), value)
-            self._stop.wait(1.0)
+        text = httpx.get(self.url + "/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            if family.name in self.GAUGES:
+                value = sum(sample.value for sample in family.samples)
+                self.peaks[family.name] = max(self.peaks.get(family.name, 0.0), value)
 
     def stop(self) -> dict[str, float]:
-        self._stop.set()
-        self._thread.join(10)
+        self._join()
         return self.peaks
 
 

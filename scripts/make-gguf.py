@@ -35,6 +35,7 @@ from bench.distill import (
     ROPE_THETA,
     VOCAB_SIZE,
     Arch,
+    read_gguf_vocab,
 )
 
 # Turn markers llama.cpp must not print although the published tokenizer does not call them special: <｜User｜>,
@@ -55,16 +56,10 @@ SPECIAL_TOKENS: dict[int, tuple[str, gguf.TokenType]] = {
 
 def read_vocab(path: Path) -> tuple[list[str], list[int], list[str]]:
     """Tokens, token types and merges of llama.cpp's Qwen2 vocabulary GGUF, with the distill's tokens written in."""
-    reader = gguf.GGUFReader(path)
-    fields = reader.fields
-    tokens_field = fields["tokenizer.ggml.tokens"]
-    types_field = fields["tokenizer.ggml.token_type"]
-    merges_field = fields["tokenizer.ggml.merges"]
-    tokens = [str(tokens_field.contents(i)) for i in range(len(tokens_field.data))]
-    types = [int(types_field.contents(i)) for i in range(len(types_field.data))]
-    merges = [str(merges_field.contents(i)) for i in range(len(merges_field.data))]
-    if len(tokens) != VOCAB_SIZE:
-        raise SystemExit(f"make-gguf: --vocab {path} has {len(tokens)} tokens, expected Qwen2's {VOCAB_SIZE}")
+    try:
+        tokens, types, merges = read_gguf_vocab(path)
+    except ValueError as exc:
+        raise SystemExit(f"make-gguf: --vocab {exc}") from None
     for token_id, (text, kind) in SPECIAL_TOKENS.items():
         tokens[token_id] = text
         types[token_id] = int(kind)

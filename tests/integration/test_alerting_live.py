@@ -45,6 +45,7 @@ from tests.fake_im import (
 from tests.promql import QUOTED, panels_of, promql_metric_names, variable_expr
 from tests.support import (
     REPO,
+    NotReady,
     Traffic,
     free_port,
     llmwatch_cmd,
@@ -503,7 +504,7 @@ def test_every_dashboard_query_and_recording_rule_parses_and_has_data(stack: Sta
                 del pending[where]
         return not pending
 
-    with contextlib.suppress(AssertionError):  # the assertion below names what is missing
+    with contextlib.suppress(NotReady):  # the assertion below names what is missing
         wait_until(settled, 30, "data for every dashboard query and recording rule", interval=1.0)
     assert not pending, "no data:\n" + "\n".join(f"  {w}: {e}" for w, e in pending.items())
 
