@@ -6,7 +6,6 @@ on 127.0.0.1 with its own port, so targets and URLs are rewritten and the rule f
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
 import sys
@@ -19,8 +18,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import CliSuppress
 
-from llmwatch import engine_sizing
 from llmwatch.processes import Child
+from llmwatch.render import alertmanager, engine_sizing
 
 
 class Ports(BaseModel):
@@ -58,7 +57,7 @@ def local_prometheus_config(
 ) -> dict[str, Any]:
     """prometheus/prometheus.yml with 127.0.0.1 targets; jobs whose service is not running locally are dropped.
 
-    ``sizing`` is the engine-sizing rule file (llmwatch.engine_sizing.write) that compose would render and mount.
+    ``sizing`` is the engine-sizing rule file (llmwatch.render.engine_sizing.write) that compose would render and mount.
     """
     config: dict[str, Any] = yaml.safe_load((repo / "prometheus/prometheus.yml").read_text())
     by_service = ports.by_service()
@@ -86,21 +85,9 @@ def local_prometheus_config(
     return config
 
 
-_URL_HOST = re.compile(r"http://([a-z0-9-]+):(\d+)")
-
-
 def local_alertmanager_config(repo: Path, ports: Ports) -> str:
-    """alertmanager/alertmanager.yml with every http://service:port URL pointed at 127.0.0.1."""
-    text = (repo / "alertmanager/alertmanager.yml").read_text()
-    # The generic webhook's URL is a deployment secret (entrypoint.sh fills it in); locally there is none.
-    text = re.sub(r"\n[ ]*# BEGIN generic-webhook.*?# END generic-webhook[^\n]*", "", text, flags=re.S)
-    by_service = ports.by_service()
-
-    def swap(match: re.Match[str]) -> str:
-        port = by_service.get(match.group(1))
-        return match.group(0) if port is None else f"http://127.0.0.1:{port}"
-
-    return _URL_HOST.sub(swap, text)
+    """alertmanager/alertmanager.yml as compose runs it with no generic webhook, its URLs at the local processes."""
+    return alertmanager.local(repo, ports.by_service())
 
 
 @dataclass
