@@ -30,8 +30,8 @@ import httpx
 import pytest
 import yaml
 
-from llmwatch.render import engine_sizing
 from llmwatch.demo.localstack import Ports, local_alertmanager_config, local_prometheus_config
+from llmwatch.render import engine_sizing
 from tests.fake_im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,

@@ -23,8 +23,8 @@ import jsonschema
 import pytest
 import yaml
 
-from llmwatch.render import engine_sizing
 from llmwatch.demo.localstack import Ports
+from llmwatch.render import engine_sizing
 from tests.support import REPO, free_port, llmwatch_cmd, wait_until
 
 pytestmark = pytest.mark.integration

@@ -27,8 +27,8 @@ import httpx
 import pytest
 import yaml
 
-from llmwatch.render import engine_sizing
 from llmwatch.demo.localstack import Ports, local_prometheus_config
+from llmwatch.render import engine_sizing
 from tests.fake_dcgm import FakeDcgm, Gpu
 from tests.llamacpp import METRICS_CAPTURE
 from tests.support import (

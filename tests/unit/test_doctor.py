@@ -17,7 +17,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmwatch import thresholds
-from llmwatch.render import engine_sizing, interpolate
 from llmwatch.config import parse_cli
 from llmwatch.doctor.diagnose import diagnose
 from llmwatch.doctor.finding import Action, Evidence, Finding, Report, rank
@@ -25,6 +24,7 @@ from llmwatch.doctor.prom import Prometheus
 from llmwatch.doctor.render import as_text
 from llmwatch.doctor.settings import DoctorSettings
 from llmwatch.doctor.sources import Limit, Thresholds, assumption
+from llmwatch.render import engine_sizing, interpolate
 from tests.fake_dcgm import FakeDcgm, Gpu, counters
 from tests.support import REPO, free_port, llmwatch_cmd
 
