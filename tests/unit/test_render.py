@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from llmwatch.render import engine_sizing
+from llmwatch.render import engine_sizing, prometheus
 from llmwatch.render.k8s import images, logs
 from llmwatch.render.k8s.objects import SourceError
 from tests.support import REPO
@@ -63,3 +63,18 @@ def test_the_generator_reports_a_broken_source_in_one_line(tmp_path: Path) -> No
     assert done.stderr.splitlines() == [
         "generate.py: .env.example has no VLLM_VERSION; update llmwatch/render/k8s/images.py"
     ]
+
+
+def test_the_demos_prometheus_scrapes_what_runs_locally_and_loads_the_rendered_sizing(tmp_path: Path) -> None:
+    ports = {"gateway": 14001, "engine": 18000, "alertmanager": 19093, "localhost": 19090, "relay": 19099}
+    sizing = engine_sizing.write(REPO, tmp_path, {"VLLM_MAX_NUM_SEQS": "8"})
+    config = prometheus.local(REPO, ports, {"gateway", "engine"}, "5s", sizing)
+    targets = {
+        job["job_name"]: [t for s in job["static_configs"] for t in s["targets"]] for job in config["scrape_configs"]
+    }
+    assert targets == {"gateway": ["127.0.0.1:14001"], "vllm": ["127.0.0.1:18000"], "prometheus": ["127.0.0.1:19090"]}
+    assert config["rule_files"] == [str(REPO / "prometheus/rules/*.yml"), str(sizing)]
+    assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["127.0.0.1:19093"]
+    assert config["global"]["scrape_interval"] == config["global"]["evaluation_interval"] == "5s"
+    without = prometheus.local(REPO, ports, {"gateway"})
+    assert without["rule_files"] == [str(REPO / "prometheus/rules/*.yml")], "no sizing file: its entry is dropped"
