@@ -1,7 +1,5 @@
-"""loadtest/slo.yml: the run's targets, what a run measured against them, and one PASS/FAIL row per SLO.
-
-A target is a number, or the name of a record of prometheus/rules/thresholds.yml (the operator's KPI targets live
-there once, beside the alerts), resolved here when the file is loaded."""
+"""loadtest/slo.yml: the run's targets (each a number or a record of thresholds.yml, where the operator's KPI targets
+live once), what a run measured against them, and one PASS/FAIL row per SLO."""
 
 from __future__ import annotations
 
@@ -63,6 +61,9 @@ def _target(name: str, entry: Any, where: str, thresholds_file: Path | None) -> 
     if not isinstance(entry, dict) or len({"max", "min"} & entry.keys()) != 1:
         raise SloError(f"{where}.{name} needs exactly one of max: or min:")
     bound = "max" if "max" in entry else "min"
+    if extra := sorted(entry.keys() - {bound, "labels"}):  # `threshold:` beside a number: the form before this one
+        hint = f"; write the record as the bound, {bound}: {entry['threshold']!r}" if "threshold" in extra else ""
+        raise SloError(f"{where}.{name}: unknown {extra}{hint} (the value is read from thresholds.yml)")
     raw, labels = entry[bound], {str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
     if isinstance(raw, str) and raw.startswith("threshold:"):
         if not raw.endswith(f":{bound}"):
@@ -74,11 +75,10 @@ def _target(name: str, entry: Any, where: str, thresholds_file: Path | None) -> 
         return Target(name, bound, value, raw, labels)
     if labels:
         raise SloError(f"{where}.{name}.labels pick among threshold records; a number takes none, remove them")
-    try:
-        value = float(raw)
+    try:  # float(), since YAML reads 3.0e9 (no exponent sign) as a string
+        return Target(name, bound, float(raw))
     except (TypeError, ValueError):
         raise SloError(f"{where}.{name}.{bound} must be a number or a threshold: record, got {raw!r}") from None
-    return Target(name, bound, value)
 
 
 def load(path: Path = DEFAULT_FILE, thresholds_file: Path | None = None) -> SloFile:

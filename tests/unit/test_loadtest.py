@@ -97,8 +97,9 @@ def test_slo_targets_follow_thresholds_yml(tmp_path: Path) -> None:
     edited.write_text(yaml.safe_dump(doc))
     assert slo.load(thresholds_file=edited).slos["goodput_requests_per_second"].value == 3
     numbers = tmp_path / "slo.yml"
-    numbers.write_text("slos: {goodput_requests_per_second: {min: 2.5}}")  # a one-off run's own number
+    numbers.write_text("slos: {goodput_requests_per_second: {min: 2.5}, gpu_memory_bytes: {max: 2.0e9}}")  # one-off
     assert slo.load(numbers, edited).slos["goodput_requests_per_second"].value == 2.5
+    assert slo.load(numbers, edited).slos["gpu_memory_bytes"].value == 2e9
 
 
 @pytest.mark.parametrize(
@@ -110,6 +111,11 @@ def test_slo_targets_follow_thresholds_yml(tmp_path: Path) -> None:
         ("slos: {ttft_p50_seconds: {max: 'threshold:gateway_ttft_p99_seconds:min'}}", "a bound of the other kind"),
         ("slos: {ttft_p50_seconds: {max: 'threshold:nope:max'}}", "0 constant values for threshold:nope:max"),
         ("slos: {ttft_p50_seconds: {max: 1, labels: {kind: chat}}}", "a number takes none"),
+        (
+            "slos: {ttft_p50_seconds: {max: 0.8, threshold: 'threshold:gateway_ttft_p99_seconds:max'}}",
+            "write the record as the bound, max: 'threshold:gateway_ttft_p99_seconds:max'",
+        ),
+        ("slos: {ttft_p50_seconds: {max: 1, maximum: 2}}", r"unknown \['maximum'\]"),
         ("- a list", "must be a mapping"),
         ('{"id": "x", "messages": []}', "needs `slos:`"),
     ],
