@@ -3,7 +3,8 @@
 # Departs from upstream (the image runs alertmanager directly): Alertmanager 0.25 expands no env vars and has no url_file.
 #
 #   entrypoint.sh [alertmanager flags...]   render to $LLMWATCH_ALERTMANAGER_RENDERED and exec alertmanager
-#   entrypoint.sh render                    print the rendered config (for tests and `amtool check-config`)
+#   entrypoint.sh render                    print the rendered config (tests, `amtool check-config`; `make demo`
+#                                           runs it too, so these markers are read here only)
 #
 # LLMWATCH_ALERT_WEBHOOK_URL  generic webhook (http/https); unset or empty: that receiver config is dropped.
 set -eu

@@ -1,4 +1,5 @@
-"""loadtest/slo.yml: the run's targets, what a run measured against them, and one PASS/FAIL row per SLO."""
+"""loadtest/slo.yml: the run's targets (each a number or a record of thresholds.yml, where the operator's KPI targets
+live once), what a run measured against them, and one PASS/FAIL row per SLO."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from llmwatch import thresholds
 from loadtest.samples import Warmup, percentile, short_of_rate, window
 from loadtest.stream import Sample
 
@@ -34,7 +36,7 @@ class Target:
     name: str
     bound: str  # "max" or "min"
     value: float
-    threshold: str | None = None  # the thresholds.yml record it shares
+    threshold: str | None = None  # the thresholds.yml record it was read from
     labels: dict[str, str] = field(default_factory=dict)
 
     def met(self, measured: float) -> bool:
@@ -54,19 +56,33 @@ class SloFile:
         return [*self.per_request.values(), *self.slos.values()]
 
 
-def _target(name: str, entry: Any, where: str) -> Target:
+def _target(name: str, entry: Any, where: str, thresholds_file: Path | None) -> Target:
+    """One entry: exactly one of max:/min:, holding a number or the name of a thresholds.yml record."""
     if not isinstance(entry, dict) or len({"max", "min"} & entry.keys()) != 1:
         raise SloError(f"{where}.{name} needs exactly one of max: or min:")
     bound = "max" if "max" in entry else "min"
-    try:
-        value = float(entry[bound])
+    if extra := sorted(entry.keys() - {bound, "labels"}):  # `threshold:` beside a number: the form before this one
+        hint = f"; write the record as the bound, {bound}: {entry['threshold']!r}" if "threshold" in extra else ""
+        raise SloError(f"{where}.{name}: unknown {extra}{hint} (the value is read from thresholds.yml)")
+    raw, labels = entry[bound], {str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
+    if isinstance(raw, str) and raw.startswith("threshold:"):
+        if not raw.endswith(f":{bound}"):
+            raise SloError(f"{where}.{name}.{bound} names {raw}, a bound of the other kind: use a :{bound} record")
+        try:
+            value = thresholds.value(raw, thresholds_file, **labels)
+        except (OSError, thresholds.ThresholdError) as exc:
+            raise SloError(f"{where}.{name}.{bound}: {exc}") from None
+        return Target(name, bound, value, raw, labels)
+    if labels:
+        raise SloError(f"{where}.{name}.labels pick among threshold records; a number takes none, remove them")
+    try:  # float(), since YAML reads 3.0e9 (no exponent sign) as a string
+        return Target(name, bound, float(raw))
     except (TypeError, ValueError):
-        raise SloError(f"{where}.{name}.{bound} must be a number, got {entry[bound]!r}") from None
-    labels = {str(k): str(v) for k, v in (entry.get("labels") or {}).items()}
-    return Target(name, bound, value, entry.get("threshold"), labels)
+        raise SloError(f"{where}.{name}.{bound} must be a number or a threshold: record, got {raw!r}") from None
 
 
-def load(path: Path = DEFAULT_FILE) -> SloFile:
+def load(path: Path = DEFAULT_FILE, thresholds_file: Path | None = None) -> SloFile:
+    """The SLO file, each `threshold:` record resolved in ``thresholds_file`` (default: the stack's thresholds.yml)."""
     try:
         doc = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -77,8 +93,8 @@ def load(path: Path = DEFAULT_FILE) -> SloFile:
     if unknown_keys or not doc.get("slos"):
         raise SloError(f"{path} needs `slos:` (optionally warmup, per_request); unknown keys: {sorted(unknown_keys)}")
     warm = doc.get("warmup") or {}
-    per_request = {k: _target(k, v, "per_request") for k, v in (doc.get("per_request") or {}).items()}
-    slos = {k: _target(k, v, "slos") for k, v in (doc.get("slos") or {}).items()}
+    per_request = {k: _target(k, v, "per_request", thresholds_file) for k, v in (doc.get("per_request") or {}).items()}
+    slos = {k: _target(k, v, "slos", thresholds_file) for k, v in (doc.get("slos") or {}).items()}
     unknown = (per_request.keys() - PER_REQUEST_NAMES) | (slos.keys() - SLO_NAMES.keys())
     if unknown:
         known = sorted(PER_REQUEST_NAMES | SLO_NAMES.keys())

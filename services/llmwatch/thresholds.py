@@ -5,7 +5,8 @@ Prometheus; tools that run outside Prometheus (the load test's gate, `llmwatch d
 here, so a target lives in one place.
 
 An installed package (the image) carries a copy of the stack's rule files, made when the wheel is built (setup.py's
-SHIPPED); a checkout reads them where they are. `shipped` finds either.
+SHIPPED); in a checkout the same package paths are committed links to the files themselves. `shipped` reads either
+from the package, never from a path guessed around it.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ THRESHOLDS = "prometheus/rules/thresholds.yml"
 ENGINE_SIZING_DEFAULTS = "prometheus/defaults/engine-sizing.yml"
 # Where setup.py puts the copies inside the package, under their repository paths.
 PACKAGED = "_shipped"
-_CHECKOUT = Path(__file__).resolve().parents[2]  # the repository root, when run from a checkout
 
 
 class ThresholdError(ValueError):
@@ -38,14 +38,14 @@ class Threshold:
 
 
 def shipped(name: str) -> Path:
-    """The stack's rule file ``name`` (a repository path such as THRESHOLDS): the package's copy, else a checkout's."""
+    """The stack's rule file ``name`` (a repository path such as THRESHOLDS), as the package carries it."""
     packaged = Path(str(resources.files("llmwatch").joinpath(PACKAGED, name)))
     if packaged.is_file():
         return packaged
-    checkout = _CHECKOUT / name
-    if checkout.is_file():
-        return checkout
-    raise ThresholdError(f"{name} is neither in the installed package ({packaged}) nor in a checkout ({checkout})")
+    raise ThresholdError(
+        f"{name} is not in the package ({packaged}): build the package with setup.py (it copies the file), or, in a "
+        "checkout, restore the committed link (git checkout services/llmwatch/_shipped)"
+    )
 
 
 def rules(path: Path | None = None) -> list[dict[str, object]]:

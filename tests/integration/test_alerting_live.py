@@ -30,8 +30,8 @@ import httpx
 import pytest
 import yaml
 
-from llmwatch import engine_sizing
 from llmwatch.demo.localstack import Ports, local_alertmanager_config, local_prometheus_config
+from llmwatch.render import engine_sizing
 from tests.fake_im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
@@ -252,7 +252,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("alerting-live")
     ports = Ports(**{name: free_port() for name in Ports.model_fields})
     url = {name: f"http://127.0.0.1:{port}" for name, port in vars(ports).items()}
-    sizing = engine_sizing.write(tmp / "rendered", {"VLLM_MAX_NUM_SEQS": "16"})  # the sim's --max-num-seqs below
+    sizing = engine_sizing.write(REPO, tmp / "rendered", {"VLLM_MAX_NUM_SEQS": "16"})  # the sim's --max-num-seqs below
     prom_config = local_prometheus_config(REPO, ports, {"engine", "gateway", "relay", "alertmanager",
                                                         "node-exporter"}, SCRAPE_INTERVAL, sizing)  # fmt: skip
     prom_config["rule_files"] = [str(p) for p in write_compressed_rules(prom_config["rule_files"], tmp / "rules")]
@@ -510,7 +510,7 @@ def test_every_dashboard_query_and_recording_rule_parses_and_has_data(stack: Sta
 
     groups = httpx.get(f"{stack.url('prometheus')}/api/v1/rules", timeout=5).json()["data"]["groups"]
     expected = {g["name"] for p in RULE_FILES for g in yaml.safe_load(p.read_text())["groups"]}
-    expected |= {g["name"] for g in yaml.safe_load(engine_sizing.render())["groups"]}
+    expected |= {g["name"] for g in yaml.safe_load(engine_sizing.render(REPO))["groups"]}
     assert {g["name"] for g in groups} == expected
     unhealthy = [(r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"]
     assert not unhealthy, unhealthy

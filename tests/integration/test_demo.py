@@ -23,8 +23,8 @@ import jsonschema
 import pytest
 import yaml
 
-from llmwatch import engine_sizing
 from llmwatch.demo.localstack import Ports
+from llmwatch.render import engine_sizing
 from tests.support import REPO, free_port, llmwatch_cmd, wait_until
 
 pytestmark = pytest.mark.integration
@@ -87,7 +87,7 @@ def test_demo_serves_the_stack_prints_kpis_and_stops_everything_on_ctrl_c(tmp_pa
     prometheus = f"http://127.0.0.1:{ports['prometheus']}"
     expected_groups = {g["name"] for p in (REPO / "prometheus/rules").glob("*.yml") for g in yaml.safe_load(
         p.read_text())["groups"]}  # fmt: skip
-    expected_groups |= {g["name"] for g in yaml.safe_load(engine_sizing.render())["groups"]}
+    expected_groups |= {g["name"] for g in yaml.safe_load(engine_sizing.render(REPO))["groups"]}
 
     def output() -> str:
         return log.read_text(errors="replace")

@@ -27,8 +27,8 @@ import httpx
 import pytest
 import yaml
 
-from llmwatch import engine_sizing
 from llmwatch.demo.localstack import Ports, local_prometheus_config
+from llmwatch.render import engine_sizing
 from tests.fake_dcgm import FakeDcgm, Gpu
 from tests.llamacpp import METRICS_CAPTURE
 from tests.support import (
@@ -180,7 +180,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp("doctor-live")
     ports = Ports(**{name: free_port() for name in Ports.model_fields})
     dcgm_port, bare_port = free_port(), free_port()
-    sizing = engine_sizing.write(tmp / "rendered", {"VLLM_MAX_NUM_SEQS": "4"})
+    sizing = engine_sizing.write(REPO, tmp / "rendered", {"VLLM_MAX_NUM_SEQS": "4"})
     config = local_prometheus_config(REPO, ports, {"engine", "gateway"}, "1s", sizing)
     config["rule_files"] = [str(REPO / "prometheus/rules/thresholds.yml"), str(sizing)]
     config.pop("alerting", None)

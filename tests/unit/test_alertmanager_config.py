@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from llmwatch.render import alertmanager
 from tests.support import REPO, need_binary
 
 CONFIG = REPO / "alertmanager" / "alertmanager.yml"
@@ -100,3 +101,28 @@ def test_committed_config_names_the_relay_once_and_no_real_webhook() -> None:
         assert url == RELAY_URL or url.split("/")[2].endswith(".invalid"), url
     first, second = text.splitlines()[:2]
     assert first.startswith("# ") and second.startswith("# ")
+
+
+@pytest.mark.integration
+def test_the_demo_runs_what_compose_runs_with_no_webhook_at_local_urls(tmp_path: Path) -> None:
+    """`make demo` and the live tests: entrypoint.sh's own rendering (no generic webhook), the relay at 127.0.0.1."""
+    local = alertmanager.local(REPO, {"relay": 19099})
+    compose = render(None)
+    assert compose.returncode == 0, compose.stderr
+    expected = yaml.safe_load(compose.stdout.replace(RELAY_URL, "http://127.0.0.1:19099/alertmanager"))
+    assert yaml.safe_load(local) == expected
+    assert webhook_urls(expected) == ["http://127.0.0.1:19099/alertmanager"]
+    (tmp_path / "alertmanager.yml").write_text(local)
+    amtool("check-config", tmp_path / "alertmanager.yml")
+
+
+@pytest.mark.unit
+def test_only_the_entrypoint_reads_the_generic_webhook_markers() -> None:
+    """One parser of the BEGIN/END generic-webhook block: compose's entrypoint.sh, which the demo runs too."""
+    readers = [
+        path.relative_to(REPO).as_posix()
+        for folder in ("services", "deploy", "loadtest", "bench", "scripts")
+        for path in (REPO / folder).rglob("*")
+        if path.is_file() and path.suffix in (".py", ".sh") and "BEGIN generic-webhook" in path.read_text()
+    ]
+    assert readers == [], f"the generic-webhook markers are parsed outside alertmanager/entrypoint.sh: {readers}"

@@ -408,7 +408,7 @@ def test_prometheus_loads_its_config_and_rules_from_the_mount(rendered: dict[str
 
 
 def test_engine_sizing_rules_render_in_compose_as_llmwatch_renders_them(env_file: Path, tmp_path: Path) -> None:
-    from llmwatch import engine_sizing
+    from llmwatch.render import engine_sizing
 
     env = {"VLLM_MAX_NUM_SEQS": "12", "VLLM_MAX_MODEL_LEN": "8192", "GPUS_EXPECTED": "0"}
     custom = tmp_path / ".env"
@@ -419,7 +419,7 @@ def test_engine_sizing_rules_render_in_compose_as_llmwatch_renders_them(env_file
         content = json.loads(result.stdout)["configs"][engine_sizing.CONFIG_NAME]["content"]
         defaults = {k: v for k, v in _env_values(path).items() if k in ("VLLM_MAX_NUM_SEQS", "VLLM_MAX_MODEL_LEN",
                     "VLLM_GPU_MEMORY_UTILIZATION", "GPUS_EXPECTED")}  # fmt: skip
-        assert content == engine_sizing.render({**defaults, **values})
+        assert content == engine_sizing.render(REPO, {**defaults, **values})
     assert "vector(12)" in content and "vector(8192)" in content and "vector(0)" in content
 
 

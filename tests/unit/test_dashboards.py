@@ -20,7 +20,7 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmwatch import engine_sizing
+from llmwatch.render import engine_sizing
 from tests.llamacpp import capture_names
 from tests.promql import (
     QUOTED,
@@ -170,7 +170,7 @@ def dcgm_names() -> set[str]:
 def recording_rule_names() -> set[str]:
     files = sorted((REPO / "prometheus" / "rules").glob("*.y*ml"))
     groups = [group for path in files for group in (yaml.safe_load(path.read_text()) or {}).get("groups", [])]
-    groups += yaml.safe_load(engine_sizing.render())["groups"]  # rendered from .env by compose
+    groups += yaml.safe_load(engine_sizing.render(REPO))["groups"]  # rendered from .env by compose
     return {rule["record"] for group in groups for rule in group.get("rules", []) if "record" in rule}
 
 

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmwatch import engine_sizing, thresholds
+from llmwatch import thresholds
 from llmwatch.config import parse_cli
 from llmwatch.doctor.diagnose import diagnose
 from llmwatch.doctor.finding import Action, Evidence, Finding, Report, rank
@@ -24,6 +24,7 @@ from llmwatch.doctor.prom import Prometheus
 from llmwatch.doctor.render import as_text
 from llmwatch.doctor.settings import DoctorSettings
 from llmwatch.doctor.sources import Limit, Thresholds, assumption
+from llmwatch.render import engine_sizing, interpolate
 from tests.fake_dcgm import FakeDcgm, Gpu, counters
 from tests.support import REPO, free_port, llmwatch_cmd
 
@@ -74,7 +75,7 @@ def fake_prometheus(
 ) -> Prometheus:
     """A Prometheus that scrapes only ``jobs`` and holds the thresholds (plus ``extra`` ones; none without ``rules``),
     with no traffic yet; ``answers`` gives the values of exact queries (one unlabelled sample each)."""
-    series = [*thresholds.load(), *thresholds.load(engine_sizing.write(tmp))] if rules else []
+    series = [*thresholds.load(), *thresholds.load(engine_sizing.write(REPO, tmp))] if rules else []
     series += [thresholds.Threshold(name, value) for name, value in (extra or {}).items()]
 
     def answer(request: httpx.Request) -> httpx.Response:
@@ -118,10 +119,10 @@ def test_engine_alone_lists_the_gateway_checks_as_not_checked(tmp_path: Path) ->
 @pytest.mark.unit
 def test_engine_sizing_interpolates_as_compose_does() -> None:
     env = {"A": "", "B": "2"}
-    assert engine_sizing.interpolate("${A:-1} ${A-1} ${B:-1} ${C} $$B $B", env) == "1  2  $B 2"
-    with pytest.raises(engine_sizing.RenderError, match="A is required: set A"):
-        engine_sizing.interpolate("${A:?set A}", env)
-    rendered = engine_sizing.render({"GPUS_EXPECTED": "0", "VLLM_MAX_NUM_SEQS": "8"})
+    assert interpolate.interpolate("${A:-1} ${A-1} ${B:-1} ${C} $$B $B", env) == "1  2  $B 2"
+    with pytest.raises(interpolate.RenderError, match="A is required: set A"):
+        interpolate.interpolate("${A:?set A}", env)
+    rendered = engine_sizing.render(REPO, {"GPUS_EXPECTED": "0", "VLLM_MAX_NUM_SEQS": "8"})
     assert "threshold:gpus_expected:min\n        expr: vector(0)" in rendered and "vector(8)" in rendered
 
 

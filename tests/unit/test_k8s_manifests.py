@@ -21,7 +21,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from llmwatch import engine_sizing
+from llmwatch.render import engine_sizing
+from llmwatch.render.k8s.objects import ALERT_LABELS
 from tests.k8s import (
     BUILDS,
     LOGS_NAMESPACE,
@@ -646,7 +647,7 @@ def test_monitors_select_the_serving_pods_on_named_ports_with_compose_job_names(
 def _unscoped(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The groups as in the rule file: each alert carries the generator's ALERT_LABELS (what the AlertmanagerConfig's
     route matches, tests/unit/test_k8s_alert_routing.py), which are taken off."""
-    alert_labels = _generator().ALERT_LABELS
+    alert_labels = ALERT_LABELS
     out = []
     for group in groups:
         rules = []
@@ -670,7 +671,7 @@ def test_every_rule_file_is_a_prometheus_rule_with_the_same_groups() -> None:
     # The engine-sizing thresholds: compose renders them from .env, the manifests from the engine's ConfigMap.
     sizing = rules.pop("docker-compose.yml configs.prometheus-engine-sizing")
     flags = yaml.safe_load((REPO / "deploy/k8s/base/engine-flags.yaml").read_text())["data"]
-    assert _unscoped(sizing["spec"]["groups"]) == yaml.safe_load(engine_sizing.render(flags))["groups"]
+    assert _unscoped(sizing["spec"]["groups"]) == yaml.safe_load(engine_sizing.render(REPO, flags))["groups"]
     files = sorted((REPO / "prometheus/rules").glob("*.yml"))
     assert files and sorted(rules) == [f.relative_to(REPO).as_posix() for f in files]
     for path in files:

@@ -1,5 +1,5 @@
 """The load test's pure parts: vLLM-exact timings from a real wire stream, exact percentiles and warm-up, the SLO
-file (and its agreement with thresholds.yml), the prompt set, and the honest explanation of a goodput miss."""
+file (its targets read from thresholds.yml), the prompt set, and the honest explanation of a goodput miss."""
 
 from __future__ import annotations
 
@@ -71,26 +71,35 @@ def test_percentiles_are_exact_and_warmup_goes_by_start_time() -> None:
     assert [s.start for s in warm] == [1.0, 2.0, 3.0]
 
 
-def test_slo_file_agrees_with_thresholds_yml() -> None:
-    """One source for the operator's KPI targets: every shared entry equals the thresholds.yml constant."""
+def test_slo_file_names_the_operator_targets_and_copies_no_number() -> None:
+    """One source for the operator's KPI targets: slo.yml names thresholds.yml records, and loads their values."""
+    doc = yaml.safe_load(slo.DEFAULT_FILE.read_text())
+    bounds = [entry.get("max", entry.get("min")) for part in ("per_request", "slos") for entry in doc[part].values()]
+    assert all(isinstance(b, str) and b.startswith("threshold:") for b in bounds), bounds
     loaded = slo.load()
-    shared = [t for t in loaded.targets() if t.threshold]
-    assert {t.threshold for t in shared} >= {
+    assert {t.threshold for t in loaded.targets()} >= {
         "threshold:gateway_ttft_p99_seconds:max", "threshold:engine_generation_tokens_per_second:min",
         "threshold:kpi_goodput_requests_per_second:min", "threshold:kpi_gpu_memory_bytes:max",
     }  # fmt: skip
-    for target in shared:
+    for target in loaded.targets():
+        assert target.threshold is not None
         assert target.value == thresholds.value(target.threshold, **target.labels), target.name
-        assert target.threshold.endswith(f":{target.bound}"), f"{target.name}: a {target.bound} target"
+    assert loaded.slos["goodput_requests_per_second"].value == 4  # the operator's 4 req/s, read from thresholds.yml
 
 
-def test_slo_file_disagreeing_with_thresholds_is_caught(tmp_path: Path) -> None:
-    doc = yaml.safe_load(slo.DEFAULT_FILE.read_text())
-    doc["slos"]["goodput_requests_per_second"]["min"] = 3
-    path = tmp_path / "slo.yml"
-    path.write_text(yaml.safe_dump(doc))
-    bad = [t for t in slo.load(path).targets() if t.threshold and t.value != thresholds.value(t.threshold, **t.labels)]
-    assert [t.name for t in bad] == ["goodput_requests_per_second"]
+def test_slo_targets_follow_thresholds_yml(tmp_path: Path) -> None:
+    """Change a target in thresholds.yml and the load test judges by the new value; slo.yml stays as it is."""
+    doc = yaml.safe_load(thresholds.shipped(thresholds.THRESHOLDS).read_text())
+    for rule in (rule for group in doc["groups"] for rule in group["rules"]):
+        if rule.get("record") == "threshold:kpi_goodput_requests_per_second:min":
+            rule["expr"] = "vector(3)"
+    edited = tmp_path / "thresholds.yml"
+    edited.write_text(yaml.safe_dump(doc))
+    assert slo.load(thresholds_file=edited).slos["goodput_requests_per_second"].value == 3
+    numbers = tmp_path / "slo.yml"
+    numbers.write_text("slos: {goodput_requests_per_second: {min: 2.5}, gpu_memory_bytes: {max: 2.0e9}}")  # one-off
+    assert slo.load(numbers, edited).slos["goodput_requests_per_second"].value == 2.5
+    assert slo.load(numbers, edited).slos["gpu_memory_bytes"].value == 2e9
 
 
 @pytest.mark.parametrize(
@@ -99,6 +108,14 @@ def test_slo_file_disagreeing_with_thresholds_is_caught(tmp_path: Path) -> None:
         ("slos: {ttft_p42_seconds: {max: 1}}", "unknown SLO names"),
         ("slos: {ttft_p50_seconds: {max: 1, min: 0}}", "exactly one of max: or min:"),
         ("slos: {ttft_p50_seconds: {max: fast}}", "must be a number"),
+        ("slos: {ttft_p50_seconds: {max: 'threshold:gateway_ttft_p99_seconds:min'}}", "a bound of the other kind"),
+        ("slos: {ttft_p50_seconds: {max: 'threshold:nope:max'}}", "0 constant values for threshold:nope:max"),
+        ("slos: {ttft_p50_seconds: {max: 1, labels: {kind: chat}}}", "a number takes none"),
+        (
+            "slos: {ttft_p50_seconds: {max: 0.8, threshold: 'threshold:gateway_ttft_p99_seconds:max'}}",
+            "write the record as the bound, max: 'threshold:gateway_ttft_p99_seconds:max'",
+        ),
+        ("slos: {ttft_p50_seconds: {max: 1, maximum: 2}}", r"unknown \['maximum'\]"),
         ("- a list", "must be a mapping"),
         ('{"id": "x", "messages": []}', "needs `slos:`"),
     ],

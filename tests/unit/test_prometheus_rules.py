@@ -19,7 +19,8 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from llmwatch import engine_sizing
+from llmwatch.render import engine_sizing
+from llmwatch.thresholds import ENGINE_SIZING_DEFAULTS
 from tests.promql import panels_of, registry_names, vllm_names
 from tests.support import REPO, need_binary
 
@@ -67,7 +68,7 @@ def test_promtool_check_config() -> None:
 
 @pytest.mark.integration
 def test_promtool_check_rules() -> None:
-    promtool("check", "rules", *RULES, engine_sizing.DEFAULTS_FILE)
+    promtool("check", "rules", *RULES, REPO / ENGINE_SIZING_DEFAULTS)
 
 
 @pytest.mark.integration
@@ -83,8 +84,8 @@ def test_the_documented_promtool_test_command_passes_from_a_checkout() -> None:
 
 @pytest.mark.unit
 def test_the_committed_engine_sizing_defaults_are_the_compose_template_rendered_with_its_defaults() -> None:
-    assert engine_sizing.DEFAULTS_FILE.read_text() == engine_sizing.defaults(), (
-        f"{engine_sizing.DEFAULTS_FILE.relative_to(REPO)} is stale: run `python -m llmwatch.engine_sizing`"
+    assert (REPO / ENGINE_SIZING_DEFAULTS).read_text() == engine_sizing.defaults(REPO), (
+        f"{ENGINE_SIZING_DEFAULTS} is stale: run `make k8s`"
     )
     for path in TESTS:
         assert "../defaults/engine-sizing.yml" in load(path)["rule_files"], f"{path.name} misses the sizing rules"
@@ -153,7 +154,7 @@ def thresholds_outside_rules() -> set[str]:
 @pytest.mark.unit
 def test_thresholds_live_in_thresholds_yml_only() -> None:
     defined = {r["record"] for r in rules(PROM / "rules" / "thresholds.yml") if r["record"].startswith("threshold:")}
-    defined |= {r["record"] for g in yaml.safe_load(engine_sizing.render())["groups"] for r in g["rules"]}
+    defined |= {r["record"] for g in yaml.safe_load(engine_sizing.render(REPO))["groups"] for r in g["rules"]}
     used: set[str] = set()
     for path in RULES:
         for rule in rules(path):

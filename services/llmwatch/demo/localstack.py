@@ -1,12 +1,11 @@
-"""The compose stack's configs, rewritten for processes on 127.0.0.1, and the processes themselves.
+"""The demo's processes on 127.0.0.1, their ports, and the stack's configs rendered for them.
 
 The project's prometheus/ and alertmanager/ files name compose services (`gateway:4000`); here every service runs
-on 127.0.0.1 with its own port, so targets and URLs are rewritten and the rule files are used unchanged.
+on 127.0.0.1 with its own port, so llmwatch.render points targets and URLs at these ports; rule files are unchanged.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 import socket
 import sys
@@ -19,8 +18,8 @@ import yaml
 from pydantic import BaseModel
 from pydantic_settings import CliSuppress
 
-from llmwatch import engine_sizing
 from llmwatch.processes import Child
+from llmwatch.render import alertmanager, prometheus
 
 
 class Ports(BaseModel):
@@ -47,60 +46,16 @@ class Ports(BaseModel):
 DEMO_SERVICES = tuple(name for name in Ports.model_fields if name != "node_exporter")
 
 
-def _local_target(target: str, ports: dict[str, int]) -> str | None:
-    host, _, _ = target.partition(":")
-    port = ports.get(host)
-    return None if port is None else f"127.0.0.1:{port}"
-
-
 def local_prometheus_config(
     repo: Path, ports: Ports, running: set[str], interval: str | None = None, sizing: Path | None = None
 ) -> dict[str, Any]:
-    """prometheus/prometheus.yml with 127.0.0.1 targets; jobs whose service is not running locally are dropped.
-
-    ``sizing`` is the engine-sizing rule file (llmwatch.engine_sizing.write) that compose would render and mount.
-    """
-    config: dict[str, Any] = yaml.safe_load((repo / "prometheus/prometheus.yml").read_text())
-    by_service = ports.by_service()
-    local = {name: port for name, port in by_service.items() if name in running or name == "localhost"}
-    if interval is not None:
-        config["global"]["scrape_interval"] = interval
-        config["global"]["evaluation_interval"] = interval
-    config["rule_files"] = [
-        str(sizing) if pattern.startswith(engine_sizing.COMPOSE_DIR) else str(repo / "prometheus" / pattern)
-        for pattern in config.get("rule_files", [])
-        if sizing is not None or not pattern.startswith(engine_sizing.COMPOSE_DIR)
-    ]
-    jobs = []
-    for job in config.get("scrape_configs", []):
-        if interval is not None:
-            job.pop("scrape_interval", None)
-        for static in job.get("static_configs", []):
-            static["targets"] = [t for t in (_local_target(x, local) for x in static["targets"]) if t]
-        if any(static["targets"] for static in job.get("static_configs", [])):
-            jobs.append(job)
-    config["scrape_configs"] = jobs
-    for am in config.get("alerting", {}).get("alertmanagers", []):
-        for static in am.get("static_configs", []):
-            static["targets"] = [f"127.0.0.1:{ports.alertmanager}"]
-    return config
-
-
-_URL_HOST = re.compile(r"http://([a-z0-9-]+):(\d+)")
+    """prometheus/prometheus.yml at the local processes (llmwatch.render.prometheus.local)."""
+    return prometheus.local(repo, ports.by_service(), running, interval, sizing)
 
 
 def local_alertmanager_config(repo: Path, ports: Ports) -> str:
-    """alertmanager/alertmanager.yml with every http://service:port URL pointed at 127.0.0.1."""
-    text = (repo / "alertmanager/alertmanager.yml").read_text()
-    # The generic webhook's URL is a deployment secret (entrypoint.sh fills it in); locally there is none.
-    text = re.sub(r"\n[ ]*# BEGIN generic-webhook.*?# END generic-webhook[^\n]*", "", text, flags=re.S)
-    by_service = ports.by_service()
-
-    def swap(match: re.Match[str]) -> str:
-        port = by_service.get(match.group(1))
-        return match.group(0) if port is None else f"http://127.0.0.1:{port}"
-
-    return _URL_HOST.sub(swap, text)
+    """alertmanager/alertmanager.yml as compose runs it with no generic webhook, its URLs at the local processes."""
+    return alertmanager.local(repo, ports.by_service())
 
 
 @dataclass

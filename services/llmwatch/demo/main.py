@@ -22,7 +22,6 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
-from llmwatch import engine_sizing
 from llmwatch.config import parse_cli, settings_config
 from llmwatch.demo.kpis import Kpis, read_lines
 from llmwatch.demo.localstack import (
@@ -36,6 +35,7 @@ from llmwatch.demo.localstack import (
 )
 from llmwatch.demo.traffic import burst
 from llmwatch.doctor.main import main as doctor_main
+from llmwatch.render import engine_sizing
 
 
 class DemoSettings(BaseSettings):
@@ -113,8 +113,9 @@ def start_alertmanager(demo: Demo) -> None:
 
 def start_prometheus(demo: Demo) -> None:
     p, run = demo.settings.ports, demo.settings.run_dir.resolve()
-    sizing = engine_sizing.write(run / "rendered", {"VLLM_MAX_NUM_SEQS": str(demo.settings.max_num_seqs)})
-    config = local_prometheus_config(demo.settings.repo.resolve(), p, set(demo.stack.procs) | {"engine"}, "5s", sizing)
+    repo = demo.settings.repo.resolve()
+    sizing = engine_sizing.write(repo, run / "rendered", {"VLLM_MAX_NUM_SEQS": str(demo.settings.max_num_seqs)})
+    config = local_prometheus_config(repo, p, set(demo.stack.procs) | {"engine"}, "5s", sizing)
     path = write_yaml(run / "prometheus.yml", config)
     demo.stack.start("prometheus", [
         binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={run / 'prometheus-data'}",
