@@ -18,12 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmwatch import engine_sizing, thresholds
 from llmwatch.config import parse_cli
-from llmwatch.doctor.diagnose import diagnose
-from llmwatch.doctor.finding import Action, Evidence, Finding, Report, rank
-from llmwatch.doctor.prom import Prometheus
+from llmwatch.doctor.diagnose import diagnose, rank
+from llmwatch.doctor.finding import Action, Evidence, Finding, Report
 from llmwatch.doctor.render import as_text
 from llmwatch.doctor.settings import DoctorSettings
 from llmwatch.doctor.sources import Limit, Thresholds, assumption
+from llmwatch.prom import Prometheus
 from tests.fake_dcgm import FakeDcgm, Gpu, counters
 from tests.support import REPO, free_port, llmwatch_cmd
 

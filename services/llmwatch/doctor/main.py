@@ -8,9 +8,9 @@ import httpx
 
 from llmwatch.config import parse_cli
 from llmwatch.doctor.diagnose import diagnose
-from llmwatch.doctor.prom import Prometheus, Unreachable
 from llmwatch.doctor.render import as_json, as_text
 from llmwatch.doctor.settings import DoctorSettings
+from llmwatch.prom import Prometheus, Unreachable
 
 UNREACHABLE = 3
 
