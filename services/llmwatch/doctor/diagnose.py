@@ -6,31 +6,31 @@ from collections.abc import Mapping
 
 from llmwatch.doctor.checks import PATH, Check
 from llmwatch.doctor.context import Context, Skip
-from llmwatch.doctor.finding import SEVERITY_RANK, Finding, NotChecked, Report
+from llmwatch.doctor.finding import SEVERITY_RANK, Diagnosis, Finding, NotChecked
 from llmwatch.prom import Prometheus, QueryError
 
 ORDER = [check.id for check in PATH]
 
 
-def diagnose(prom: Prometheus, window: str, flags: Mapping[str, float] | None = None) -> Report:
+def diagnose(prom: Prometheus, window: str, flags: Mapping[str, float] | None = None) -> Diagnosis:
     """Every check over the last ``window``, with thresholds given as ``flags`` (record -> value) where Prometheus
     has no series for them; raises prom.Unreachable when Prometheus does not answer."""
     ctx = Context.load(prom, window, flags)
-    report = Report()
+    diagnosis = Diagnosis()
     for check in PATH:
-        _run(report, ctx, check)
-    report.findings = rank(ctx.findings)
-    report.thresholds = sorted(set(ctx.used.values()), key=lambda t: (t.record, t.where))
-    return report
+        _run(diagnosis, ctx, check)
+    diagnosis.findings = rank(ctx.findings)
+    diagnosis.thresholds = sorted(set(ctx.used.values()), key=lambda t: (t.record, t.where))
+    return diagnosis
 
 
-def _run(report: Report, ctx: Context, check: Check) -> None:
+def _run(diagnosis: Diagnosis, ctx: Context, check: Check) -> None:
     try:
         finding = check(ctx)
     except (Skip, QueryError) as why:
-        report.not_checked.append(NotChecked(check.id, str(why)))
+        diagnosis.not_checked.append(NotChecked(check.id, str(why)))
         return
-    report.checked.append(check.id)
+    diagnosis.checked.append(check.id)
     if finding is not None:
         ctx.findings.append(finding)
 

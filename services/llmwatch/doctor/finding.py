@@ -63,7 +63,7 @@ class NotChecked:
 
 
 @dataclass
-class Report:
+class Diagnosis:
     findings: list[Finding] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     not_checked: list[NotChecked] = field(default_factory=list)
