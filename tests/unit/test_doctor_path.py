@@ -1,4 +1,4 @@
-"""The doctor's path is declared once (checks.PATH): the ids, the docs' table and the ranking follow it."""
+"""The doctor's path is declared once (checks/path.py): the ids, the docs' table and the ranking follow it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import get_args
 
 import pytest
 
-from llmwatch.doctor.checks import PATH
+from llmwatch.doctor.checks.path import PATH
 from llmwatch.doctor.diagnose import rank
 from llmwatch.doctor.finding import Action, CheckId, Finding
 from llmwatch.duration import duration, is_duration, seconds

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from llmwatch.doctor.checks import PATH, Check
+from llmwatch.doctor.checks.base import Check
+from llmwatch.doctor.checks.path import PATH
 from llmwatch.doctor.context import Context, Skip
 from llmwatch.doctor.finding import SEVERITY_RANK, Diagnosis, Finding, NotChecked
 from llmwatch.prom import Prometheus, QueryError
