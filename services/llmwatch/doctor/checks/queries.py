@@ -16,6 +16,24 @@ LLAMACPP_COUNT = f"count({LLAMACPP})"
 ENGINE_INFO_COUNT = f"count({ENGINE_INFO})"
 
 
+def _mean(metric: str, w: str, fn: str = "rate") -> str:
+    """A histogram's mean over the window: its sum over its count."""
+    return f"sum({fn}({metric}_sum[{w}])) / sum({fn}({metric}_count[{w}]))"
+
+
+def _per_second(metric: str, w: str, labels: str = "") -> str:
+    """The inverse of a histogram of seconds: its count over its sum (tokens per second of a per-token time)."""
+    return f"sum(rate({metric}_count{labels}[{w}])) / sum(rate({metric}_sum{labels}[{w}]))"
+
+
+def _p99(bucket: str, w: str, fn: str = "rate") -> str:
+    return f"histogram_quantile(0.99, sum by (le) ({fn}({bucket}[{w}])))"
+
+
+def _peak_over(expr: str, w: str) -> str:
+    return f"max_over_time({expr}[{w}:])"
+
+
 # Targets.
 def down(job: str) -> str:
     return f"up{{{job}}} == 0"
@@ -35,32 +53,29 @@ _MEAN_TTFT = "sum(vllm:time_to_first_token_seconds_sum) / sum(vllm:time_to_first
 
 def first_mean_ttft(since: str) -> str:
     """The highest mean TTFT since ``since`` ago: the mean of the first requests, when the engine started then."""
-    return f"max_over_time(({_MEAN_TTFT})[{since}:])"
+    return _peak_over(f"({_MEAN_TTFT})", since)
 
 
 def mean_ttft(w: str) -> str:
-    return (f"sum(increase(vllm:time_to_first_token_seconds_sum[{w}])) "
-            f"/ sum(increase(vllm:time_to_first_token_seconds_count[{w}]))")  # fmt: skip
+    return _mean("vllm:time_to_first_token_seconds", w, "increase")
 
 
 def user_ttft_p99_increase(since: str) -> str:
-    return (f"histogram_quantile(0.99, sum by (le) "
-            f"(increase(llmwatch_time_to_first_token_seconds_bucket{{{USER}}}[{since}])))")  # fmt: skip
+    return _p99(f"llmwatch_time_to_first_token_seconds_bucket{{{USER}}}", since, "increase")
 
 
 # TTFT.
 def user_ttft_p99(w: str) -> str:
-    return (f"histogram_quantile(0.99, sum by (le) "
-            f"(rate(llmwatch_time_to_first_token_seconds_bucket{{{USER}}}[{w}])))")  # fmt: skip
+    return _p99(f"llmwatch_time_to_first_token_seconds_bucket{{{USER}}}", w)
 
 
 def engine_ttft_p99(w: str) -> str:
-    return f"histogram_quantile(0.99, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket[{w}])))"
+    return _p99("vllm:time_to_first_token_seconds_bucket", w)
 
 
 # Prompts.
 def engine_mean_prompt(w: str) -> str:
-    return f"sum(rate(vllm:request_prompt_tokens_sum[{w}])) / sum(rate(vllm:request_prompt_tokens_count[{w}]))"
+    return _mean("vllm:request_prompt_tokens", w)
 
 
 def gateway_mean_prompt(w: str) -> str:
@@ -87,27 +102,24 @@ def waiting_share(w: str, waiting_max: float) -> str:
 
 
 def running_peak(w: str) -> str:
-    return f"max_over_time(sum(vllm:num_requests_running)[{w}:])"
+    return _peak_over("sum(vllm:num_requests_running)", w)
 
 
 def waiting_peak(w: str) -> str:
-    return f"max_over_time(sum(vllm:num_requests_waiting)[{w}:])"
+    return _peak_over("sum(vllm:num_requests_waiting)", w)
 
 
 def mean_queue_time(w: str) -> str:
-    return (f"sum(rate(vllm:request_queue_time_seconds_sum[{w}])) "
-            f"/ sum(rate(vllm:request_queue_time_seconds_count[{w}]))")  # fmt: skip
+    return _mean("vllm:request_queue_time_seconds", w)
 
 
 # Decode speed.
 def engine_stream_speed(w: str) -> str:
-    return (f"sum(rate(vllm:inter_token_latency_seconds_count[{w}])) "
-            f"/ sum(rate(vllm:inter_token_latency_seconds_sum[{w}]))")  # fmt: skip
+    return _per_second("vllm:inter_token_latency_seconds", w)
 
 
 def gateway_stream_speed(w: str) -> str:
-    return (f"sum(rate(llmwatch_time_per_output_token_seconds_count{{{USER}}}[{w}])) "
-            f"/ sum(rate(llmwatch_time_per_output_token_seconds_sum{{{USER}}}[{w}]))")  # fmt: skip
+    return _per_second("llmwatch_time_per_output_token_seconds", w, f"{{{USER}}}")
 
 
 # Errors and empty answers.
