@@ -22,7 +22,7 @@ import orjson
 import uvloop
 
 from bench import vllm_wire
-from bench.stats import percentile
+from llmwatch.stats import percentile
 
 PROMPT = [{"role": "user", "content": "Why is the sky blue? Answer in one short paragraph."}]
 

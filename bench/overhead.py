@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script (make bench): make `bench.*` im
 
 import orjson
 
-from bench import paths, profile, report
+from bench import outputs, paths, profile
 from bench.procs import cpu_layout, pinned
 from bench.runner import WORKLOADS, LoadGen, Plan, run_all
 from llmwatch.processes import Child, free_port
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     if "direct" not in wanted:
         wanted.insert(0, "direct")  # every ratio is against it
     workloads = [w for w in WORKLOADS if w.name in args.workloads.split(",")]
-    machine = report.machine(paths.litellm_venv())  # before we load it: the load average says who else is busy
+    machine = outputs.machine(paths.litellm_venv())  # before we load it: the load average says who else is busy
 
     with tempfile.TemporaryDirectory(prefix="llmwatch-bench-") as tmp:
         work = Path(tmp)
@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             upstream.stop()
             _keep_logs(work, args.out)
 
-    doc = report.document(
+    doc = outputs.document(
         results,
         workloads,
         wanted,
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
         " ".join(["python", "bench/overhead.py", *(argv if argv is not None else sys.argv[1:])]),
     )
     (args.out / "results.json").write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-    md = report.markdown(doc)
+    md = outputs.markdown(doc)
     (args.out / "RESULTS.md").write_text(md)
     sys.stdout.write(md)
     failed = {

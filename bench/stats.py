@@ -1,8 +1,7 @@
-"""Percentiles, the median of per-repetition medians, and ratios against the direct path."""
+"""The median of per-repetition medians, and ratios against the direct path (percentiles: llmwatch.stats)."""
 
 from __future__ import annotations
 
-import math
 import statistics
 from collections.abc import Mapping, Sequence
 
@@ -12,16 +11,6 @@ Summary = dict[str, float | None]
 # How each metric compares with the direct path: latencies as added ms, throughputs as a factor.
 ADDED_MS = ("lat_p50_ms", "lat_p99_ms", "ttft_p50_ms", "ttft_p99_ms")
 FACTOR = ("rps", "tokens_per_s")
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) by linear interpolation, as numpy's default does; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
 
 
 def median_of(reps: Sequence[Summary], key: str) -> float | None:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import httpx
-
+from llmwatch.prom import Prometheus, QueryError, Unreachable
 from llmwatch.simulator.profiles import PROFILES
 
 MIB = 1024**2
@@ -11,10 +10,7 @@ MIB = 1024**2
 
 def _peak(prometheus: str, expr: str, seconds: float) -> float | None:
     query = f"max_over_time(({expr})[{max(1, round(seconds))}s:5s])"
-    answer = httpx.get(f"{prometheus.rstrip('/')}/api/v1/query", params={"query": query}, timeout=10.0)
-    answer.raise_for_status()
-    result = answer.json()["data"]["result"]
-    return float(result[0]["value"][1]) if result else None
+    return Prometheus(prometheus, timeout=10.0).value(query)
 
 
 def memory(prometheus: str, seconds: float) -> tuple[float | None, str]:
@@ -26,7 +22,7 @@ def memory(prometheus: str, seconds: float) -> tuple[float | None, str]:
         if used is not None:
             return used * MIB, "peak framebuffer memory used (dcgm-exporter DCGM_FI_DEV_FB_USED), whole card"
         kv = _peak(prometheus, "max(vllm:kv_cache_usage_perc)", seconds)
-    except (httpx.HTTPError, KeyError, ValueError) as exc:
+    except (Unreachable, QueryError) as exc:
         return None, f"not measured: Prometheus at {prometheus} did not answer ({exc})"
     if kv is not None:
         return None, (

@@ -15,8 +15,9 @@ matplotlib.use("Agg")  # no display: render to memory
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
+from llmwatch.stats import percentile
 from loadtest import answers, slo
-from loadtest.samples import percentile, short_of_rate
+from loadtest.samples import short_of_rate
 from loadtest.stream import Sample
 
 BUCKET_SECONDS = 5.0

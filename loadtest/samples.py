@@ -8,14 +8,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from llmwatch.stats import percentile
 from loadtest.stream import Sample
 
 PERCENTILES = (50, 90, 95, 99)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """Exact percentile with linear interpolation (numpy's default, as vLLM's benchmark reports)."""
-    return float(np.percentile(values, q)) if len(values) else None
 
 
 def distribution(values: Sequence[float]) -> dict[str, float | None]:

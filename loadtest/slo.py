@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 
 from llmwatch import thresholds
-from loadtest.samples import Warmup, percentile, short_of_rate, window
+from llmwatch.stats import percentile
+from loadtest.samples import Warmup, short_of_rate, window
 from loadtest.stream import Sample
 
 DEFAULT_FILE = Path(__file__).resolve().with_name("slo.yml")

@@ -31,6 +31,9 @@ import pytest
 import yaml
 
 from llmwatch.demo.localstack import Ports, local_alertmanager_config, local_prometheus_config
+from llmwatch.duration import PATTERN as _DURATION
+from llmwatch.duration import duration, seconds
+from llmwatch.prom import Prometheus
 from llmwatch.render import engine_sizing
 from tests.fake_im import (
     DINGTALK_SECRET,
@@ -65,23 +68,8 @@ MIN_FOR_S = 1.0
 SCRAPE_INTERVAL = "1s"
 AM_TIMINGS = {"group_wait": "1s", "group_interval": "1s", "repeat_interval": "1m"}
 
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_DURATION = r"(?:\d+(?:ms|[smhdwy]))+"
-_PART = re.compile(r"(\d+)(ms|[smhdwy])")
 _RANGE = re.compile(rf"\[\s*(?P<range>{_DURATION})\s*(?::\s*(?P<step>(?:{_DURATION})?)\s*)?\]")
 _OFFSET = re.compile(rf"\boffset(?P<space>\s+)(?P<sign>-?)(?P<offset>{_DURATION})")
-
-
-def seconds(duration: str) -> float:
-    """A Prometheus duration (5m, 1h30m, 500ms) in seconds."""
-    if not re.fullmatch(_DURATION, duration):
-        raise ValueError(f"not a Prometheus duration: {duration!r}")
-    return sum(int(n) * _UNIT_S[unit] for n, unit in _PART.findall(duration))
-
-
-def duration(value_s: float) -> str:
-    ms = max(1, round(value_s * 1000))
-    return f"{ms // 1000}s" if ms % 1000 == 0 else f"{ms}ms"
 
 
 def scale_expr(expr: str, factor: float, min_window_s: float) -> str:
@@ -224,8 +212,7 @@ class Stack:
 
     def query(self, expr: str) -> dict[str, Any]:
         """Prometheus' answer to an instant query, errors included (status "error", errorType, error)."""
-        answer: dict[str, Any] = httpx.post(f"{self.url('prometheus')}/api/v1/query", data={"query": expr}).json()
-        return answer
+        return Prometheus(self.url("prometheus")).answer(expr)
 
     def alert_states(self, name: str) -> set[str]:
         alerts = httpx.get(f"{self.url('prometheus')}/api/v1/alerts", timeout=5).json()["data"]["alerts"]

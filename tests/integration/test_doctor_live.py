@@ -28,6 +28,7 @@ import pytest
 import yaml
 
 from llmwatch.demo.localstack import Ports, local_prometheus_config
+from llmwatch.prom import Prometheus, Sample
 from llmwatch.render import engine_sizing
 from tests.fake_dcgm import FakeDcgm, Gpu
 from tests.llamacpp import METRICS_CAPTURE
@@ -99,11 +100,9 @@ class Stack:
         answer = httpx.post(f"{self.url('engine')}/admin/faults", json=faults, timeout=5)
         assert answer.status_code == 200, answer.text
 
-    def query(self, expr: str, bare: bool = False) -> list[dict[str, Any]]:
+    def query(self, expr: str, bare: bool = False) -> list[Sample]:
         base = f"http://127.0.0.1:{self.bare_port}" if bare else self.url("prometheus")
-        answer = httpx.post(f"{base}/api/v1/query", data={"query": expr}, timeout=5).json()
-        result: list[dict[str, Any]] = answer["data"]["result"]
-        return result
+        return Prometheus(base, timeout=5).query(expr)
 
     def both_see(self, expr: str, what: str) -> None:
         """Wait until both Prometheus servers give a result for ``expr``."""

@@ -15,6 +15,7 @@ import httpx
 import pytest
 import yaml
 
+from llmwatch.prom import Prometheus
 from tests.locust_run import run_locust
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
 
@@ -172,8 +173,7 @@ def test_gpu_memory_comes_from_prometheus(stack: Stack, tmp_path: Path) -> None:
     ):
 
         def scraped() -> bool:
-            answer = httpx.get(f"{prom_url}/api/v1/query", params={"query": "DCGM_FI_DEV_FB_USED"}, timeout=5)
-            return bool(answer.json()["data"]["result"])
+            return bool(Prometheus(prom_url, timeout=5).query("DCGM_FI_DEV_FB_USED"))
 
         wait_until(scraped, 20, "Prometheus to scrape the dcgm-exporter exposition")
         run = run_locust(tmp_path / "out", stack.gateway, "-u", "2", "-r", "2", "-t", "6s", "--max-tokens", "16",

@@ -26,6 +26,7 @@ import yaml
 from pydantic_settings import BaseSettings
 
 from llmwatch.cli import SUBCOMMANDS
+from llmwatch.duration import seconds  # compose renders `20m0s`, which Prometheus reads too
 from llmwatch.gateway.settings import GatewaySettings
 from tests.compose_support import ALL_PROFILES, COMPOSE_OWN, compose, filled_env_text, parse_env_example
 from tests.support import REPO
@@ -507,13 +508,6 @@ def test_operations_healthcheck_table_covers_every_healthcheck(rendered: dict[st
         port = re.search(r"127\.0\.0\.1[:/](\d+)", probe)
         assert port and f":{port.group(1)}" in rows[name][1], f"{name}: the table should name port {port}"
         assert seconds(rows[name][2].strip()) == seconds(check["start_period"]), f"{name}: start_period"
-
-
-def seconds(duration: str) -> int:
-    """A Go duration as compose renders it (`20m0s`) or as the table writes it (`20m`), in seconds."""
-    parts = re.findall(r"(\d+)([hms])", duration)
-    assert parts and "".join(n + u for n, u in parts) == duration, duration
-    return sum(int(n) * {"h": 3600, "m": 60, "s": 1}[u] for n, u in parts)
 
 
 @pytest.mark.parametrize("command", ["gateway", "sim", "relay", "demo", "doctor"])

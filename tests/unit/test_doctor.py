@@ -18,12 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmwatch import thresholds
 from llmwatch.config import parse_cli
-from llmwatch.doctor.diagnose import diagnose
-from llmwatch.doctor.finding import Action, Evidence, Finding, Report, rank
-from llmwatch.doctor.prom import Prometheus
+from llmwatch.doctor.diagnose import diagnose, rank
+from llmwatch.doctor.finding import Action, Diagnosis, Evidence, Finding
 from llmwatch.doctor.render import as_text
 from llmwatch.doctor.settings import DoctorSettings
 from llmwatch.doctor.sources import Limit, Thresholds, assumption
+from llmwatch.prom import Prometheus
 from llmwatch.render import engine_sizing, interpolate
 from tests.fake_dcgm import FakeDcgm, Gpu, counters
 from tests.support import REPO, free_port, llmwatch_cmd
@@ -213,11 +213,11 @@ def test_text_output_says_in_one_line_that_defaults_were_used_and_each_finding_w
         Evidence("max_num_seqs", 4, seqs.where, "default"),
     ], Action("why", "--max-num-seqs", "8"))  # fmt: skip
     live = Limit("threshold:gateway_ttft_p99_seconds:max", 0.8, "rule", "threshold:gateway_ttft_p99_seconds:max")
-    text = as_text(Report([queueing], ["queueing"], [], [seqs, live]), "http://p:9090", "5m")
+    text = as_text(Diagnosis([queueing], ["queueing"], [], [seqs, live]), "http://p:9090", "5m")
     assert text.count("the stack's defaults") == 1 and "1 of the 2 read are the stack's defaults" in text
     assert "  assuming `--max-num-seqs 4` (the stack's default); pass `--max-num-seqs` if yours differs\n" in text
     assert "max_num_seqs = 4    <- threshold:engine_max_num_seqs:max (the stack's default)\n" in text
-    without = as_text(Report([queueing], ["queueing"], [], [live]), "http://p:9090", "5m")
+    without = as_text(Diagnosis([queueing], ["queueing"], [], [live]), "http://p:9090", "5m")
     assert "Thresholds:" not in without
 
 

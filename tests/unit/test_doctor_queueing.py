@@ -13,10 +13,12 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from llmwatch import engine_sizing, thresholds
-from llmwatch.doctor.checks import batch_for, queueing
+from llmwatch import thresholds
+from llmwatch.doctor.checks.capacity import batch_for, queueing
 from llmwatch.doctor.context import Context
-from llmwatch.doctor.prom import Prometheus
+from llmwatch.prom import Prometheus
+from llmwatch.render import engine_sizing
+from tests.support import REPO
 
 pytestmark = pytest.mark.unit
 
@@ -27,7 +29,7 @@ SUGGESTED = 32  # 4 + 13 = 17 held: the next power of two; the doubling rule bef
 
 def measured_prometheus(tmp: Path, seqs: int) -> Prometheus:
     """The engine-sizing thresholds for ``seqs``, and MEASURED as the answers to the queueing queries."""
-    series = [*thresholds.load(), *thresholds.load(engine_sizing.write(tmp, {"VLLM_MAX_NUM_SEQS": str(seqs)}))]
+    series = [*thresholds.load(), *thresholds.load(engine_sizing.write(REPO, tmp, {"VLLM_MAX_NUM_SEQS": str(seqs)}))]
 
     def value(query: str) -> float | None:
         if query.startswith("avg_over_time") and "vllm:num_requests_waiting" in query:

@@ -136,7 +136,7 @@ def datemath(text: str) -> datetime:
 def exemplar_destination() -> dict[str, Any]:
     sources = {s["uid"]: s for s in yaml.safe_load(DATASOURCES.read_text())["datasources"]}
     destinations = sources["prometheus"]["jsonData"]["exemplarTraceIdDestinations"]
-    assert [d["name"] for d in destinations] == ["request_id"], "the gateway's exemplar label (gateway/report.py)"
+    assert [d["name"] for d in destinations] == ["request_id"], "the gateway's exemplar label (gateway/recorder.py)"
     return dict(destinations[0])
 
 

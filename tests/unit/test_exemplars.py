@@ -11,7 +11,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
 from llmwatch.gateway.facts import RequestFacts
 from llmwatch.gateway.metrics import GatewayMetrics
-from llmwatch.gateway.report import MAX_EXEMPLAR_ID, Reporter
+from llmwatch.gateway.recorder import MAX_EXEMPLAR_ID, OutcomeRecorder
 from tests.inprocess import ListLog
 
 pytestmark = pytest.mark.unit
@@ -23,11 +23,11 @@ class _Pool:
 
 
 def _report(registry: CollectorRegistry, request_ids: list[str]) -> None:
-    reporter = Reporter(GatewayMetrics(registry), ListLog(), _Pool(), None)  # type: ignore[arg-type]
+    reporter = OutcomeRecorder(GatewayMetrics(registry), ListLog(), _Pool(), None)  # type: ignore[arg-type]
     for rid in request_ids:
         facts = RequestFacts("POST", "/v1/models", time.perf_counter() - 0.2, time.time())
         facts.request_id, facts.status = rid, 200
-        reporter.report(facts)
+        reporter.record(facts)
 
 
 def test_openmetrics_carries_request_ids_and_the_text_format_does_not() -> None:

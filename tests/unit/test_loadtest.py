@@ -12,11 +12,12 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 from loadtest import prompts, slo
-from loadtest.samples import Warmup, percentile, short_of_rate, split_warmup, window
+from loadtest.samples import Warmup, short_of_rate, split_warmup, window
 from loadtest.stream import Sample, StreamTiming
 
 from llmwatch import thresholds
 from llmwatch.gateway.sse import SSEScanner
+from llmwatch.stats import percentile
 from tests.vllm_chunks import r1_stream
 
 pytestmark = pytest.mark.unit

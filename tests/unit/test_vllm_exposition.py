@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -157,15 +156,14 @@ def test_every_vllm_selector_matches_a_real_series_with_its_label_values() -> No
     assert not missing, "selectors with no series in the real exposition:\n" + "\n".join(sorted(set(missing)))
 
 
-def test_the_doctor_reads_cache_config_info_from_the_real_labels(tmp_path: Path) -> None:
-    from llmwatch import engine_sizing, thresholds
-    from llmwatch.doctor.checks import _share_value
+def test_the_doctor_reads_cache_config_info_from_the_real_labels() -> None:
+    from llmwatch import thresholds
     from llmwatch.doctor.context import Context
-    from llmwatch.doctor.prom import Prometheus
+    from llmwatch.prom import Prometheus
 
     info = families(AFTER_LOAD.read_text())["vllm:cache_config_info"]["samples"]
     assert len(info) == 1
-    series = [*thresholds.load(), *thresholds.load(engine_sizing.write(tmp_path))]
+    series = thresholds.load()  # no engine-sizing series: the share must come from the engine's own labels
 
     def answer(request: httpx.Request) -> httpx.Response:
         query = parse_qs(request.content.decode())["query"][0]
@@ -177,5 +175,5 @@ def test_the_doctor_reads_cache_config_info_from_the_real_labels(tmp_path: Path)
         return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
 
     prom = Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
-    share, source = _share_value(Context.load(prom, "5m"))
-    assert share == float(info[0].labels["gpu_memory_utilization"]) and "cache_config_info" in source
+    share = Context.load(prom, "5m").limit("threshold:gpu_vllm_memory_share:max")
+    assert share.value == float(info[0].labels["gpu_memory_utilization"]) and share.source == "engine"

@@ -7,19 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from llmwatch.stats import percentile
+
 
 def read_lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def quantile(values: list[float], q: float) -> float | None:
-    """Nearest-rank quantile; None for no data."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))]
 
 
 @dataclass
@@ -50,12 +44,12 @@ class Kpis:
             server_errors=sum(1 for x in lines if x["status"] >= 500),
             empty_responses=sum(1 for x in lines if x["empty_response"]),
             tool_call_answers=sum(1 for x in lines if x["answer_kind"] == "tool_calls"),
-            p50_ms=quantile(durations, 0.5),
-            p99_ms=quantile(durations, 0.99),
-            ttft_p50_ms=quantile(ttfts, 0.5),
-            ttft_p99_ms=quantile(ttfts, 0.99),
+            p50_ms=percentile(durations, 50),
+            p99_ms=percentile(durations, 99),
+            ttft_p50_ms=percentile(ttfts, 50),
+            ttft_p99_ms=percentile(ttfts, 99),
             output_tokens_per_s=tokens / span_s if span_s else None,
-            stream_decode_p50=quantile(rates, 0.5),
+            stream_decode_p50=percentile(rates, 50),
         )
 
     def table(self) -> str:

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings
 
@@ -35,6 +34,7 @@ from llmwatch.demo.localstack import (
 )
 from llmwatch.demo.traffic import burst
 from llmwatch.doctor.main import main as doctor_main
+from llmwatch.prom import Prometheus, QueryError, Unreachable
 from llmwatch.render import engine_sizing
 
 
@@ -164,8 +164,8 @@ def run_doctor(demo: Demo) -> None:
     )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-            if httpx.post(f"{url}/api/v1/query", data={"query": scraped}, timeout=2).json()["data"]["result"]:
+        with contextlib.suppress(Unreachable, QueryError):
+            if Prometheus(url, timeout=2).query(scraped):
                 break
         time.sleep(0.5)
     say(f"      llmwatch doctor --prometheus {url} --window 2m")

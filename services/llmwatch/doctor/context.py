@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from llmwatch.doctor.finding import Evidence
-from llmwatch.doctor.prom import Prometheus
+from llmwatch.doctor.finding import Evidence, Finding
 from llmwatch.doctor.sources import Limit, Thresholds, is_number
+from llmwatch.duration import seconds
+from llmwatch.prom import Prometheus
 
 # Scrape jobs of prometheus/prometheus.yml the doctor knows (rules match on `job` only).
 GATEWAY, ENGINE, GPU, NODE = "gateway", "vllm", "dcgm", "node"
@@ -24,16 +24,10 @@ ROLE_METRICS: dict[str, tuple[str, ...]] = {
 # PrometheusStatLogger.log_metrics_info publishes the cache config only).
 ENGINE_INFO = "vllm:cache_config_info"
 ENGINE_LABELS = {"threshold:gpu_vllm_memory_share:max": "gpu_memory_utilization"}
-_UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
 
 
 class Skip(Exception):
     """A check cannot be evaluated here; the message says why (shown under not_checked)."""
-
-
-def seconds(duration: str) -> float:
-    """A Prometheus duration (5m, 1h30m, 500ms) in seconds."""
-    return sum(int(n) * _UNIT_S[unit] for n, unit in re.findall(r"(\d+)(ms|[smhdwy])", duration))
 
 
 @dataclass
@@ -44,6 +38,7 @@ class Context:
     jobs: dict[str, list[float]] = field(default_factory=dict)  # job -> `up` of each of its targets
     roles: dict[str, set[str]] = field(default_factory=dict)  # GATEWAY, ENGINE, ... -> the jobs that play it
     used: dict[tuple[str, frozenset[tuple[str, str]]], Limit] = field(default_factory=dict)  # thresholds read
+    findings: list[Finding] = field(default_factory=list)  # what the checks before on the path found
 
     @classmethod
     def load(cls, prom: Prometheus, window: str, flags: Mapping[str, float] | None = None) -> Context:

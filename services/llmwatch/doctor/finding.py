@@ -1,4 +1,4 @@
-"""What the doctor reports: findings with evidence and an action, ranked so that a cause precedes its symptom."""
+"""What the doctor reports: findings with evidence and an action, what was checked, and the thresholds read."""
 
 from __future__ import annotations
 
@@ -9,12 +9,11 @@ from llmwatch.doctor.sources import Limit
 
 Severity = Literal["critical", "warning", "info"]
 SEVERITY_RANK: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
-# The operator's bottleneck path, in the order it is walked; ties within a severity keep this order.
-PATH = (
+# The ids of the findings; the order of the path is declared once, by checks/path.py (PATH).
+CheckId = Literal[
     "target_down", "cold_start", "prompt_too_long", "kv_cache_pressure", "queueing", "decode_slow",
     "server_errors", "empty_responses", "gpu_memory", "ttft_high",
-)  # fmt: skip
-SYMPTOM = "ttft_high"
+]  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -39,12 +38,12 @@ class Action:
 
 @dataclass(frozen=True)
 class Finding:
-    id: str
+    id: CheckId
     severity: Severity
     title: str
     evidence: list[Evidence]
     action: Action
-    explained_by: str | None = None  # for the symptom (ttft_high): the id of the finding that explains it
+    explained_by: CheckId | None = None  # for a symptom (ttft_high): the id of the finding that explains it
 
     def number(self, name: str) -> float:
         """The value of one piece of evidence by name."""
@@ -59,12 +58,12 @@ class Finding:
 
 @dataclass(frozen=True)
 class NotChecked:
-    id: str
+    id: CheckId
     why: str
 
 
 @dataclass
-class Report:
+class Diagnosis:
     findings: list[Finding] = field(default_factory=list)
     checked: list[str] = field(default_factory=list)
     not_checked: list[NotChecked] = field(default_factory=list)
@@ -86,18 +85,3 @@ class Report:
     def defaults(self) -> list[Limit]:
         """The thresholds taken from the stack's defaults, for want of a series or a flag."""
         return [t for t in self.thresholds if t.source == "default"]
-
-
-def rank(findings: list[Finding]) -> list[Finding]:
-    """Most severe first (path order within a severity); the symptom goes right after the cause that explains it."""
-    ids = {f.id for f in findings}
-    groups: list[list[Finding]] = []
-    for finding in findings:
-        if finding.id == SYMPTOM and finding.explained_by in ids:
-            continue
-        groups.append([finding])
-    for finding in findings:
-        if finding.id == SYMPTOM and finding.explained_by in ids:
-            next(g for g in groups if g[0].id == finding.explained_by).append(finding)
-    groups.sort(key=lambda g: (min(SEVERITY_RANK[f.severity] for f in g), PATH.index(g[0].id)))
-    return [f for group in groups for f in group]

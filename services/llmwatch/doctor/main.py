@@ -8,9 +8,9 @@ import httpx
 
 from llmwatch.config import parse_cli
 from llmwatch.doctor.diagnose import diagnose
-from llmwatch.doctor.prom import Prometheus, Unreachable
 from llmwatch.doctor.render import as_json, as_text
 from llmwatch.doctor.settings import DoctorSettings
+from llmwatch.prom import Prometheus, Unreachable
 
 UNREACHABLE = 3
 
@@ -22,10 +22,10 @@ def main(argv: list[str]) -> int:
         return int(exc.code or 0)
     with httpx.Client(timeout=settings.timeout) as client:
         try:
-            report = diagnose(Prometheus(settings.prometheus, client), settings.window, settings.flags())
+            diagnosis = diagnose(Prometheus(settings.prometheus, client), settings.window, settings.flags())
         except Unreachable as exc:
             sys.stderr.write(f"llmwatch doctor: {exc}\n")
             return UNREACHABLE
-    text = as_json(report) if settings.json else as_text(report, settings.prometheus, settings.window)
+    text = as_json(diagnosis) if settings.json else as_text(diagnosis, settings.prometheus, settings.window)
     sys.stdout.write(text + ("\n" if settings.json else ""))
-    return report.exit_code
+    return diagnosis.exit_code

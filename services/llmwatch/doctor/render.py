@@ -1,10 +1,10 @@
-"""The report as operators read it in a terminal, or as JSON for scripts."""
+"""The diagnosis as operators read it in a terminal, or as JSON for scripts."""
 
 from __future__ import annotations
 
 import json
 
-from llmwatch.doctor.finding import Report
+from llmwatch.doctor.finding import Diagnosis
 from llmwatch.doctor.sources import assumption
 
 MARK = {"critical": "CRITICAL", "warning": "WARNING ", "info": "info    "}
@@ -12,24 +12,24 @@ MARK = {"critical": "CRITICAL", "warning": "WARNING ", "info": "info    "}
 FROM = {"default": " (the stack's default)", "flag": " (flag)", "engine": " (the engine's own report)"}
 
 
-def as_json(report: Report) -> str:
-    return json.dumps(report.as_dict(), indent=2, ensure_ascii=False)
+def as_json(diagnosis: Diagnosis) -> str:
+    return json.dumps(diagnosis.as_dict(), indent=2, ensure_ascii=False)
 
 
 def _number(value: float) -> str:
     return f"{value:.0f}" if value == int(value) and abs(value) < 1e15 else f"{value:.4g}"
 
 
-def as_text(report: Report, prometheus: str, window: str) -> str:
+def as_text(diagnosis: Diagnosis, prometheus: str, window: str) -> str:
     lines = [f"llmwatch doctor: {prometheus}, last {window}", ""]
-    defaults = report.defaults()
+    defaults = diagnosis.defaults()
     if defaults:
-        lines += [f"Thresholds: {len(defaults)} of the {len(report.thresholds)} read are the stack's defaults, as "
+        lines += [f"Thresholds: {len(defaults)} of the {len(diagnosis.thresholds)} read are the stack's defaults, as "
                   "Prometheus has no `threshold:*` series for them (llmwatch's rules not loaded); each finding names "
                   "what it assumed.", ""]  # fmt: skip
-    if not any(f.severity != "info" for f in report.findings):
+    if not any(f.severity != "info" for f in diagnosis.findings):
         lines += ["No critical or warning finding: the bottleneck path is clear.", ""]
-    for finding in report.findings:
+    for finding in diagnosis.findings:
         lines.append(f"{MARK[finding.severity]} {finding.id}: {finding.title}")
         for e in finding.evidence:
             if e.source == "default":
@@ -41,7 +41,7 @@ def as_text(report: Report, prometheus: str, window: str) -> str:
             lines.append(f"  -> {action.flag} {action.value or ''}".rstrip())
         lines.append(f"     {action.why}")
         lines.append("")
-    lines.append("checked: " + (", ".join(report.checked) or "nothing"))
-    for item in report.not_checked:
+    lines.append("checked: " + (", ".join(diagnosis.checked) or "nothing"))
+    for item in diagnosis.not_checked:
         lines.append(f"not checked: {item.id}: {item.why}")
     return "\n".join(lines) + "\n"

@@ -10,9 +10,7 @@ from pydantic_settings import BaseSettings
 
 from llmwatch.config import CommaList, settings_config
 from llmwatch.doctor.sources import FLAGS, is_number
-
-DURATION = re.compile(r"(?:\d+(?:ms|[smhdwy]))+")
-
+from llmwatch.duration import is_duration
 
 # `json` shadows the deprecated BaseModel.json(); the flag is --json all the same, which is what operators type.
 warnings.filterwarnings("ignore", message='Field name "json" in "DoctorSettings" shadows', category=UserWarning)
@@ -48,7 +46,7 @@ class DoctorSettings(BaseSettings):
     @field_validator("window")
     @classmethod
     def _duration(cls, value: str) -> str:
-        if not DURATION.fullmatch(value):
+        if not is_duration(value):
             raise ValueError("must be a Prometheus duration such as 5m, 1h or 30s")
         return value
 

@@ -15,7 +15,7 @@ from llmwatch import __version__
 from llmwatch.gateway.access_log import AccessLog
 from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.proxy import Proxy
-from llmwatch.gateway.report import Reporter
+from llmwatch.gateway.recorder import OutcomeRecorder
 from llmwatch.gateway.settings import GatewayConfig
 from llmwatch.gateway.upstreams import UpstreamPool
 from llmwatch.gateway.warmup import Warmer
@@ -85,7 +85,7 @@ def create_app(
     metrics = GatewayMetrics(registry)
     log = access_log or AccessLog(s.log_file, s.log_max_bytes, s.log_backup_count, sys.stdout if s.log_stdout else None)
     pool = UpstreamPool(config, metrics)
-    reporter = Reporter(metrics, log, pool, config.content_chars)
+    reporter = OutcomeRecorder(metrics, log, pool, config.content_chars)
     if s.warmup:
         pool.warm_up = Warmer(s.warmup, s.warmup_timeout, reporter, metrics, config.upstream_auth)
 

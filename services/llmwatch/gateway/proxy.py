@@ -28,7 +28,7 @@ from llmwatch.gateway.headers import client_headers, upstream_headers
 from llmwatch.gateway.limits import ConcurrencyLimits
 from llmwatch.gateway.log_line import MAX_LOGGED_CHARS
 from llmwatch.gateway.metrics import GatewayMetrics
-from llmwatch.gateway.report import Reporter
+from llmwatch.gateway.recorder import OutcomeRecorder
 from llmwatch.gateway.routes import GENERATION_PATHS, PathRefused, check_raw_path
 from llmwatch.gateway.settings import GatewayConfig
 from llmwatch.gateway.sse import EventTooLarge, SSEScanner
@@ -46,7 +46,9 @@ _WANTED = frozenset(
 
 
 class Proxy:
-    def __init__(self, config: GatewayConfig, pool: UpstreamPool, reporter: Reporter, metrics: GatewayMetrics) -> None:
+    def __init__(
+        self, config: GatewayConfig, pool: UpstreamPool, reporter: OutcomeRecorder, metrics: GatewayMetrics
+    ) -> None:
         s = config.settings
         self._config = config
         self._routes = config.routes
@@ -104,7 +106,7 @@ class Proxy:
         finally:
             conn.stop_watching()
             self._metrics.in_flight.dec()
-            self._reporter.report(facts)  # never raises: the line is written whatever happened
+            self._reporter.record(facts)  # never raises: the line is written whatever happened
 
     async def _serve(self, scope: dict[str, Any], path: bytes, conn: ClientConnection, facts: RequestFacts) -> None:
         h = {k: v for k, v in scope["headers"] if k in _WANTED}

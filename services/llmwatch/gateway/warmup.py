@@ -20,7 +20,7 @@ from llmwatch.gateway.accounting import CompletionAccounting
 from llmwatch.gateway.errors import engine_error_type, error_message_of
 from llmwatch.gateway.facts import RequestFacts
 from llmwatch.gateway.metrics import GatewayMetrics
-from llmwatch.gateway.report import Reporter
+from llmwatch.gateway.recorder import OutcomeRecorder
 from llmwatch.gateway.sse import SSEScanner
 from llmwatch.gateway.upstreams import Upstream
 
@@ -37,7 +37,7 @@ class Warmer:
         self,
         requests: int,
         timeout: float,
-        reporter: Reporter,
+        reporter: OutcomeRecorder,
         metrics: GatewayMetrics,
         upstream_auth: str | None,
     ) -> None:
@@ -113,5 +113,5 @@ class Warmer:
             raise
         finally:
             acct.finish()
-            self._reporter.report(facts)
+            self._reporter.record(facts)
         return facts.error_type is None

@@ -1,4 +1,4 @@
-"""Reports each finished request: exactly one access-log line and its metric updates, both from one Outcome."""
+"""Records each finished request: exactly one access-log line and its metric updates, both from one Outcome."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ MAX_LEARNED_MODELS = 32
 MAX_EXEMPLAR_ID = 128 - len("request_id")
 
 
-class Reporter:
+class OutcomeRecorder:
+    """Turns a finished request's facts into its Outcome, then its access-log line and its metric updates."""
+
     def __init__(
         self, metrics: GatewayMetrics, access_log: AccessLog, pool: UpstreamPool, content_chars: int | None
     ) -> None:
@@ -34,7 +36,7 @@ class Reporter:
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
         self._learned: set[str] = set()
 
-    def report(self, facts: RequestFacts) -> Outcome:
+    def record(self, facts: RequestFacts) -> Outcome:
         """Write the line and update the metrics. Never raises: a failing step is logged and counted, and the line
         is written even so (without the accounting, if that is what failed)."""
         ended = time.perf_counter()
@@ -45,7 +47,7 @@ class Reporter:
             result = outcome(facts, ended, keep)
             line = log_line(result, self._content_chars or 0)
         except Exception:
-            # What the request's accounting gathered broke the report: the line goes out without it.
+            # What the request's accounting gathered broke the outcome: the line goes out without it.
             self._failed("outcome", facts)
             facts.acct = None
             result = outcome(facts, ended, keep)

@@ -1,4 +1,7 @@
-"""A small Prometheus HTTP API client: instant queries, answered as plain numbers and label sets."""
+"""The one Prometheus HTTP API client: instant queries, answered as plain numbers and label sets.
+
+The doctor, the demo, the load test's GPU report and the tests all read Prometheus through it.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ class Unreachable(RuntimeError):
 
 
 class QueryError(RuntimeError):
-    """Prometheus answered with an error for one expression (a bug in the doctor's PromQL, or an old Prometheus)."""
+    """Prometheus answered with an error for one expression (a bug in the PromQL, or an old Prometheus)."""
 
 
 @dataclass(frozen=True)
@@ -24,21 +27,31 @@ class Sample:
 
 
 class Prometheus:
-    """Instant queries against ``url``; the client is injectable so tests can use their own."""
+    """Instant queries against ``url``; the client is injectable so tests can use their own (else one request each,
+    waiting ``timeout`` seconds)."""
 
-    def __init__(self, url: str, client: httpx.Client) -> None:
+    def __init__(self, url: str, client: httpx.Client | None = None, timeout: float = 10.0) -> None:
         self.url = url.rstrip("/")
         self.client = client
+        self.timeout = timeout
 
-    def query(self, expr: str) -> list[Sample]:
-        """Every sample of the instant vector (or the one scalar) ``expr`` evaluates to now; NaN samples dropped."""
+    def answer(self, expr: str) -> dict[str, Any]:
+        """The API's JSON answer to the instant query ``expr``, an error answer (status "error") included."""
         try:
-            answer = self.client.post(f"{self.url}/api/v1/query", data={"query": expr})
+            if self.client is None:
+                answer = httpx.post(f"{self.url}/api/v1/query", data={"query": expr}, timeout=self.timeout)
+            else:
+                answer = self.client.post(f"{self.url}/api/v1/query", data={"query": expr})
         except httpx.HTTPError as exc:
             raise Unreachable(f"cannot reach Prometheus at {self.url}: {exc}") from exc
         body = _json(answer)
         if body is None:
             raise Unreachable(f"{self.url} answered HTTP {answer.status_code} without the Prometheus API's JSON")
+        return body
+
+    def query(self, expr: str) -> list[Sample]:
+        """Every sample of the instant vector (or the one scalar) ``expr`` evaluates to now; NaN samples dropped."""
+        body = self.answer(expr)
         if body.get("status") != "success":
             raise QueryError(f"Prometheus refused {expr!r}: {body.get('error', body)}")
         data = body["data"]

@@ -1,4 +1,4 @@
-"""The benchmark's outputs: the JSON document, the gateway goals, and the Markdown table."""
+"""The benchmark's outputs: the JSON document (results.json), the gateway goals, the Markdown table (RESULTS.md)."""
 
 from __future__ import annotations
 

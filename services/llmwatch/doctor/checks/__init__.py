@@ -1,0 +1,1 @@
+"""The checks of the bottleneck path, one module per concern; path.py declares their order."""
