@@ -464,10 +464,16 @@ def has_data(answer: dict[str, Any]) -> bool:
     return any(not math.isnan(float(s["value"][1])) for s in data["result"])
 
 
+# Recorded only while llama.cpp is the engine and no vLLM is (prometheus/rules/recording.yml): never in this stack.
+LLAMACPP_ENGINE = "stack:llamacpp_engines_without_vllm:count"
+
+
 def needs_data(expr: str, node_names: set[str]) -> bool:
     names = promql_metric_names(expr)
     if names and all(GPU_SERIES.match(name) or name.startswith("llamacpp:") for name in names):
         return False  # no GPU here; this stack runs the simulator, not llama.cpp (tests/integration/test_llamacpp.py)
+    if LLAMACPP_ENGINE in names or expr == recording_rules()[f"recording.yml {LLAMACPP_ENGINE} expr"]:
+        return False  # empty by design beside a vLLM (or the simulator); promtool's recording.yml covers it
     return not (names & HOST_SENSORS and not names & HOST_SENSORS & node_names)
 
 
