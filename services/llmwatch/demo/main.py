@@ -34,6 +34,7 @@ from llmwatch.demo.localstack import (
 )
 from llmwatch.demo.traffic import burst
 from llmwatch.doctor.main import main as doctor_main
+from llmwatch.processes import wait_until
 from llmwatch.prom import Prometheus, QueryError, Unreachable
 from llmwatch.render import engine_sizing
 
@@ -121,6 +122,16 @@ def start_prometheus(demo: Demo) -> None:
         binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={run / 'prometheus-data'}",
         f"--web.listen-address=127.0.0.1:{p.prometheus}", "--enable-feature=exemplar-storage",
     ], f"http://127.0.0.1:{p.prometheus}/-/ready")  # fmt: skip
+    # The gateway's series start at 0; one scrape of them before the burst lets the doctor's increase() count every
+    # request (a series first seen after the burst counts none of it). Prometheus scrapes a new target within 5 s.
+    prom = Prometheus(f"http://127.0.0.1:{p.prometheus}", timeout=2)
+
+    def gateway_scraped() -> bool:
+        with contextlib.suppress(Unreachable, QueryError):
+            return bool(prom.query('up{job="gateway"} == 1 and on () count(llmwatch_requests_total) > 0'))
+        return False
+
+    wait_until(gateway_scraped, 30, "Prometheus's first scrape of the gateway", interval=0.5)
     demo.notes.append(f"Prometheus          http://127.0.0.1:{p.prometheus}   (rules: prometheus/rules/*.yml, 5 s)")
 
 
