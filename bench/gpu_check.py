@@ -646,7 +646,8 @@ def main(argv: list[str] | None = None) -> int:
                 "--api-keys", str(keys), "--warmup", "2", "--metrics-port", str(metrics_port),
             ], args.out / "gateway.log")  # fmt: skip
             children.append(gateway)
-            gateway.wait_http(gateway_url + "/readyz", 600)
+            # /readyz is on the management listener, as in compose (--metrics-port).
+            gateway.wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 600)
             time.sleep(1.0)  # let the engine's gauges settle after the warm-up before the idle capture
             if gpu:
                 facts["gpu_engine_bytes"] = gpu[1]()
