@@ -12,11 +12,11 @@ from collections.abc import Callable
 from llmwatch.doctor.context import ENGINE, ENGINE_INFO, GATEWAY, GPU, NODE, Context, Skip
 from llmwatch.doctor.finding import Action, Evidence, Finding
 from llmwatch.doctor.sources import recorded_expr
+from llmwatch.vllm.model import FP16_WEIGHT_BYTES
 
 Check = Callable[[Context], Finding | None]
 
 USER = 'kind!="warmup"'  # the gateway's own warm-up requests are not user traffic
-FP16_WEIGHTS_BYTES = 3.56e9  # DeepSeek-R1-Distill-Qwen-1.5B: 1.777 B parameters x 2 bytes
 MIB = 1024 * 1024
 FLOOR = "threshold:engine_stream_decode_tokens_per_second:min"
 EFFECTIVE_FLOOR = FLOOR + "_effective"
@@ -327,7 +327,7 @@ def gpu_memory(ctx: Context) -> Finding | None:
     assert budget is not None
     title = (f"vLLM preallocates {share.value * card / 1e9:.1f} GB, beyond the GPU-memory budget of "
              f"{budget / 1e9:.1f} GB in the operator's KPI targets")  # fmt: skip
-    if budget < FP16_WEIGHTS_BYTES:
+    if budget < FP16_WEIGHT_BYTES:
         return Finding("gpu_memory", "info", title, evidence, Action(
             f"The FP16 weights alone are 3.56 GB, so vLLM cannot meet this budget with them: {four_bit}.",
             GPU_Q4))  # fmt: skip
