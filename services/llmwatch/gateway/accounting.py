@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from llmwatch.answers import AnswerKind, answer_kind
-from llmwatch.gateway.json_answer import MAX_JSON_CHARS, JsonAnswer
+from llmwatch.gateway.json_answer import MAX_JSON_CHARS, parses
 from llmwatch.gateway.think import THINK_CLOSE, THINK_OPEN, split_inline_think
 from llmwatch.gateway.tokens import TokenCounts, token_counts
 from llmwatch.gateway.tool_calls import ToolCalls
@@ -24,7 +24,7 @@ from llmwatch.gateway.usage import checked_finish_reason, checked_usage, per_tok
 class CompletionAccounting:
     # fmt: off
     __slots__ = (
-        "_body_text", "_chunks", "_json", "_keep_text", "_parser_seen", "_pending",
+        "_body_text", "_chunks", "_json", "_json_chars", "_keep_text", "_parser_seen", "_pending",
         "_pending_nonblank_at", "_pending_text", "_prefix", "_tail", "_tool_chars", "_tools", "anomalies", "answer_at",
         "answer_deltas", "answer_text", "finish_reason", "first_token_at", "inline_done", "reasoning_deltas",
         "reasoning_text", "stream_error", "timings", "usage",
@@ -33,8 +33,9 @@ class CompletionAccounting:
 
     def __init__(self, keep_text: bool = False, check_json: bool = False) -> None:
         self._keep_text = keep_text
-        # The answer of a JSON-format request; None when not asked, or not judged (too long, or not all kept).
-        self._json = JsonAnswer() if check_json else None
+        # Answer text of a JSON-format request, up to MAX_JSON_CHARS; None when not asked (or over the cap).
+        self._json: list[str] | None = [] if check_json else None
+        self._json_chars = 0
         self._chunks = 0  # streamed chunks that carried choices
         self._tool_chars = 0  # non-streamed: characters of the tool calls' arguments
         self._body_text = False  # non-streamed: the body's answer text is non-blank
@@ -167,8 +168,13 @@ class CompletionAccounting:
         self._keep_json(text)
 
     def _keep_json(self, text: str) -> None:
-        if self._json is not None and not self._json.keep(text):
+        if self._json is None:
+            return
+        self._json_chars += len(text)
+        if self._json_chars > MAX_JSON_CHARS:
             self._json = None  # too long to judge: json_valid stays null
+        else:
+            self._json.append(text)
 
     def finish(self) -> None:
         """Settle content whose role was undecided: opened with <think> and never closed = reasoning, else answer."""
@@ -198,7 +204,8 @@ class CompletionAccounting:
             self.answer_text = [content]
             self.reasoning_text = [reasoning]
             self._body_text = bool(content.strip())
-            self._keep_json(content)
+            if self._json is not None:
+                self._json = [content] if len(content) <= MAX_JSON_CHARS else None
 
     # -- results ----------------------------------------------------------------------------------------------
     @property
@@ -221,7 +228,7 @@ class CompletionAccounting:
 
     def json_valid(self) -> bool | None:
         """For a JSON-format request whose answer has text: whether that text parses as JSON; else None."""
-        return None if self._json is None or not self.has_text else self._json.valid()
+        return None if self._json is None or not self.has_text else parses(self._json)
 
     @property
     def generated(self) -> bool:
