@@ -9,7 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmwatch.vllm.metrics import CACHE_CONFIG_LABELS, REMOVED_METRICS, VLLM_METRICS, histogram_buckets
+from llmwatch.vllm.metrics import CACHE_CONFIG_LABELS, REMOVED_METRICS, VLLM_METRICS
+from llmwatch.vllm.spec import histogram_buckets
 
 pytestmark = pytest.mark.integration
 SPEC_PREFIXES = ("vllm:", "http_")

@@ -11,7 +11,8 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from llmwatch.vllm.cache import BLOCK_SIZE
-from llmwatch.vllm.metrics import CACHE_CONFIG_INFO, VLLM_METRICS, histogram_buckets
+from llmwatch.vllm.metrics import CACHE_CONFIG_INFO, VLLM_METRICS
+from llmwatch.vllm.spec import histogram_buckets
 
 Collector = Counter | Gauge | Histogram | Summary
 

@@ -32,31 +32,21 @@ and no KV connector. Left out, with what registers them:
 vllm:prompt_tokens_recomputed, vllm:gpu_cache_usage_perc and vllm:time_per_output_token_seconds are not in
 0.33 and must never appear.
 
-``name`` is the name given to prometheus_client (a counter is exposed as ``name + "_total"``). ``values`` are
-the values of the last label for which vLLM creates a series at start, so they read 0 before any traffic.
+The MetricSpec shape is in spec.py, the http_* families in http_metrics.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 from llmwatch.vllm.buckets import (
-    HTTP_HIGHR_BUCKETS,
-    HTTP_LOWR_BUCKETS,
     INTER_TOKEN_LATENCY_BUCKETS,
     ITERATION_TOKENS_BUCKETS,
     REQUEST_LATENCY_BUCKETS,
     REQUEST_NUM_PREEMPTIONS_BUCKETS,
     REQUEST_PARAMS_N_BUCKETS,
     TIME_TO_FIRST_TOKEN_BUCKETS,
-    build_1_2_5_buckets,
 )
-
-MetricType = Literal["counter", "gauge", "histogram", "summary"]
-ENGINE_LABELS = ("model_name", "engine")
-BUCKETS_1_2_5 = "1-2-5 up to max_model_len"
-
+from llmwatch.vllm.http_metrics import HTTP_METRICS
+from llmwatch.vllm.spec import BUCKETS_1_2_5, ENGINE_LABELS, MetricSpec
 
 FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
 SLEEP_STATES = ("awake", "weights_offloaded", "discard_all")
@@ -79,20 +69,6 @@ CACHE_CONFIG_LABELS = (
     "kv_offloading_size", "kv_offloading_backend", "_block_size_resolved", "engine",
 )
 # fmt: on
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    type: MetricType
-    documentation: str
-    labels: tuple[str, ...] = ENGINE_LABELS
-    buckets: tuple[float, ...] | str | None = None
-    values: tuple[str, ...] = ()
-
-    @property
-    def exposed_name(self) -> str:
-        return self.name + "_total" if self.type == "counter" else self.name
 
 
 def _c(name: str, doc: str, label: str | None = None, values: tuple[str, ...] = ()) -> MetricSpec:
@@ -217,41 +193,7 @@ VLLM_METRICS: list[MetricSpec] = [
         "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
         BUCKETS_1_2_5,
     ),
-    # prometheus-fastapi-instrumentator defaults (status grouped as 2xx/4xx/5xx, handler = route template)
-    MetricSpec(
-        "http_requests",
-        "counter",
-        "Total number of requests by method, status and handler.",
-        ("method", "status", "handler"),
-    ),
-    MetricSpec(
-        "http_request_size_bytes",
-        "summary",
-        "Content length of incoming requests by handler. Only value of "
-        "header is respected. Otherwise ignored. No percentile calculated. ",
-        ("handler",),
-    ),
-    MetricSpec(
-        "http_response_size_bytes",
-        "summary",
-        "Content length of outgoing responses by handler. Only value "
-        "of header is respected. Otherwise ignored. No percentile calculated. ",
-        ("handler",),
-    ),
-    MetricSpec(
-        "http_request_duration_highr_seconds",
-        "histogram",
-        "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ",
-        (),
-        HTTP_HIGHR_BUCKETS,
-    ),
-    MetricSpec(
-        "http_request_duration_seconds",
-        "histogram",
-        "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ",
-        ("method", "handler"),
-        HTTP_LOWR_BUCKETS,
-    ),
+    *HTTP_METRICS,
 ]
 
 REMOVED_METRICS = (
@@ -259,11 +201,3 @@ REMOVED_METRICS = (
     "vllm:time_per_output_token_seconds",
     "vllm:prompt_tokens_recomputed",
 )
-
-
-def histogram_buckets(spec: MetricSpec, max_model_len: int) -> tuple[float, ...]:
-    if spec.buckets == BUCKETS_1_2_5:
-        return build_1_2_5_buckets(max_model_len)
-    if isinstance(spec.buckets, tuple):
-        return spec.buckets
-    raise ValueError(f"{spec.name} is not a histogram")
