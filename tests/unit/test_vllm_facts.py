@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import get_args
 
 import pytest
 
 from llmwatch.gateway.metrics import TPOT_BUCKETS, TTFT_BUCKETS
+from llmwatch.simulator.settings import SimSettings
 from llmwatch.vllm.buckets import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
 from llmwatch.vllm.gpus import GPUS
 from llmwatch.vllm.model import FP16_WEIGHT_BYTES, KV_BYTES_PER_TOKEN, PARAMS
@@ -58,3 +60,7 @@ def test_one_streams_ceiling_is_bandwidth_over_weights() -> None:
         "rtx4090": pytest.approx(280, rel=0.02),
         "h100": pytest.approx(850, rel=0.02),
     }
+
+
+def test_the_simulators_gpu_flag_offers_the_gpu_table() -> None:
+    assert get_args(SimSettings.model_fields["gpu_profile"].annotation) == tuple(GPUS)

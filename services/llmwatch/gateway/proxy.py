@@ -1,8 +1,8 @@
 """The hot path: a plain ASGI handler for the engine's routes, no framework routing or middleware in the way.
 
-Per request: check the raw path against the allow-list, the key and the limits, read the body, pick an upstream,
-relay the answer. Per chunk: scan bytes, forward. Logging and metrics happen once, in `finally`, so every request
-yields exactly one access-log line and one counter increment.
+Per request: check the raw path against the allow-list, the key and the limits, read the body (prepare.py checks a
+generation's), pick an upstream, relay the answer (relay.py; per chunk: scan bytes, forward). Logging and metrics
+happen once, in `finally`, so every request yields exactly one access-log line and one counter increment.
 """
 
 from __future__ import annotations
