@@ -8,8 +8,9 @@ vocabulary and chat template with two small layers, for fast tests.
 
 Where the numbers come from (the model's published files, read 2026-11; numbers written here, files not copied):
 - https://huggingface.co/deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B/blob/main/config.json : Qwen2ForCausalLM,
-  28 layers, hidden 1536, 12 attention / 2 KV heads, FFN 8960, vocab 151936, rope_theta 10000, rms_norm_eps 1e-6,
-  max_position_embeddings 131072, tie_word_embeddings false.
+  28 layers, hidden 1536, 12 attention / 2 KV heads, FFN 8960, vocab 151936, max_position_embeddings 131072 (these
+  from services/llmwatch/vllm/model.py, the one place llmwatch keeps them), rope_theta 10000, rms_norm_eps 1e-6,
+  tie_word_embeddings false.
 - .../tokenizer_config.json : the added tokens at 151643-151649 (end/begin of sentence, User, Assistant, EOT,
   <think>, </think>; the think tags are not "special", so they print as text), add_bos_token true, pad = eos,
   and the chat template (DeepSeek's turn markers; the generation prompt opens `<think>\\n`).
@@ -32,6 +33,8 @@ from pathlib import Path
 import gguf
 import numpy as np
 
+from llmwatch.vllm import model
+
 CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
 LLAMA_BIN = CACHE / "llama.cpp" / "bin"
 
@@ -46,12 +49,14 @@ class Arch:
 
 
 ARCHS = {
-    "r1-distill-1.5b": Arch(layers=28, hidden=1536, heads=12, kv_heads=2, ffn=8960),
+    "r1-distill-1.5b": Arch(
+        model.NUM_LAYERS, model.HIDDEN_SIZE, model.NUM_ATTENTION_HEADS, model.NUM_KV_HEADS, model.INTERMEDIATE_SIZE
+    ),
     # 256-wide rows, so q4_k_m quantizes every matrix as it does for the real model.
     "tiny": Arch(layers=2, hidden=256, heads=4, kv_heads=2, ffn=512),
 }
-VOCAB_SIZE = 151936
-CONTEXT_LENGTH = 131072
+VOCAB_SIZE = model.VOCAB_SIZE
+CONTEXT_LENGTH = model.MAX_POSITION_EMBEDDINGS
 ROPE_THETA = 10000.0
 RMS_NORM_EPS = 1e-6
 
