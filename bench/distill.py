@@ -22,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NAME = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+from llmwatch.vllm import model
+
+NAME = model.MODEL_ID
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,18 @@ class Arch:
 
 
 ARCHS = {
-    "r1-distill-1.5b": Arch(layers=28, hidden=1536, heads=12, kv_heads=2, ffn=8960),
+    "r1-distill-1.5b": Arch(
+        layers=model.NUM_LAYERS,
+        hidden=model.HIDDEN_SIZE,
+        heads=model.NUM_ATTENTION_HEADS,
+        kv_heads=model.NUM_KV_HEADS,
+        ffn=model.INTERMEDIATE_SIZE,
+    ),
     # 256-wide rows, so q4_k_m quantizes every matrix as it does for the real model.
     "tiny": Arch(layers=2, hidden=256, heads=4, kv_heads=2, ffn=512),
 }
-VOCAB_SIZE = 151936
-CONTEXT_LENGTH = 131072
+VOCAB_SIZE = model.VOCAB_SIZE
+CONTEXT_LENGTH = model.MAX_POSITION_EMBEDDINGS
 ROPE_THETA = 10000.0
 RMS_NORM_EPS = 1e-6
 BOS_ID = 151646

@@ -39,8 +39,9 @@ if __package__ in (None, ""):  # run as a script: make `bench.*` importable from
 
 from llmwatch.processes import Child, free_port
 from llmwatch.stats import percentile
+from llmwatch.vllm.model import MODEL_ID
 
-MODEL_NAME = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+MODEL_NAME = MODEL_ID
 CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
 # About 60 prompt tokens with the distill's template: a short chat question, as in the load test.
 PROMPT = (

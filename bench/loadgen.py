@@ -21,8 +21,8 @@ import aiohttp
 import orjson
 import uvloop
 
-from bench import vllm_wire
 from llmwatch.stats import percentile
+from llmwatch.vllm.model import MODEL_ID
 
 PROMPT = [{"role": "user", "content": "Why is the sky blue? Answer in one short paragraph."}]
 
@@ -123,7 +123,7 @@ async def _one(
 async def run_job(session: aiohttp.ClientSession, job: dict[str, Any]) -> dict[str, Any]:
     stream, max_tokens = bool(job["stream"]), int(job["max_tokens"])
     request: dict[str, Any] = {
-        "model": job.get("model", vllm_wire.MODEL),
+        "model": job.get("model", MODEL_ID),
         "messages": PROMPT,
         "max_tokens": max_tokens,
         "stream": stream,

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from bench.procs import cpu_seconds
 from llmwatch.processes import free_port, running
-from llmwatch.simulator.profiles import PROFILES
+from llmwatch.vllm.gpus import GPUS
 
 _USAGE = re.compile(rb'"completion_tokens":(\d+)')
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sim_capacity")
     parser.add_argument("--streams", type=int, default=500)
     parser.add_argument("--max-tokens", type=int, default=200)
-    parser.add_argument("--gpu-profile", default="rtx4090", choices=sorted(PROFILES))
+    parser.add_argument("--gpu-profile", default="rtx4090", choices=sorted(GPUS))
     parser.add_argument("--max-num-seqs", type=int, default=512)
     args = parser.parse_args(argv)
     port = free_port()
@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     ):
         base = asyncio.run(_run(port, 4, args.max_tokens, sim.pid))
         load = asyncio.run(_run(port, args.streams, args.max_tokens, sim.pid))
-    profile = PROFILES[args.gpu_profile]
+    profile = GPUS[args.gpu_profile]
     for r in (base, load):
         context = r.streams * (30 + args.max_tokens // 2)
         modelled = r.streams / profile.step_seconds(r.streams, context)

@@ -23,6 +23,7 @@ import orjson
 import uvloop
 
 from bench import vllm_wire
+from llmwatch.vllm.model import MODEL_ID
 
 log = logging.getLogger(__name__)
 _ids = itertools.count()
@@ -110,7 +111,7 @@ class _Conn(asyncio.Protocol):
         elif method == b"GET" and path in (b"/health", b"/ping"):
             transport.write(_response("200 OK", b""))
         elif method == b"GET" and path == b"/v1/models":
-            transport.write(_response("200 OK", vllm_wire.models_body(vllm_wire.MODEL)))
+            transport.write(_response("200 OK", vllm_wire.models_body(MODEL_ID)))
         elif method == b"GET" and path == b"/metrics":
             transport.write(_response("200 OK", b"", b"text/plain; version=0.0.4"))
         else:
@@ -122,7 +123,7 @@ class _Conn(asyncio.Protocol):
     async def _chat(self, transport: asyncio.Transport, raw: bytes) -> None:
         try:
             req: dict[str, Any] = orjson.loads(raw)
-            model = str(req.get("model") or vllm_wire.MODEL)
+            model = str(req.get("model") or MODEL_ID)
             n_tokens = int(req.get("max_tokens") or req.get("max_completion_tokens") or self.default_tokens)
         except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
             transport.write(_response("400 Bad Request", vllm_wire.error_body("body must be a JSON object", 400)))

@@ -14,7 +14,6 @@ import orjson
 from llmwatch import openai_error
 from llmwatch.simulator import wire
 
-MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 ID_MARK = b"@@ID@@"  # spliced with the request id; ids are unique per request, as vLLM's are
 DONE = wire.DONE
 _WORDS = ("Okay", ",", " let", " me", " think", " about", " this", " step", " by", " step", ".", "\n\n")

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from llmwatch.processes import Child, free_port
-from llmwatch.simulator.profiles import PROFILES
+from llmwatch.vllm.gpus import GPUS
 
 REPO = Path(__file__).resolve().parents[1]
 WARMUP_SECONDS = 8  # the ramp (users / 5 per second) and connection set-up
@@ -29,7 +29,7 @@ CONTEXT_TOKENS = 150  # prompt + half an answer, per stream: the KV read of one 
 
 def sim_speed(streams: int, tok_s: float) -> float:
     """--speed that paces each of ``streams`` concurrent streams at ``tok_s`` on the h100 profile."""
-    step = PROFILES["h100"].step_seconds(streams, streams * CONTEXT_TOKENS)
+    step = GPUS["h100"].step_seconds(streams, streams * CONTEXT_TOKENS)
     return step * tok_s
 
 

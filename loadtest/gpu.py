@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from llmwatch.prom import Prometheus, QueryError, Unreachable
-from llmwatch.simulator.profiles import PROFILES
+from llmwatch.vllm.gpus import GPUS
 
 MIB = 1024**2
 
@@ -34,5 +34,5 @@ def memory(prometheus: str, seconds: float) -> tuple[float | None, str]:
 
 def stream_ceiling(gpu: str) -> float | None:
     """One stream's decode tokens/s when every step reads the FP16 weights once (memory-bandwidth bound)."""
-    profile = PROFILES.get(gpu)
+    profile = GPUS.get(gpu)
     return None if profile is None else 1.0 / profile.step_seconds(1, 0)

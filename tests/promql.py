@@ -91,6 +91,6 @@ def registry_names(registry: CollectorRegistry) -> set[str]:
 
 def vllm_names() -> set[str]:
     """Every series name of the vLLM 0.33 families the simulator's metric spec lists."""
-    from llmwatch.simulator.metric_spec import VLLM_METRICS
+    from llmwatch.vllm.metrics import VLLM_METRICS
 
     return {name for metric in VLLM_METRICS for name in exposed_names(metric.name, metric.type)}

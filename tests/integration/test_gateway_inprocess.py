@@ -16,7 +16,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from llmwatch.gateway import proxy
+from llmwatch.gateway import prepare
 from llmwatch.gateway.errors import ERRORS
 from tests.inprocess import MODEL, InProcessGateway, gateway, serving, simulator
 from tests.support import REPO, free_port
@@ -100,7 +100,7 @@ async def test_every_error_type_is_logged_once_with_its_status(
         assert stream.status_code == 200 and _sse_events(stream.text)[-1]["error"]["code"] == "upstream_stream_broken"
         assert _one_line(gw)["error_type"] == "upstream_stream_broken"
         seen.add("upstream_stream_broken")
-        monkeypatch.setattr(proxy, "request_kind", lambda *_: 1 / 0)
+        monkeypatch.setattr(prepare, "request_kind", lambda *_: 1 / 0)
         await expect(gw, "internal_error", 500, "POST", post, json=CHAT)
         monkeypatch.undo()
         assert gw.sample("llmwatch_upstream_errors_total") == 2  # the engine's 500 and the broken stream only

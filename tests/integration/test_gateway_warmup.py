@@ -9,8 +9,9 @@ import logging
 import time
 
 import pytest
+from aiohttp import web
 
-from tests.inprocess import MODEL, InProcessGateway, eventually, gateway, simulator
+from tests.inprocess import MODEL, InProcessGateway, eventually, gateway, serving, simulator
 
 pytestmark = pytest.mark.integration
 
@@ -76,3 +77,36 @@ async def test_failing_warmup_is_retried_then_the_upstream_is_used_anyway(caplog
         # 5xx of warm-up requests are theirs alone: no user-traffic series moved.
         assert gw.sample("llmwatch_requests_total", kind="chat") == 0
         assert (await gw.client.post("/v1/chat/completions", json=CHAT)).status_code == 500  # the engine fails
+
+
+def _hanging_engine(release: asyncio.Event) -> web.Application:
+    """Healthy and serving MODEL, but silent on every generation until ``release``: past the read timeout."""
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response()
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+
+    async def hang(_: web.Request) -> web.Response:
+        await release.wait()
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", hang)
+    return app
+
+
+async def test_a_warmup_that_times_out_is_an_upstream_timeout_as_for_users() -> None:
+    """The warm-up relays as the proxy does, so an engine past --read-timeout is the same error type for both."""
+    release = asyncio.Event()
+    async with serving(_hanging_engine(release)) as url, gateway(url, warmup=1, read_timeout=0.3) as gw:
+        await eventually(lambda: any(line["kind"] == "warmup" for line in gw.log.lines), 5, "a warm-up line")
+        warmup = next(line for line in gw.log.lines if line["kind"] == "warmup")
+        assert (warmup["status"], warmup["error_type"]) == (504, "upstream_timeout"), warmup
+        user = await gw.client.post("/v1/chat/completions", json=CHAT)
+        assert (user.status_code, user.json()["error"]["code"]) == (504, "upstream_timeout")
+        assert gw.sample("llmwatch_upstream_errors_total", upstream=url, error_type="upstream_timeout") >= 2
+        release.set()

@@ -1,5 +1,5 @@
-"""/metrics of a real `llmwatch sim` equals metric_spec.VLLM_METRICS: names, types, help texts, labels, the label
-values created at start, and buckets."""
+"""/metrics of a real `llmwatch sim` equals llmwatch.vllm.metrics.VLLM_METRICS: names, types, help texts, labels,
+the label values created at start, and buckets."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from llmwatch.simulator.metric_spec import CACHE_CONFIG_LABELS, REMOVED_METRICS, VLLM_METRICS, histogram_buckets
+from llmwatch.vllm.metrics import CACHE_CONFIG_LABELS, REMOVED_METRICS, VLLM_METRICS
+from llmwatch.vllm.spec import histogram_buckets
 
 pytestmark = pytest.mark.integration
 SPEC_PREFIXES = ("vllm:", "http_")

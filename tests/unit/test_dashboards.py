@@ -419,7 +419,7 @@ VLLM_SELECTOR = re.compile(r"(vllm:\w+)\{([^}]*)\}")
 
 def test_vllm_selectors_filter_on_labels_the_metric_has(dashboards: list[dict[str, Any]]) -> None:
     """A matcher on a label the metric lacks (vllm:cache_config_info has no model_name) blanks the panel."""
-    from llmwatch.simulator.metric_spec import VLLM_METRICS
+    from llmwatch.vllm.metrics import VLLM_METRICS
 
     specs = {spec.name: spec for spec in VLLM_METRICS}
     wrong = []

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import re
+from typing import get_args
 
 import pytest
 
-from llmwatch.gateway.errors import ERRORS, engine_error_type
+from llmwatch.gateway.errors import ERRORS, ErrorTypeName, GatewayError, engine_error_type
+from llmwatch.gateway.facts import RequestFacts
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
@@ -17,6 +19,18 @@ SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").
 
 def test_schema_enum_is_the_table() -> None:
     assert SCHEMA["properties"]["error_type"]["enum"] == [None, *ERRORS]
+
+
+def test_the_typed_names_are_the_table() -> None:
+    """ErrorTypeName is what mypy checks callers against; it names exactly the table's rows, in its order."""
+    assert get_args(ErrorTypeName) == tuple(ERRORS)
+
+
+@pytest.mark.parametrize("name", list(ERRORS))
+def test_the_status_comes_from_the_table(name: ErrorTypeName) -> None:
+    facts = RequestFacts("POST", "/v1/chat/completions", 0.0, 0.0)
+    facts.fail(name, "why")
+    assert facts.status == GatewayError(name, "why").status == ERRORS[name].status
 
 
 def test_every_type_is_documented_once_in_the_gateway_docs() -> None:

@@ -184,9 +184,9 @@ def test_rules_do_not_depend_on_host_names() -> None:
 def test_metric_names_match_the_gateway_relay_simulator_and_dcgm_contracts() -> None:
     from llmwatch.gateway.metrics import GatewayMetrics
     from llmwatch.relay.metrics import RelayMetrics
-    from llmwatch.simulator.metric_spec import REMOVED_METRICS
     from llmwatch.simulator.settings import SimSettings
     from llmwatch.simulator.simulator import Simulator
+    from llmwatch.vllm.metrics import REMOVED_METRICS
 
     registry = CollectorRegistry()
     GatewayMetrics(registry)
@@ -198,7 +198,7 @@ def test_metric_names_match_the_gateway_relay_simulator_and_dcgm_contracts() -> 
     for name in set(re.findall(r"(?<![\w:])(vllm:\w+|llmwatch_\w+|DCGM_\w+)", text)):
         assert name not in REMOVED_METRICS
         if name.startswith("vllm:"):
-            assert name in vllm, f"{name} is not a vLLM 0.33 metric (simulator metric_spec)"
+            assert name in vllm, f"{name} is not a vLLM 0.33 metric (llmwatch.vllm.metrics)"
         elif name.startswith("llmwatch_"):
             assert name in ours, f"{name} is not exposed by the gateway, the relay or the simulator"
         else:

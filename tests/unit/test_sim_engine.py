@@ -10,8 +10,8 @@ from prometheus_client import CollectorRegistry
 from llmwatch.simulator.engine import Engine, EngineConfig
 from llmwatch.simulator.faults import Faults
 from llmwatch.simulator.metrics import EngineMetrics, build_collectors, cache_config_labels
-from llmwatch.simulator.profiles import PROFILES
 from llmwatch.simulator.sequence import Sequence
+from llmwatch.vllm.gpus import GPUS
 
 pytestmark = pytest.mark.unit
 MODEL = "m"
@@ -40,7 +40,7 @@ def _engine(blocks: int, max_num_seqs: int) -> tuple[Engine, CollectorRegistry]:
     registry = CollectorRegistry()
     metrics = EngineMetrics(build_collectors(registry, 4096), MODEL, cache_config_labels(0.9, blocks, None, 4096))
     config = EngineConfig(max_num_seqs=max_num_seqs, max_num_batched_tokens=512, num_gpu_blocks=blocks, speed=20.0)
-    return Engine(PROFILES["h100"], config, metrics, lambda: Faults()), registry
+    return Engine(GPUS["h100"], config, metrics, lambda: Faults()), registry
 
 
 def _seq(engine: Engine, n: int, prompt: int = 20) -> tuple[Sequence, Recorder]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from llmwatch.simulator.metric_spec import REMOVED_METRICS, VLLM_METRICS, build_1_2_5_buckets
-from llmwatch.simulator.profiles import BLOCK_SIZE, KV_BYTES_PER_TOKEN, PROFILES
 from llmwatch.simulator.textgen import THINK_END, chat_prompt_tokens, count_text_tokens, generate
+from llmwatch.vllm.buckets import build_1_2_5_buckets
+from llmwatch.vllm.cache import BLOCK_SIZE
+from llmwatch.vllm.gpus import GPUS
+from llmwatch.vllm.metrics import REMOVED_METRICS, VLLM_METRICS
+from llmwatch.vllm.model import KV_BYTES_PER_TOKEN
 
 pytestmark = pytest.mark.unit
 
@@ -52,12 +55,12 @@ def test_chinese_prompt_gets_chinese_text() -> None:
 
 @pytest.mark.parametrize(("profile", "low", "high"), [("rtx3060", 90, 110), ("rtx4090", 250, 310), ("h100", 780, 920)])
 def test_single_stream_decode_speed_matches_the_card(profile: str, low: float, high: float) -> None:
-    rate = 1 / PROFILES[profile].step_seconds(1, 500)
+    rate = 1 / GPUS[profile].step_seconds(1, 500)
     assert low <= rate <= high
 
 
 def test_batching_raises_aggregate_output_but_not_single_stream_speed() -> None:
-    gpu = PROFILES["rtx3060"]
+    gpu = GPUS["rtx3060"]
     single = 1 / gpu.step_seconds(1, 500)
     batch4 = 4 / gpu.step_seconds(4, 4 * 500)
     assert single < 180 <= batch4
@@ -66,7 +69,7 @@ def test_batching_raises_aggregate_output_but_not_single_stream_speed() -> None:
 
 
 def test_kv_capacity_follows_memory_utilization() -> None:
-    gpu = PROFILES["rtx3060"]
+    gpu = GPUS["rtx3060"]
     expected = int((12 * 1024**3 * 0.9 - 3.56e9 - 1024**3) // (BLOCK_SIZE * KV_BYTES_PER_TOKEN))
     assert gpu.num_gpu_blocks(0.9) == expected
     assert gpu.num_gpu_blocks(0.5) < expected

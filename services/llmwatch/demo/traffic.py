@@ -9,7 +9,8 @@ import random
 
 import httpx
 
-MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+from llmwatch.vllm.model import MODEL_ID as MODEL
+
 QUESTIONS = [
     "What is 17 * 23?",
     "Explain why the sky is blue in two sentences.",

@@ -2,62 +2,34 @@
 
 Streamed responses are fed chunk by chunk (parsed JSON objects), non-streamed ones once. Reasoning is read from
 `reasoning` (vLLM >= 0.10), falling back to `reasoning_content`; with no reasoning parser on the engine, inline
-`<think>...</think>` in the content is split instead. When usage carries no `reasoning_tokens`, completion tokens are
-apportioned: by delta count when streamed (vLLM sends about one token per delta), by character count otherwise.
+`<think>...</think>` in the content is split instead (think.py). Token counts: tokens.py.
 
 Tool calls (`delta.tool_calls` streamed, `message.tool_calls` whole) are answers: they set the first-token and
-answer times, count as answer deltas, and their function names are kept (at most MAX_TOOL_NAMES, each cut to
-MAX_TOOL_NAME_CHARS). When the client asked for a JSON response format, the answer text is kept up to
-MAX_JSON_CHARS (one list append per chunk, nothing re-read until the end) so that its validity can be judged once.
+answer times and count as answer deltas; tool_calls.py counts them and keeps their names. When the client asked for
+a JSON response format, json_answer.py keeps the answer text so that its validity can be judged once.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
-
 from llmwatch.answers import AnswerKind, answer_kind
-from llmwatch.gateway.usage import checked_finish_reason, checked_usage
-
-THINK_OPEN = "<think>"
-THINK_CLOSE = "</think>"
-MAX_TOOL_NAMES = 8
-MAX_TOOL_NAME_CHARS = 64
-MAX_TOOL_CALLS_TRACKED = 256  # distinct call indexes remembered; the count saturates there
-MAX_JSON_CHARS = 65536  # answer text kept to judge a JSON-format answer; a longer one is not judged (null)
+from llmwatch.gateway.json_answer import MAX_JSON_CHARS, parses
+from llmwatch.gateway.think import THINK_CLOSE, THINK_OPEN, split_inline_think
+from llmwatch.gateway.tokens import TokenCounts, token_counts
+from llmwatch.gateway.tool_calls import ToolCalls
+from llmwatch.gateway.usage import checked_finish_reason, checked_usage, per_token_seconds
 
 
 class CompletionAccounting:
+    # fmt: off
     __slots__ = (
-        "_body_text",
-        "_chunks",
-        "_json",
-        "_json_chars",
-        "_keep_text",
-        "_parser_seen",
-        "_pending",
-        "_pending_nonblank_at",
-        "_pending_text",
-        "_prefix",
-        "_tail",
-        "_tool_chars",
-        "anomalies",
-        "answer_at",
-        "answer_deltas",
-        "answer_text",
-        "finish_reason",
-        "first_token_at",
-        "inline_done",
-        "reasoning_deltas",
-        "reasoning_text",
-        "stream_error",
-        "timings",
-        "tool_calls",
-        "tool_indexes",
-        "tool_names",
-        "usage",
+        "_body_text", "_chunks", "_json", "_json_chars", "_keep_text", "_parser_seen", "_pending",
+        "_pending_nonblank_at", "_pending_text", "_prefix", "_tail", "_tool_chars", "_tools", "anomalies", "answer_at",
+        "answer_deltas", "answer_text", "finish_reason", "first_token_at", "inline_done", "reasoning_deltas",
+        "reasoning_text", "stream_error", "timings", "usage",
     )
+    # fmt: on
 
     def __init__(self, keep_text: bool = False, check_json: bool = False) -> None:
         self._keep_text = keep_text
@@ -67,9 +39,7 @@ class CompletionAccounting:
         self._chunks = 0  # streamed chunks that carried choices
         self._tool_chars = 0  # non-streamed: characters of the tool calls' arguments
         self._body_text = False  # non-streamed: the body's answer text is non-blank
-        self.tool_calls = 0
-        self.tool_indexes: set[int] = set()
-        self.tool_names: list[str] = []
+        self._tools = ToolCalls()
         self.usage: dict[str, Any] | None = None
         self.timings: dict[str, Any] | None = None  # llama.cpp's own per-request timings
         self.finish_reason: str | None = None
@@ -141,26 +111,7 @@ class CompletionAccounting:
         self.answer_deltas += 1
         if self.answer_at is None:
             self.answer_at = now
-        for call in calls:
-            if not isinstance(call, dict):
-                continue
-            index = call.get("index")
-            if isinstance(index, int) and not isinstance(index, bool):
-                if index in self.tool_indexes or len(self.tool_indexes) >= MAX_TOOL_CALLS_TRACKED:
-                    if len(self.tool_names) < self.tool_calls:
-                        self._take_name(call)  # a call whose name came after its first delta: still one call
-                    continue
-                self.tool_indexes.add(index)
-            elif not call.get("id"):
-                continue  # neither an index nor an id: not a call this gateway can count
-            self.tool_calls += 1
-            self._take_name(call)
-
-    def _take_name(self, call: dict[str, Any]) -> None:
-        function = call.get("function")
-        name = function.get("name") if isinstance(function, dict) else None
-        if isinstance(name, str) and name and len(self.tool_names) < MAX_TOOL_NAMES:
-            self.tool_names.append(name[:MAX_TOOL_NAME_CHARS])
+        self._tools.on_delta(calls)
 
     def _on_content(self, text: str, now: float) -> None:
         if self.first_token_at is None:
@@ -246,15 +197,8 @@ class CompletionAccounting:
                 reasoning, content = "", choice.get("text") or ""
             if not reasoning:
                 reasoning, content = split_inline_think(content)
-            calls = message.get("tool_calls") if isinstance(message, dict) else None
-            for call in calls[:MAX_TOOL_CALLS_TRACKED] if isinstance(calls, list) else ():
-                if isinstance(call, dict):
-                    self.tool_calls += 1
-                    self._take_name(call)
-                    function = call.get("function")
-                    arguments = function.get("arguments") if isinstance(function, dict) else None
-                    if isinstance(arguments, str):
-                        self._tool_chars += len(arguments)  # answer characters, for apportioning reasoning
+            if isinstance(message, dict):
+                self._tool_chars += self._tools.on_message(message.get("tool_calls"))
             self.reasoning_deltas = 1 if reasoning else 0
             self.answer_deltas = 1 if content or self.tool_calls else 0
             self.answer_text = [content]
@@ -264,6 +208,14 @@ class CompletionAccounting:
                 self._json = [content] if len(content) <= MAX_JSON_CHARS else None
 
     # -- results ----------------------------------------------------------------------------------------------
+    @property
+    def tool_calls(self) -> int:
+        return self._tools.count
+
+    @property
+    def tool_names(self) -> list[str]:
+        return self._tools.names
+
     @property
     def has_text(self) -> bool:
         """The answer has non-blank text (reasoning aside)."""
@@ -276,35 +228,21 @@ class CompletionAccounting:
 
     def json_valid(self) -> bool | None:
         """For a JSON-format request whose answer has text: whether that text parses as JSON; else None."""
-        if self._json is None or not self.has_text:
-            return None
-        try:
-            orjson.loads("".join(self._json).strip())
-        except orjson.JSONDecodeError:
-            return False
-        return True
+        return None if self._json is None or not self.has_text else parses(self._json)
 
     @property
     def generated(self) -> bool:
         """The engine sent a completion: usage, a body, or at least one streamed chunk with choices."""
         return self.usage is not None or self._chunks > 0
 
-    def token_counts(self, streamed: bool) -> tuple[int | None, int | None, int | None, int | None]:
+    def token_counts(self, streamed: bool) -> TokenCounts:
         """(prompt, completion, reasoning, total) tokens; from usage, apportioned where usage is silent."""
-        usage = self.usage or {}
-        prompt = _int(usage.get("prompt_tokens"))
-        completion = _int(usage.get("completion_tokens"))
-        if completion is None and streamed and self._chunks:
-            # No usage: count what streamed. Nothing streamed (a refused request) stays null, as non-streamed.
-            completion = self.reasoning_deltas + self.answer_deltas
-        total = _int(usage.get("total_tokens"))
-        if total is None and prompt is not None and completion is not None:
-            total = prompt + completion
-        details = usage.get("completion_tokens_details")
-        reasoning = _int(details.get("reasoning_tokens")) if isinstance(details, dict) else None
-        if reasoning is None and completion is not None:
-            reasoning = self._apportion(completion, streamed)
-        return prompt, completion, reasoning, total
+        if streamed:
+            counted = self.reasoning_deltas + self.answer_deltas if self._chunks else None
+            return token_counts(self.usage, counted, self.reasoning_deltas, self.answer_deltas)
+        # Non-streamed bodies always keep their texts (on_response).
+        said = sum(map(len, self.answer_text)) + self._tool_chars
+        return token_counts(self.usage, None, sum(map(len, self.reasoning_text)), said)
 
     def _take_timings(self, obj: dict[str, Any]) -> None:
         timings = obj.get("timings")
@@ -313,41 +251,4 @@ class CompletionAccounting:
 
     def engine_per_token_seconds(self) -> tuple[float | None, float | None]:
         """(prompt, predicted) seconds per token as llama.cpp measured them (its `timings`), else None."""
-        timings = self.timings or {}
-        return _seconds(timings.get("prompt_per_token_ms")), _seconds(timings.get("predicted_per_token_ms"))
-
-    def _apportion(self, completion: int, streamed: bool) -> int:
-        if streamed:
-            thought, said = self.reasoning_deltas, self.answer_deltas
-        else:
-            # Non-streamed bodies always keep their texts (on_response).
-            thought = sum(map(len, self.reasoning_text))
-            said = sum(map(len, self.answer_text)) + self._tool_chars
-        if not thought:
-            return 0
-        if not said:
-            return completion
-        return max(0, min(completion - 1, round(completion * thought / (thought + said))))  # an answer is >= 1 token
-
-
-def split_inline_think(content: str) -> tuple[str, str]:
-    """(reasoning, answer) of text that may carry inline `<think>...</think>`."""
-    cut = content.find(THINK_CLOSE)
-    if cut >= 0:
-        reasoning = content[:cut]
-        stripped = reasoning.lstrip()
-        if stripped.startswith(THINK_OPEN):
-            reasoning = stripped[len(THINK_OPEN) :]
-        return reasoning, content[cut + len(THINK_CLOSE) :]
-    stripped = content.lstrip()
-    if stripped.startswith(THINK_OPEN):
-        return stripped[len(THINK_OPEN) :], ""
-    return "", content
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def _seconds(ms: Any) -> float | None:
-    return ms / 1000.0 if isinstance(ms, int | float) and not isinstance(ms, bool) and ms >= 0 else None
+        return per_token_seconds(self.timings)

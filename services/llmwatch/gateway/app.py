@@ -16,8 +16,9 @@ from llmwatch.gateway.access_log import AccessLog
 from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.proxy import Proxy
 from llmwatch.gateway.recorder import OutcomeRecorder
+from llmwatch.gateway.relay import Relay
 from llmwatch.gateway.settings import GatewayConfig
-from llmwatch.gateway.upstreams import UpstreamPool
+from llmwatch.gateway.upstreams import UpstreamPool, WarmUp
 from llmwatch.gateway.warmup import Warmer
 
 MANAGEMENT_PATHS = frozenset({"/healthz", "/readyz", "/health", "/metrics", "/docs", "/openapi.json"})
@@ -47,7 +48,7 @@ class GatewayApp:
         management: FastAPI,
         pool: UpstreamPool,
         log: AccessLog,
-        interval: float,
+        warm_up: WarmUp | None,
         metrics: GatewayMetrics,
         paths: frozenset[str] = MANAGEMENT_PATHS,
     ) -> None:
@@ -57,7 +58,7 @@ class GatewayApp:
         self.management = management
         self.pool = pool
         self._log = log
-        self._interval = interval
+        self._warm_up = warm_up
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http" and scope["path"] not in self.management_paths:
@@ -69,7 +70,7 @@ class GatewayApp:
     async def running(self) -> AsyncIterator[None]:
         """Start the access-log writer and the upstream probes; on exit every accepted line is on disk."""
         self._log.start()
-        await self.pool.start(self._interval)
+        await self.pool.start(self._warm_up)
         try:
             yield
         finally:
@@ -80,14 +81,17 @@ class GatewayApp:
 def create_app(
     config: GatewayConfig, registry: CollectorRegistry | None = None, access_log: AccessLog | None = None
 ) -> GatewayApp:
-    s = config.settings
     registry = registry if registry is not None else CollectorRegistry()
     metrics = GatewayMetrics(registry)
-    log = access_log or AccessLog(s.log_file, s.log_max_bytes, s.log_backup_count, sys.stdout if s.log_stdout else None)
-    pool = UpstreamPool(config, metrics)
+    a = config.access_log
+    log = access_log or AccessLog(a.file, a.max_bytes, a.backup_count, sys.stdout if a.stdout else None)
+    pool = UpstreamPool(config.pool, metrics)
     reporter = OutcomeRecorder(metrics, log, pool, config.content_chars)
-    if s.warmup:
-        pool.warm_up = Warmer(s.warmup, s.warmup_timeout, reporter, metrics, config.upstream_auth)
+    relay = Relay(config.max_response_bytes, config.max_sse_line_bytes)
+    warm_up = None
+    if config.warmup_requests:
+        auth = config.pool.upstream_auth
+        warm_up = Warmer(config.warmup_requests, config.warmup_timeout, relay, reporter, metrics, auth)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +100,7 @@ def create_app(
 
     management = FastAPI(
         title="llmwatch gateway", version=__version__, lifespan=lifespan, redoc_url=None,
-        docs_url="/docs" if s.docs else None, openapi_url="/openapi.json" if s.docs else None,
+        docs_url="/docs" if config.docs else None, openapi_url="/openapi.json" if config.docs else None,
     )  # fmt: skip
 
     @management.get("/healthz")
@@ -104,7 +108,7 @@ def create_app(
         """The gateway process is alive."""
         return {"status": "ok"}
 
-    if s.metrics_port is None:
+    if config.metrics_port is None:
         add_listener_routes(management, registry, pool)
 
     @management.get("/health")
@@ -112,8 +116,9 @@ def create_app(
         """vLLM-compatible: 200 with an empty body only while an upstream is ready."""
         return Response(status_code=200 if pool.ready else 503)
 
-    paths = management_paths(s.metrics_port, s.docs)
-    app = GatewayApp(Proxy(config, pool, reporter, metrics), management, pool, log, s.health_interval, metrics, paths)
+    paths = management_paths(config.metrics_port, config.docs)
+    proxy = Proxy(config.proxy, pool, relay, reporter, metrics)
+    app = GatewayApp(proxy, management, pool, log, warm_up, metrics, paths)
     return app
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal
 
 import orjson
 
@@ -22,10 +23,19 @@ class ErrorType:
     upstream_failure: bool = False
 
 
+# The names, so that mypy catches a typo; ERRORS below has one row for each, in this order (a test holds them equal).
+ErrorTypeName = Literal[
+    "invalid_json", "invalid_request", "bad_path", "route_not_allowed", "method_not_allowed", "body_too_large",
+    "body_timeout", "unauthorized", "concurrency_limit", "key_concurrency_limit", "stream_too_long",
+    "client_disconnect", "context_length", "model_not_found", "engine_rejected", "engine_auth", "engine_overloaded",
+    "upstream_error", "upstream_unreachable", "upstream_timeout", "upstream_disconnect", "upstream_stream_broken",
+    "upstream_too_large", "internal_error",
+]  # fmt: skip
+
 _CLIENT = "invalid_request_error"
 _UPSTREAM = "upstream_error"
 
-ERRORS: dict[str, ErrorType] = {
+ERRORS: dict[ErrorTypeName, ErrorType] = {
     # The client's request, refused by the gateway before it reaches the engine.
     "invalid_json": ErrorType(400, _CLIENT),
     "invalid_request": ErrorType(400, _CLIENT),
@@ -64,7 +74,7 @@ ERRORS: dict[str, ErrorType] = {
 _CONTEXT = re.compile(r"context length|context size|max_model_len|maximum context", re.IGNORECASE)
 
 
-def engine_error_type(status: int, message: str | None) -> str:
+def engine_error_type(status: int, message: str | None) -> ErrorTypeName:
     """The error_type of an engine's own error answer (status >= 400), from its status and message."""
     if status >= 500:
         return "upstream_error"
@@ -80,11 +90,11 @@ def engine_error_type(status: int, message: str | None) -> str:
 
 
 class GatewayError(Exception):
-    """A failure the gateway answers itself, with a message that says what to change."""
+    """A failure the gateway answers itself, with a message that says what to change; the status comes from ERRORS."""
 
     def __init__(
         self,
-        error_type: str,
+        error_type: ErrorTypeName,
         message: str,
         param: str | None = None,
         retry_after: int | None = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from llmwatch.gateway.accounting import CompletionAccounting
+from llmwatch.gateway.errors import ERRORS, ErrorTypeName
 
 
 class RequestFacts:
@@ -40,7 +41,7 @@ class RequestFacts:
         self.kind = "other"
         self.stream = False
         self.status = 500
-        self.error_type: str | None = None
+        self.error_type: ErrorTypeName | None = None
         self.error_message: str | None = None
         self.upstream: str | None = None
         self.client_ip: str | None = None
@@ -51,5 +52,6 @@ class RequestFacts:
         self.tools_offered = False
         self.response_format: str | None = None  # json_object / json_schema when the client asked for JSON
 
-    def fail(self, error_type: str, status: int, message: str | None) -> None:
-        self.error_type, self.status, self.error_message = error_type, status, message
+    def fail(self, error_type: ErrorTypeName, message: str | None) -> None:
+        """The request ended in this error: the status is the one ERRORS gives it."""
+        self.error_type, self.status, self.error_message = error_type, ERRORS[error_type].status, message

@@ -12,13 +12,12 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from llmwatch.answers import ANSWER_KINDS
-from llmwatch.simulator.metric_spec import TOKEN_LATENCY_BUCKETS as VLLM_TOKEN_LATENCY_BUCKETS
-from llmwatch.simulator.metric_spec import TTFT_BUCKETS as VLLM_TTFT_BUCKETS
+from llmwatch.vllm.buckets import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
 
 # TTFT: vLLM 0.33's time-to-first-token buckets plus 0.8 s, the operator's TTFT target, so the TTFT alert's quantile
 # is not interpolated across it. TPOT: vLLM 0.33's inter-token-latency buckets, unchanged (vllm/v1/metrics/buckets.py).
-TTFT_BUCKETS = tuple(sorted({*VLLM_TTFT_BUCKETS, 0.8}))
-TPOT_BUCKETS = VLLM_TOKEN_LATENCY_BUCKETS
+TTFT_BUCKETS = tuple(sorted({*TIME_TO_FIRST_TOKEN_BUCKETS, 0.8}))
+TPOT_BUCKETS = INTER_TOKEN_LATENCY_BUCKETS
 # 0.8 s (TTFT SLO) and 3 s (P99 SLO) sit on bucket edges so the alerts' quantiles are not interpolated across them.
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 0.8, 1, 1.5, 2, 2.5, 3, 5, 10, 15, 20, 30, 60, 120, 240)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from llmwatch.answers import AnswerKind, is_empty
+from llmwatch.gateway.errors import ErrorTypeName
 from llmwatch.gateway.facts import RequestFacts
 
 
@@ -39,7 +40,7 @@ class Outcome:
     tools_offered: bool
     response_format: str | None
     json_valid: bool | None
-    error_type: str | None
+    error_type: ErrorTypeName | None
     error_message: str | None
     upstream: str | None
     client_ip: str | None

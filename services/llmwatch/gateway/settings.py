@@ -113,23 +113,83 @@ class GatewaySettings(BaseSettings):
 
     def load(self) -> GatewayConfig:
         """What the gateway's parts need, derived once from the flags (uvicorn's Config.load() does the same)."""
+        auth = f"Bearer {self.upstream_api_key}" if self.upstream_api_key else None
+        content_chars = self.log_content_max_chars if self.log_content else None
         return GatewayConfig(
-            settings=self,
-            upstreams=tuple(u.rstrip("/") for u in self.upstream),
-            upstream_auth=f"Bearer {self.upstream_api_key}" if self.upstream_api_key else None,
-            keyring=KeyRing(load_api_keys(self.api_keys)) if self.api_keys else None,
-            content_chars=self.log_content_max_chars if self.log_content else None,
-            routes=RouteTable(parse_routes(self.allow_route)),
-            forward_headers=frozenset(name.strip().lower().encode("latin-1") for name in self.forward_header),
+            proxy=ProxyConfig(
+                routes=RouteTable(parse_routes(self.allow_route)),
+                keyring=KeyRing(load_api_keys(self.api_keys)) if self.api_keys else None,
+                upstream_auth=auth,
+                forward_headers=frozenset(name.strip().lower().encode("latin-1") for name in self.forward_header),
+                keep_text=content_chars is not None,
+                max_concurrency=self.max_concurrency,
+                max_concurrency_per_key=self.max_concurrency_per_key,
+                max_body_bytes=self.max_body_bytes,
+                body_timeout=self.body_timeout,
+                max_stream_seconds=self.max_stream_seconds,
+                always_return_usage=self.always_return_usage,
+            ),
+            pool=PoolConfig(
+                upstreams=tuple(u.rstrip("/") for u in self.upstream),
+                upstream_auth=auth,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                max_connections=self.max_connections,
+                health_interval=self.health_interval,
+            ),
+            access_log=AccessLogConfig(self.log_file, self.log_max_bytes, self.log_backup_count, self.log_stdout),
+            max_response_bytes=self.max_response_bytes,
+            max_sse_line_bytes=self.max_sse_line_bytes,
+            content_chars=content_chars,
+            warmup_requests=self.warmup,
+            warmup_timeout=self.warmup_timeout,
+            metrics_port=self.metrics_port,
+            docs=self.docs,
         )
 
 
 @dataclass(frozen=True)
-class GatewayConfig:
-    settings: GatewaySettings
-    upstreams: tuple[str, ...]
-    upstream_auth: str | None  # the Authorization value the engine expects, or None
-    keyring: KeyRing | None  # None: no client keys required
-    content_chars: int | None  # None: texts are not logged
+class ProxyConfig:
     routes: RouteTable
-    forward_headers: frozenset[bytes] = frozenset()  # --forward-header, lower-case
+    keyring: KeyRing | None  # None: no client keys required
+    upstream_auth: str | None  # the Authorization value the engine expects, or None
+    forward_headers: frozenset[bytes]  # --forward-header, lower-case
+    keep_text: bool  # --log-content: prompts and answers are kept for the log line
+    max_concurrency: int
+    max_concurrency_per_key: int
+    max_body_bytes: int
+    body_timeout: float
+    max_stream_seconds: float
+    always_return_usage: bool
+
+
+@dataclass(frozen=True)
+class PoolConfig:
+    upstreams: tuple[str, ...]  # base URLs, without a trailing slash
+    upstream_auth: str | None
+    connect_timeout: float
+    read_timeout: float
+    max_connections: int
+    health_interval: float
+
+
+@dataclass(frozen=True)
+class AccessLogConfig:
+    file: Path | None
+    max_bytes: int
+    backup_count: int
+    stdout: bool
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    proxy: ProxyConfig
+    pool: PoolConfig
+    access_log: AccessLogConfig
+    max_response_bytes: int  # the relay's limits
+    max_sse_line_bytes: int
+    content_chars: int | None  # None: texts are not logged
+    warmup_requests: int  # 0: no warm-up
+    warmup_timeout: float
+    metrics_port: int | None
+    docs: bool

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from llmwatch.gateway.metrics import GatewayMetrics
-from llmwatch.gateway.settings import GatewayConfig
+from llmwatch.gateway.settings import PoolConfig
 
 log = logging.getLogger(__name__)
 
@@ -40,19 +40,21 @@ WarmUp = Callable[[Upstream], Awaitable[None]]
 
 
 class UpstreamPool:
-    def __init__(self, config: GatewayConfig, metrics: GatewayMetrics) -> None:
-        s = config.settings
+    def __init__(self, config: PoolConfig, metrics: GatewayMetrics) -> None:
         self._bases = list(config.upstreams)
         self._metrics = metrics
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=s.connect_timeout, sock_read=s.read_timeout)
-        self._max_connections = s.max_connections
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.read_timeout)
+        self._max_connections = config.max_connections
+        self._health_interval = config.health_interval
         self._probe_headers = {"Authorization": config.upstream_auth} if config.upstream_auth else {}
         self.upstreams: list[Upstream] = []
         self._next = 0
         self._probe_task: asyncio.Task[None] | None = None
-        self.warm_up: WarmUp | None = None
+        self._warm_up: WarmUp | None = None
 
-    async def start(self, health_interval: float) -> None:
+    async def start(self, warm_up: WarmUp | None = None) -> None:
+        """Open a session per upstream and start probing; ``warm_up`` runs each time one turns healthy."""
+        self._warm_up = warm_up
         for base in self._bases:
             connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=60, ttl_dns_cache=60)
             session = aiohttp.ClientSession(
@@ -63,7 +65,7 @@ class UpstreamPool:
             )
             self.upstreams.append(Upstream(base, session))
         await self.probe_once()
-        self._probe_task = asyncio.create_task(self._probe_forever(health_interval))
+        self._probe_task = asyncio.create_task(self._probe_forever(self._health_interval))
 
     async def close(self) -> None:
         if self._probe_task is not None:
@@ -129,13 +131,13 @@ class UpstreamPool:
         upstream.healthy = healthy
         upstream.probed = True
         self._metrics.upstream_up.labels(upstream.base).set(1 if healthy else 0)
-        if self.warm_up is not None and (turned_healthy or not healthy):
+        if self._warm_up is not None and (turned_healthy or not healthy):
             if upstream.warming is not None:
                 upstream.warming.cancel()
                 upstream.warming = None
             upstream.warm = False
             if turned_healthy:
-                upstream.warming = asyncio.create_task(self._warm(upstream, self.warm_up))
+                upstream.warming = asyncio.create_task(self._warm(upstream, self._warm_up))
 
     async def _warm(self, upstream: Upstream, warm_up: WarmUp) -> None:
         await warm_up(upstream)

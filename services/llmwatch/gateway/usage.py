@@ -1,4 +1,5 @@
-"""What the engine reports about a completion, checked before anything counts it: `usage` and `finish_reason`.
+"""What the engine reports about a completion, checked before anything counts it: `usage`, `finish_reason`, and
+llama.cpp's `timings`.
 
 An engine that sends a `usage` that is not an object, counts that are not non-negative integers, or a non-string
 `finish_reason` breaks the OpenAI protocol. That is an anomaly to log and count, never an exception: the request
@@ -49,6 +50,16 @@ def checked_finish_reason(value: Any, anomalies: list[str]) -> str | None:
         return value
     _note(anomalies, "finish_reason", value)
     return None
+
+
+def per_token_seconds(timings: dict[str, Any] | None) -> tuple[float | None, float | None]:
+    """(prompt, predicted) seconds per token from llama.cpp's `timings` (milliseconds), each None if not valid."""
+    timings = timings or {}
+    return _seconds(timings.get("prompt_per_token_ms")), _seconds(timings.get("predicted_per_token_ms"))
+
+
+def _seconds(ms: Any) -> float | None:
+    return ms / 1000.0 if isinstance(ms, int | float) and not isinstance(ms, bool) and ms >= 0 else None
 
 
 def _count(value: Any) -> bool:

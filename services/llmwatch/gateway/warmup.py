@@ -2,7 +2,8 @@
 
 The first requests after vLLM starts pay for CUDA graph capture and allocator warm-up; these requests pay instead.
 Each one is logged (`kind: warmup`) and counted under that kind, apart from user traffic, and goes straight to the
-upstream: no allow-list, no client limits. Failures are retried until --warmup-timeout, after which the upstream
+upstream through the proxy's relay (relay.py: the same accounting, limits and error types), with no allow-list and no
+client limits. Failures are retried until --warmup-timeout, after which the upstream
 takes traffic anyway, with a warning and llmwatch_warmup_timeouts_total.
 """
 
@@ -13,15 +14,15 @@ import logging
 import os
 import time
 
-import aiohttp
 import orjson
+from yarl import URL
 
 from llmwatch.gateway.accounting import CompletionAccounting
-from llmwatch.gateway.errors import engine_error_type, error_message_of
+from llmwatch.gateway.errors import GatewayError
 from llmwatch.gateway.facts import RequestFacts
 from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.recorder import OutcomeRecorder
-from llmwatch.gateway.sse import SSEScanner
+from llmwatch.gateway.relay import Relay
 from llmwatch.gateway.upstreams import Upstream
 
 log = logging.getLogger(__name__)
@@ -32,22 +33,47 @@ MAX_TOKENS = 16
 RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 
 
+class Discard:
+    """The relay's sink for an answer nobody reads: the warm-up only accounts and logs it."""
+
+    def __init__(self) -> None:
+        self.started = False
+
+    @property
+    def watching(self) -> bool:
+        return False
+
+    def stop_watching(self) -> None:
+        pass
+
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.started = True
+
+    async def send_body(self, body: bytes) -> None:
+        pass
+
+    async def end(self, body: bytes = b"") -> None:
+        pass
+
+
 class Warmer:
     def __init__(
         self,
         requests: int,
         timeout: float,
+        relay: Relay,
         reporter: OutcomeRecorder,
         metrics: GatewayMetrics,
         upstream_auth: str | None,
     ) -> None:
         self._requests = requests
         self._timeout = timeout
+        self._relay = relay
         self._reporter = reporter
         self._metrics = metrics
-        self._headers = {"Content-Type": "application/json"}
+        self._headers = [("Content-Type", "application/json")]
         if upstream_auth:
-            self._headers["Authorization"] = upstream_auth
+            self._headers.append(("Authorization", upstream_auth))
 
     async def __call__(self, upstream: Upstream) -> None:
         """Send the warm-up requests, retrying failures, within the timeout; returns when ready to serve."""
@@ -79,7 +105,7 @@ class Warmer:
         facts.kind, facts.stream, facts.upstream = "warmup", True, upstream.base
         model = min(upstream.models) if upstream.models else None
         facts.model = model
-        acct = facts.acct = CompletionAccounting()
+        facts.acct = CompletionAccounting()
         payload = {
             "messages": [{"role": "user", "content": PROMPT}],
             "max_tokens": MAX_TOKENS,
@@ -88,30 +114,15 @@ class Warmer:
         }
         if model is not None:
             payload["model"] = model
-        headers = {**self._headers, "X-Request-Id": facts.request_id}
+        headers = [*self._headers, ("X-Request-Id", facts.request_id)]
         try:
-            async with upstream.session.post(upstream.base + PATH, data=orjson.dumps(payload), headers=headers) as resp:
-                facts.status = resp.status
-                if resp.status >= 400:
-                    message = error_message_of(await resp.read())
-                    facts.fail(engine_error_type(resp.status, message), resp.status, message)
-                else:
-                    scanner = SSEScanner(acct.on_chunk, strip_usage=False)
-                    async for chunk in resp.content.iter_any():
-                        scanner.feed(chunk, time.perf_counter())
-                    scanner.flush()
-                    if acct.stream_error is not None:
-                        facts.fail("upstream_error", 502, acct.stream_error)
-                    elif not scanner.done:
-                        facts.fail("upstream_stream_broken", 502, "the engine ended the stream before [DONE]")
-        except aiohttp.ClientConnectorError as exc:
-            facts.fail("upstream_unreachable", 502, f"warm-up request failed: {exc.strerror}")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            facts.fail("upstream_disconnect", 502, f"warm-up request failed: {type(exc).__name__}")
+            url = URL(upstream.base + PATH, encoded=True)
+            await self._relay.exchange(upstream, url, headers, orjson.dumps(payload), Discard(), facts, strip=False)
+        except GatewayError as exc:
+            facts.fail(exc.error_type, exc.log_message)
         except asyncio.CancelledError:
-            facts.fail("client_disconnect", 499, "warm-up cancelled: the upstream went away or the gateway stopped")
+            facts.fail("client_disconnect", "warm-up cancelled: the upstream went away or the gateway stopped")
             raise
         finally:
-            acct.finish()
             self._reporter.record(facts)
         return facts.error_type is None

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 
 from llmwatch.simulator.faults import Faults
 from llmwatch.simulator.metrics import EngineMetrics, FinishedStats
-from llmwatch.simulator.profiles import GpuProfile
 from llmwatch.simulator.sequence import Sequence
+from llmwatch.vllm.gpus import Gpu
 
 log = logging.getLogger(__name__)
 MAX_DEBT_S = 0.05  # when Python falls behind the modelled clock, forget debt beyond this instead of bursting
@@ -36,7 +36,7 @@ class EngineConfig:
 class Engine:
     def __init__(
         self,
-        profile: GpuProfile,
+        profile: Gpu,
         config: EngineConfig,
         metrics: EngineMetrics,
         faults: Callable[[], Faults],

@@ -9,9 +9,9 @@ from aiohttp import web
 
 from llmwatch.config import parse_cli
 from llmwatch.simulator.app import build_app
-from llmwatch.simulator.profiles import BLOCK_SIZE
 from llmwatch.simulator.settings import SimSettings
 from llmwatch.simulator.simulator import StartupError
+from llmwatch.vllm.cache import BLOCK_SIZE
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Prometheus collectors built from metric_spec.VLLM_METRICS, bound once to (model_name, engine="0")."""
+"""Prometheus collectors built from llmwatch.vllm.metrics.VLLM_METRICS, bound once to (model_name, engine="0")."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from llmwatch.simulator.metric_spec import CACHE_CONFIG_INFO, VLLM_METRICS, histogram_buckets
-from llmwatch.simulator.profiles import BLOCK_SIZE
+from llmwatch.vllm.cache import BLOCK_SIZE
+from llmwatch.vllm.metrics import CACHE_CONFIG_INFO, VLLM_METRICS
+from llmwatch.vllm.spec import histogram_buckets
 
 Collector = Counter | Gauge | Histogram | Summary
 

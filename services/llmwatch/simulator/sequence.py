@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from llmwatch.simulator.profiles import BLOCK_SIZE
+from llmwatch.vllm.cache import BLOCK_SIZE
 
 
 class Listener(Protocol):

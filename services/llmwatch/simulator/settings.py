@@ -9,8 +9,7 @@ from pydantic_settings import BaseSettings
 
 from llmwatch.config import settings_config
 from llmwatch.simulator.faults import FaultSettings
-
-DEFAULT_MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+from llmwatch.vllm.model import MODEL_ID
 
 
 class SimSettings(BaseSettings, FaultSettings):
@@ -20,7 +19,7 @@ class SimSettings(BaseSettings, FaultSettings):
 
     host: str = Field("0.0.0.0", description="Address to listen on (vLLM's default).")
     port: int = Field(8000, description="Port to listen on (vLLM's default).")
-    served_model_name: str = Field(DEFAULT_MODEL, description="Model name clients must send (vLLM flag).")
+    served_model_name: str = Field(MODEL_ID, description="Model name clients must send (vLLM flag).")
     max_model_len: int = Field(4096, gt=16, description="Context length: prompt + output tokens (vLLM flag).")
     max_num_seqs: int = Field(4, gt=0, description="Sequences decoded together; more wait in a FIFO (vLLM flag).")
     max_num_batched_tokens: int = Field(4096, gt=0, description="Token budget of one engine step (vLLM flag).")

@@ -13,12 +13,12 @@ from prometheus_client import CollectorRegistry, Gauge
 from llmwatch.simulator.engine import Engine, EngineConfig
 from llmwatch.simulator.faults import FORCE_HEADER, Decision, Faults, decide, parse_forced
 from llmwatch.simulator.metrics import Collector, EngineMetrics, build_collectors, cache_config_labels
-from llmwatch.simulator.profiles import PROFILES
 from llmwatch.simulator.protocol import ApiError, bad_request, check_lengths, check_model
 from llmwatch.simulator.sequence import Listener, Sequence
 from llmwatch.simulator.settings import SimSettings
 from llmwatch.simulator.textgen import Generation
 from llmwatch.simulator.wire import phrase
+from llmwatch.vllm.gpus import GPUS
 
 VLLM_VERSION = "0.33.0"
 DEFAULT_SLOW_MS = 2000.0  # `X-Sim-Fault: slow` when no --ttft-delay-ms is set
@@ -43,7 +43,7 @@ class Simulator:
     ) -> None:
         self.settings = settings
         self.clock = clock
-        profile = PROFILES[settings.gpu_profile]
+        profile = GPUS[settings.gpu_profile]
         blocks = settings.num_gpu_blocks_override or profile.num_gpu_blocks(settings.gpu_memory_utilization)
         if blocks <= 0:
             raise StartupError(

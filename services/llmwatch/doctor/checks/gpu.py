@@ -6,8 +6,9 @@ from llmwatch.doctor.checks import queries as q
 from llmwatch.doctor.checks.base import Check, ev
 from llmwatch.doctor.context import Context, Skip
 from llmwatch.doctor.finding import Action, Finding
+from llmwatch.vllm.model import FP16_WEIGHT_BYTES
 
-FP16_WEIGHTS_BYTES = 3.56e9  # DeepSeek-R1-Distill-Qwen-1.5B: 1.777 B parameters x 2 bytes
+WEIGHTS = f"{FP16_WEIGHT_BYTES / 1e9:.2f} GB"
 # The switch for a GPU too small for vLLM's FP16 weights: llama.cpp with CUDA on the Q4_K_M GGUF (docs/edge.md).
 GPU_Q4 = "docker compose --profile gpu-q4 up -d"
 
@@ -48,9 +49,9 @@ def gpu_memory(ctx: Context) -> Finding | None:
     assert budget is not None
     title = (f"vLLM preallocates {share.value * card / 1e9:.1f} GB, beyond the GPU-memory budget of "
              f"{budget / 1e9:.1f} GB in the operator's KPI targets")  # fmt: skip
-    if budget < FP16_WEIGHTS_BYTES:
+    if budget < FP16_WEIGHT_BYTES:
         return Finding("gpu_memory", "info", title, evidence, Action(
-            f"The FP16 weights alone are 3.56 GB, so vLLM cannot meet this budget with them: {four_bit}.",
+            f"The FP16 weights alone are {WEIGHTS}, so vLLM cannot meet this budget with them: {four_bit}.",
             GPU_Q4))  # fmt: skip
     return Finding("gpu_memory", "info", title, evidence, Action(
         "Set the engine's share to the budget.", "--gpu-memory-utilization", f"{budget / card:.2f}"))  # fmt: skip
@@ -79,7 +80,7 @@ def _llamacpp_memory(ctx: Context, used: float, card: float) -> Finding | None:
         return None
     return Finding("gpu_memory", "warning", f"llama.cpp uses {used_bytes / 1e9:.2f} GB of GPU memory, beyond the "
                    f"{budget / 1e9:.1f} GB budget of the operator's KPI targets", evidence, Action(
-        "llama.cpp holds the weights plus the KV cache of every slot. FP16 weights alone are 3.56 GB; the Q4_K_M "
+        f"llama.cpp holds the weights plus the KV cache of every slot. FP16 weights alone are {WEIGHTS}; the Q4_K_M "
         f"GGUF of the `gpu-q4` profile (`{GPU_Q4}`) holds them in ~1.1 GB (docs/edge.md has its measured use). "
         "With Q4_K_M already, lower the context per slot (LLAMA_CTX_SIZE) or the slots (LLAMA_PARALLEL).",
         "LLAMA_MODEL_FILE", "a Q4_K_M GGUF",

@@ -7,6 +7,7 @@ from llmwatch.doctor.checks.base import Check, ev
 from llmwatch.doctor.context import ENGINE, GATEWAY, Context
 from llmwatch.doctor.finding import Action, CheckId, Evidence, Finding
 from llmwatch.doctor.sources import recorded_expr
+from llmwatch.vllm.model import FP16_WEIGHT_BYTES
 
 # Cold start: the first requests after a restart took at least this many times the recent mean, and 0.1 s more.
 COLD_FACTOR, COLD_EXTRA_S = 2.0, 0.1
@@ -67,7 +68,8 @@ def decode_slow(ctx: Context) -> Finding | None:
                    f"tokens/s this GPU should give ({card})", [
         ev("stream_decode_tokens_per_second", speed, speed_q), floor,
     ], Action(
-        "Decoding one stream reads every weight once per token, so it is bounded by memory bandwidth / 3.56 GB "
+        "Decoding one stream reads every weight once per token, so it is bounded by memory bandwidth / "
+        f"{FP16_WEIGHT_BYTES / 1e9:.2f} GB "
         "(RTX 3060 ~100 tokens/s, RTX 4090 ~280, H100 ~850); the floor is 40% of that. Below it: look for "
         "GPUThrottling / GPUHot alerts or another process on the card, then for --enforce-eager in the engine's "
         "extra flags (compose sets it only through VLLM_EXTRA_ARGS; CUDA graphs off costs 2-3x per token).",

@@ -1,5 +1,6 @@
-"""Every metric the simulator exposes, in ONE place: the collectors are built from this list and a test
-fails when /metrics differs from it.
+"""Every metric a vLLM 0.33 API server exposes, in ONE place: the simulator builds its collectors from this list,
+a test fails when the simulator's /metrics differs from it, and the dashboards, alert rules and doctor queries are
+checked against its names.
 
 Reference: the vLLM 0.33.0 wheel (vllm-0.33.0-cp38-abi3-manylinux_2_28_x86_64.whl), files
 - `vllm/v1/metrics/loggers.py`: PrometheusStatLogger.__init__ (names, types, help texts, labels, the label
@@ -31,34 +32,21 @@ and no KV connector. Left out, with what registers them:
 vllm:prompt_tokens_recomputed, vllm:gpu_cache_usage_perc and vllm:time_per_output_token_seconds are not in
 0.33 and must never appear.
 
-``name`` is the name given to prometheus_client (a counter is exposed as ``name + "_total"``). ``values`` are
-the values of the last label for which vLLM creates a series at start, so they read 0 before any traffic.
+The MetricSpec shape is in spec.py, the http_* families in http_metrics.py.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
-MetricType = Literal["counter", "gauge", "histogram", "summary"]
-ENGINE_LABELS = ("model_name", "engine")
-BUCKETS_1_2_5 = "1-2-5 up to max_model_len"
-
-# buckets.py: TIME_TO_FIRST_TOKEN_BUCKETS, INTER_TOKEN_LATENCY_BUCKETS, REQUEST_LATENCY_BUCKETS,
-# ITERATION_TOKENS_BUCKETS, REQUEST_PARAMS_N_BUCKETS, REQUEST_NUM_PREEMPTIONS_BUCKETS
-# fmt: off
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0, 20.0,
-                40.0, 80.0, 160.0, 640.0, 2560.0)
-TOKEN_LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
-                         20.0, 40.0, 80.0)
-REQUEST_LATENCY_BUCKETS = (0.3, 0.5, 0.8, 1.0, 1.5, 2.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0, 120.0,
-                           240.0, 480.0, 960.0, 1920.0, 7680.0)
-ITERATION_BUCKETS = (1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384)
-PARAMS_N_BUCKETS = (1, 2, 5, 10, 20)
-PREEMPTIONS_BUCKETS = (1, 2, 3, 4, 5, 10, 20)
-HTTP_HIGHR_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 7.5, 10,
-                      30, 60)
-# fmt: on
+from llmwatch.vllm.buckets import (
+    INTER_TOKEN_LATENCY_BUCKETS,
+    ITERATION_TOKENS_BUCKETS,
+    REQUEST_LATENCY_BUCKETS,
+    REQUEST_NUM_PREEMPTIONS_BUCKETS,
+    REQUEST_PARAMS_N_BUCKETS,
+    TIME_TO_FIRST_TOKEN_BUCKETS,
+)
+from llmwatch.vllm.http_metrics import HTTP_METRICS
+from llmwatch.vllm.spec import BUCKETS_1_2_5, ENGINE_LABELS, MetricSpec
 
 FINISH_REASONS = ("stop", "length", "abort", "error", "repetition")
 SLEEP_STATES = ("awake", "weights_offloaded", "discard_all")
@@ -81,33 +69,6 @@ CACHE_CONFIG_LABELS = (
     "kv_offloading_size", "kv_offloading_backend", "_block_size_resolved", "engine",
 )
 # fmt: on
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    type: MetricType
-    documentation: str
-    labels: tuple[str, ...] = ENGINE_LABELS
-    buckets: tuple[float, ...] | str | None = None
-    values: tuple[str, ...] = ()
-
-    @property
-    def exposed_name(self) -> str:
-        return self.name + "_total" if self.type == "counter" else self.name
-
-
-def build_1_2_5_buckets(max_value: int) -> tuple[float, ...]:
-    """vLLM's build_1_2_5_buckets: 1, 2, 5, 10, 20, 50, ... while <= max_value."""
-    buckets: list[float] = []
-    exponent = 0
-    while True:
-        for mantissa in (1, 2, 5):
-            value = mantissa * 10**exponent
-            if value > max_value:
-                return tuple(buckets)
-            buckets.append(value)
-        exponent += 1
 
 
 def _c(name: str, doc: str, label: str | None = None, values: tuple[str, ...] = ()) -> MetricSpec:
@@ -186,20 +147,20 @@ VLLM_METRICS: list[MetricSpec] = [
     _c("vllm:estimated_write_bytes_per_gpu", f"Estimated number of bytes written to memory per GPU {_MFU}"),
     _h("vllm:request_prompt_tokens", "Number of prefill tokens processed.", BUCKETS_1_2_5),
     _h("vllm:request_generation_tokens", "Number of generation tokens processed.", BUCKETS_1_2_5),
-    _h("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", ITERATION_BUCKETS),
+    _h("vllm:iteration_tokens_total", "Histogram of number of tokens per engine_step.", ITERATION_TOKENS_BUCKETS),
     _h(
         "vllm:request_max_num_generation_tokens",
         "Histogram of maximum number of requested generation tokens.",
         BUCKETS_1_2_5,
     ),
-    _h("vllm:request_params_n", "Histogram of the n request parameter.", PARAMS_N_BUCKETS),
+    _h("vllm:request_params_n", "Histogram of the n request parameter.", REQUEST_PARAMS_N_BUCKETS),
     _h("vllm:request_params_max_tokens", "Histogram of the max_tokens request parameter.", BUCKETS_1_2_5),
-    _h("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TTFT_BUCKETS),
-    _h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", TOKEN_LATENCY_BUCKETS),
+    _h("vllm:time_to_first_token_seconds", "Histogram of time to first token in seconds.", TIME_TO_FIRST_TOKEN_BUCKETS),
+    _h("vllm:inter_token_latency_seconds", "Histogram of inter-token latency in seconds.", INTER_TOKEN_LATENCY_BUCKETS),
     _h(
         "vllm:request_time_per_output_token_seconds",
         "Histogram of time_per_output_token_seconds per request.",
-        TOKEN_LATENCY_BUCKETS,
+        INTER_TOKEN_LATENCY_BUCKETS,
     ),
     _h("vllm:e2e_request_latency_seconds", "Histogram of e2e request latency in seconds.", REQUEST_LATENCY_BUCKETS),
     _h(
@@ -225,48 +186,14 @@ VLLM_METRICS: list[MetricSpec] = [
     _h(
         "vllm:request_num_preemptions",
         "Histogram of the number of times a request was preempted.",
-        PREEMPTIONS_BUCKETS,
+        REQUEST_NUM_PREEMPTIONS_BUCKETS,
     ),
     _h(
         "vllm:request_prefill_kv_computed_tokens",
         "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
         BUCKETS_1_2_5,
     ),
-    # prometheus-fastapi-instrumentator defaults (status grouped as 2xx/4xx/5xx, handler = route template)
-    MetricSpec(
-        "http_requests",
-        "counter",
-        "Total number of requests by method, status and handler.",
-        ("method", "status", "handler"),
-    ),
-    MetricSpec(
-        "http_request_size_bytes",
-        "summary",
-        "Content length of incoming requests by handler. Only value of "
-        "header is respected. Otherwise ignored. No percentile calculated. ",
-        ("handler",),
-    ),
-    MetricSpec(
-        "http_response_size_bytes",
-        "summary",
-        "Content length of outgoing responses by handler. Only value "
-        "of header is respected. Otherwise ignored. No percentile calculated. ",
-        ("handler",),
-    ),
-    MetricSpec(
-        "http_request_duration_highr_seconds",
-        "histogram",
-        "Latency with many buckets but no API specific labels. Made for more accurate percentile calculations. ",
-        (),
-        HTTP_HIGHR_BUCKETS,
-    ),
-    MetricSpec(
-        "http_request_duration_seconds",
-        "histogram",
-        "Latency with only few buckets by handler. Made to be only used if aggregation by handler is important. ",
-        ("method", "handler"),
-        (0.1, 0.5, 1),
-    ),
+    *HTTP_METRICS,
 ]
 
 REMOVED_METRICS = (
@@ -274,11 +201,3 @@ REMOVED_METRICS = (
     "vllm:time_per_output_token_seconds",
     "vllm:prompt_tokens_recomputed",
 )
-
-
-def histogram_buckets(spec: MetricSpec, max_model_len: int) -> tuple[float, ...]:
-    if spec.buckets == BUCKETS_1_2_5:
-        return build_1_2_5_buckets(max_model_len)
-    if isinstance(spec.buckets, tuple):
-        return spec.buckets
-    raise ValueError(f"{spec.name} is not a histogram")

@@ -1,0 +1,25 @@
+"""The model llmwatch serves, DeepSeek-R1-Distill-Qwen-1.5B, in numbers: its size and its geometry.
+
+Source: the model's `config.json` on Hugging Face (architecture Qwen2ForCausalLM, the distill's base). The memory
+math follows from them: decoding one stream reads every FP16 weight once per token, and each context token holds
+K and V for every layer and KV head.
+"""
+
+from __future__ import annotations
+
+MODEL_ID = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+
+NUM_LAYERS = 28
+HIDDEN_SIZE = 1536
+NUM_ATTENTION_HEADS = 12
+NUM_KV_HEADS = 2
+HEAD_DIM = HIDDEN_SIZE // NUM_ATTENTION_HEADS  # 128
+INTERMEDIATE_SIZE = 8960
+VOCAB_SIZE = 151936
+MAX_POSITION_EMBEDDINGS = 131072  # the model's own context; the stack's --max-model-len is smaller
+
+FP16_BYTES = 2
+PARAMS = 1.78e9  # 1.777 B, rounded as the cost model uses it
+FP16_WEIGHT_BYTES = 3.56e9  # PARAMS x 2 bytes: what one decode step reads, and what a GPU must hold before any KV
+FLOPS_PER_TOKEN = 2 * PARAMS  # one multiply-add per parameter per token
+KV_BYTES_PER_TOKEN = 2 * NUM_LAYERS * NUM_KV_HEADS * HEAD_DIM * FP16_BYTES  # K and V: 28 KiB per context token
