@@ -14,7 +14,7 @@ with `ignore_eos` and a fixed `max_tokens`, so every request generates the same 
 - aggregate tok/s: all completion tokens / the concurrency's wall time.
 - req/s: requests completed / wall time at that concurrency (fixed-length answers: a capacity figure).
 - memory: llama-server's peak resident set (VmHWM); on a GPU also the process's GPU memory from nvidia-smi.
-`measure` is the one measuring loop: bench/gpu_check.py's sweep uses it too.
+`measure` is the one measuring loop: bench/gpu_check's sweep uses it too.
 """
 
 from __future__ import annotations
