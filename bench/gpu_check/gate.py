@@ -28,7 +28,7 @@ def gate(rec: Record, gateway: str, key: str, args: argparse.Namespace, sampler:
     ]  # fmt: skip
     if args.gpu_class:
         flags += ["--gpu", args.gpu_class]
-    reasoning_only_option = "--accept-reasoning-only" in locustfile.read_text()
+    reasoning_only_option = "--accept-reasoning-only" in (REPO / "loadtest" / "flags.py").read_text()
     if reasoning_only_option:
         flags.append("--accept-reasoning-only")
     rec.data["facts"]["gate_accepts_reasoning_only"] = reasoning_only_option
