@@ -10,7 +10,7 @@ On any CUDA host where `pip install vllm` works (plus this project's `pip instal
    never writes `</think>` (every answer is reasoning only), but every cost is the real model's;
 2. starts the engine with docker-compose.yml's flags for it (the `vllm` service; `--set VAR=VALUE` stands for .env),
    and `llmwatch gateway` in front as compose runs it (a keys file, `--warmup`, a metrics listener);
-3. then, in order: correctness through the official `openai` SDK; the KPI sweep (bench/engine_kpis.py's `measure`)
+3. then, in order: correctness through the official `openai` SDK; the KPI sweep (bench/closed_loop.py's `measure`)
    direct and through the gateway, cells alternated direct, gateway, gateway, direct; the load test's gate
    (loadtest/, as `make load` runs it) with the card's memory sampled through NVML or nvidia-smi; the engine's
    /metrics idle and after load;
@@ -37,8 +37,8 @@ from pathlib import Path
 
 import httpx
 
-from bench import distill
-from bench.engine_kpis import measure
+from bench import hf_model
+from bench.closed_loop import measure
 from bench.gpu_check.correctness import correctness
 from bench.gpu_check.engine import ENGINE_SERVICE, engine_command, engine_version
 from bench.gpu_check.gate import gate
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         with rec.step("model folder and engine command"):
             model_dir = args.out / "model"
             if args.engine == "vllm":
-                distill.write_hf_model(model_dir, args.vocab)
+                hf_model.write_hf_model(model_dir, args.vocab)
             cmd, args.batch, facts["model_format"] = engine_command(args, engine_port, model_dir)
             cmd += args.engine_args.split()
             facts["engine_command"] = " ".join(cmd).replace(str(args.out), "$OUT").replace(str(REPO), ".")

@@ -8,7 +8,7 @@ from typing import Any
 
 from loadtest import prompts as load_prompts
 
-from bench.engine_kpis import measure
+from bench.closed_loop import measure
 from bench.gpu_check.record import Record, say
 
 
