@@ -64,7 +64,7 @@ GPU_CHECK_ARGS ?=
 
 gpu-check:
 	scripts/install.sh test
-	$(PY) bench/gpu_check.py --out run/gpu-check $(GPU_CHECK_ARGS)
+	$(PY) -m bench.gpu_check --out run/gpu-check $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf run bench/out .pytest_cache .mypy_cache .ruff_cache

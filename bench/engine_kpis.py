@@ -14,14 +14,13 @@ with `ignore_eos` and a fixed `max_tokens`, so every request generates the same 
 - aggregate tok/s: all completion tokens / the concurrency's wall time.
 - req/s: requests completed / wall time at that concurrency (fixed-length answers: a capacity figure).
 - memory: llama-server's peak resident set (VmHWM); on a GPU also the process's GPU memory from nvidia-smi.
-`measure` is the one measuring loop: bench/gpu_check.py's sweep uses it too.
+bench/closed_loop.py's `measure` is the one measuring loop: bench/gpu_check's sweep uses it too.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import json
 import os
 import shutil
@@ -32,22 +31,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 if __package__ in (None, ""):  # run as a script: make `bench.*` importable from the repo root
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.closed_loop import MODEL_NAME, measure
 from llmwatch.processes import Child, free_port
-from llmwatch.stats import percentile
-from llmwatch.vllm.model import MODEL_ID
 
-MODEL_NAME = MODEL_ID
 CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
-# About 60 prompt tokens with the distill's template: a short chat question, as in the load test.
-PROMPT = (
-    "You are helping an operator size a small inference server. Explain, step by step, how the number of "
-    "concurrent requests changes time to first token and tokens per second on a CPU, and what to watch."
-)
 
 
 def peak_rss_bytes(pid: int) -> int:
@@ -71,97 +61,6 @@ def gpu_bytes(pid: int) -> int | None:
             return int(row[1]) * 1024 * 1024
     rows = query("--query-gpu=memory.used")
     return int(rows[0][0]) * 1024 * 1024 if rows else None
-
-
-def chat_body(messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
-    """A streamed chat request that generates exactly ``max_tokens`` tokens, whatever the (random) weights say."""
-    return {
-        "model": MODEL_NAME,
-        "messages": messages,
-        "max_tokens": max_tokens,
-        "stream": True,
-        "stream_options": {"include_usage": True},
-        "ignore_eos": True,
-        "cache_prompt": False,  # llama.cpp: every request pays its prefill, as distinct users' prompts do
-        "temperature": 0.6,
-    }
-
-
-async def one_request(
-    client: httpx.AsyncClient, url: str, max_tokens: int, messages: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """One streamed request: TTFT, the gaps between tokens (ITL), TPOT and the usage the server reported."""
-    body = chat_body(messages or [{"role": "user", "content": PROMPT}], max_tokens)
-    sent = time.perf_counter()
-    times: list[float] = []
-    usage: dict[str, Any] = {}
-    async with client.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as resp:
-        if resp.status_code != 200:
-            raise SystemExit(f"engine_kpis: HTTP {resp.status_code}: {(await resp.aread())[:300]!r}")
-        async for line in resp.aiter_lines():
-            if not line.startswith("data: ") or line == "data: [DONE]":
-                continue
-            chunk = json.loads(line[6:])
-            usage = chunk.get("usage") or usage
-            for choice in chunk.get("choices") or []:
-                delta = choice.get("delta") or {}
-                if delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning"):
-                    times.append(time.perf_counter())
-    if not times or not usage:
-        raise SystemExit("engine_kpis: a stream carried no tokens or no usage")
-    tokens = int(usage["completion_tokens"])
-    first, last = times[0], times[-1]
-    tpot = (last - first) / (tokens - 1) if tokens > 1 and last > first else None
-    return {
-        "ttft_s": first - sent,
-        "itl_s": [b - a for a, b in itertools.pairwise(times)],
-        "tpot_s": tpot,
-        "stream_tok_s": 1.0 / tpot if tpot else float("nan"),
-        "completion_tokens": tokens,
-        "prompt_tokens": int(usage["prompt_tokens"]),
-    }
-
-
-async def measure(
-    url: str, streams: int, requests: int, max_tokens: int, prompts: list[list[dict[str, str]]] | None = None,
-    headers: dict[str, str] | None = None,
-) -> dict[str, Any]:  # fmt: skip
-    """``streams`` clients each send streamed requests back to back (closed loop) until ``requests`` are done.
-
-    The prompts are taken in turn; aggregate tok/s and req/s are totals over the cell's wall time.
-    """
-    results: list[dict[str, Any]] = []
-    todo = iter(range(requests))
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        for i in todo:
-            messages = prompts[i % len(prompts)] if prompts else None
-            results.append(await one_request(client, url, max_tokens, messages, headers))
-
-    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(streams)))
-        wall = time.perf_counter() - started
-    ttfts = [1000 * r["ttft_s"] for r in results]
-    itls = [1000 * g for r in results for g in r["itl_s"]]
-    tpots = [1000 * r["tpot_s"] for r in results if r["tpot_s"]]
-    return {
-        "streams": streams,
-        "requests": len(results),
-        "seconds": wall,
-        "prompt_tokens": statistics.median(r["prompt_tokens"] for r in results),
-        "completion_tokens": statistics.median(r["completion_tokens"] for r in results),
-        "ttft_ms_p50": percentile(ttfts, 50),
-        "ttft_ms_p99": percentile(ttfts, 99),
-        "ttft_ms_max": max(ttfts),
-        "itl_ms_p50": percentile(itls, 50),
-        "tpot_ms_p50": percentile(tpots, 50),
-        "stream_tok_s_median": statistics.median(r["stream_tok_s"] for r in results),
-        "aggregate_tok_s": sum(r["completion_tokens"] for r in results) / wall,
-        "req_s": len(results) / wall,
-    }
 
 
 def access_lines(log_path: Path, count: int) -> list[dict[str, Any]]:

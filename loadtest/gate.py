@@ -18,6 +18,7 @@ import gevent
 from locust.env import Environment
 
 from loadtest import answers, gpu, report, slo
+from loadtest.goodput import explain_goodput
 from loadtest.samples import Warmup, distribution, split_warmup, window
 from loadtest.stream import Sample
 
@@ -75,7 +76,7 @@ def finish(environment: Environment) -> int:
     goodput = slos.slos.get("goodput_requests_per_second")
     reached = values["goodput_requests_per_second"]
     if goodput and reached is not None and not goodput.met(reached):
-        notes["goodput_requests_per_second"] = slo.explain_goodput(
+        notes["goodput_requests_per_second"] = explain_goodput(
             measured, values, goodput, slos, options.max_num_seqs,
             rate=options.rate, late=sum(late.values()), unsent=sum(dropped.values()),
         )  # fmt: skip

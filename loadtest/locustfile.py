@@ -23,7 +23,6 @@ if __package__ in (None, ""):  # run as a locustfile: make the `loadtest` packag
 
 import gevent
 import gevent.lock
-import orjson
 from locust import FastHttpUser, events, task
 from locust.env import Environment
 from locust.exception import StopUser
@@ -31,50 +30,22 @@ from locust.runners import LocalRunner, MasterRunner, WorkerRunner
 
 from llmwatch.answers import is_empty
 from llmwatch.gateway.sse import SSEScanner
-from loadtest import gate, prompts, slo
+from loadtest import chat, flags, gate, prompts, shipping, slo
 from loadtest.arrivals import Arrivals
 from loadtest.stream import Sample, StreamTiming
 
-SAMPLES_MSG = "llmwatch_samples"  # worker -> master: _message(...)
 RATE_MSG = "llmwatch_rate"  # master -> workers: this worker's share of the open-loop rate
 DRAIN_MSG = "llmwatch_drain"  # master -> workers: send nothing new, finish what is in flight, send the last samples
-CHAT_PATH = "/v1/chat/completions"
 log = logging.getLogger("loadtest")
-FLUSH_SECONDS = 2.0
 
 MODEL_LOOKUP = gevent.lock.Semaphore()
 ARRIVALS = Arrivals()  # seeded by --seed at the start of a run
-SAMPLES: list[Sample] = []  # this process's samples not yet sent to the master (all of them on a local run)
 state: dict[str, Any] = {"model": None, "cycle": None, "draining": False, "in_flight": 0}
 
 
 @events.init_command_line_parser.add_listener
 def _options(parser: Any) -> None:
-    parser.add_argument("--model", default="", help="Model to ask for (default: the first of GET /v1/models).")
-    parser.add_argument("--max-tokens", type=int, default=0, help="max_tokens of every request (0: not sent).")
-    parser.add_argument("--prompts", default=str(prompts.DEFAULT_FILE), help="Prompt file (JSON lines).")
-    parser.add_argument("--prompt-tags", default="", help="Only prompts with all these tags, e.g. math,en.")
-    parser.add_argument("--rate", type=float, default=0.0, help="Open loop: Poisson arrivals, req/s in total.")
-    parser.add_argument("--seed", type=int, default=-1, help="Seed of the Poisson gaps (-1: random).")
-    parser.add_argument("--slo", default=str(slo.DEFAULT_FILE), help="SLO file the run is judged by.")
-    parser.add_argument("--warmup-requests", type=int, default=-1, help="Not judged: first N (-1: slo file).")
-    parser.add_argument("--warmup-seconds", type=float, default=-1, help="Not judged: first S s (-1: slo file).")
-    parser.add_argument("--report-dir", default="run/loadtest", help="Where summary.json and report.html go.")
-    parser.add_argument("--prometheus", default="", help="Prometheus base URL, for GPU memory during the run.")
-    parser.add_argument("--max-num-seqs", type=int, default=0, help="The engine's batch size, to explain a miss.")
-    parser.add_argument(
-        "--no-itl-events", action="store_true", help="No ITL rows in Locust's stats (the report keeps exact ITL)."
-    )
-    parser.add_argument(
-        "--accept-reasoning-only", action="store_true",
-        help="Count thought-only answers (no text after </think>) as answers: for random weights, which never close "
-        "</think>. The report says how many there were.",
-    )  # fmt: skip
-    parser.add_argument("--gpu", default="", help="GPU model (rtx3060, rtx4090, h100): per-stream decode ceiling.")
-    parser.add_argument(
-        "--api-key", default="", env_var="LOADTEST_API_KEY", is_secret=True,
-        help="Bearer key (the gateway's `loadtest` key); env LOADTEST_API_KEY.",
-    )  # fmt: skip
+    flags.add(parser)
 
 
 def apply_rate(environment: Environment, rate: float) -> None:
@@ -111,29 +82,9 @@ def _init(environment: Environment, **_: Any) -> None:
     if isinstance(runner, WorkerRunner):
         runner.register_message(RATE_MSG, lambda environment, msg, **_: ARRIVALS.set_rate(float(msg.data["rate"])))
         runner.register_message(DRAIN_MSG, lambda environment, msg, **_: _drain(environment), concurrent=True)
-        gevent.spawn(_flush_forever, environment)
+        gevent.spawn(shipping.flush_forever, environment, ARRIVALS)
     elif isinstance(runner, MasterRunner):
-        runner.register_message(SAMPLES_MSG, lambda environment, msg, **_: gate.collect(msg.node_id, msg.data))
-
-
-def _message(batch: list[dict[str, Any]], final: bool) -> dict[str, Any]:
-    """What a process reports to the gate: its samples, and how its open-loop arrivals fared."""
-    return {"samples": batch, "final": final, "late": ARRIVALS.late, "dropped": ARRIVALS.dropped}
-
-
-def _flush(environment: Environment, final: bool) -> None:
-    batch = [s.to_wire() for s in SAMPLES]
-    SAMPLES.clear()
-    if batch or final:
-        assert environment.runner is not None
-        environment.runner.send_message(SAMPLES_MSG, _message(batch, final))
-
-
-def _flush_forever(environment: Environment) -> None:
-    while True:
-        gevent.sleep(FLUSH_SECONDS)
-        if SAMPLES:
-            _flush(environment, final=False)
+        runner.register_message(shipping.SAMPLES_MSG, lambda environment, msg, **_: gate.collect(msg.node_id, msg.data))
 
 
 @events.test_start.add_listener
@@ -158,7 +109,7 @@ def _drain(environment: Environment) -> None:
     deadline = time.monotonic() + (environment.stop_timeout or 0.0)
     while state["in_flight"] and time.monotonic() < deadline:
         gevent.sleep(0.05)
-    _flush(environment, final=True)
+    shipping.flush(environment, ARRIVALS, final=True)
 
 
 @events.test_stopping.add_listener
@@ -176,14 +127,13 @@ def _stopping(environment: Environment, **_: Any) -> None:
 @events.test_stop.add_listener
 def _stop(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, WorkerRunner) and not state["draining"]:
-        _flush(environment, final=True)
+        shipping.flush(environment, ARRIVALS, final=True)
 
 
 @events.quitting.add_listener
 def _quitting(environment: Environment, **_: Any) -> None:
     if isinstance(environment.runner, LocalRunner):
-        gate.collect("local", _message([s.to_wire() for s in SAMPLES], final=True))
-        SAMPLES.clear()
+        gate.collect("local", shipping.message(shipping.take(), ARRIVALS, final=True))
     if isinstance(environment.runner, LocalRunner | MasterRunner):
         code = gate.finish(environment)
         if code:
@@ -191,7 +141,7 @@ def _quitting(environment: Environment, **_: Any) -> None:
 
 
 def _record(environment: Environment, sample: Sample) -> None:
-    SAMPLES.append(sample)
+    shipping.SAMPLES.append(sample)
     fire = environment.events.request.fire
     if sample.ttft is not None:
         fire(request_type="TTFT", name="chat", response_time=sample.ttft * 1000, response_length=0, exception=None)
@@ -261,32 +211,18 @@ class ChatUser(FastHttpUser):
             state["in_flight"] -= 1
 
     def _send(self, prompt: prompts.Prompt) -> None:
-        body: dict[str, Any] = {
-            "model": self.model, "messages": prompt.messages, "stream": True,
-            "stream_options": {"include_usage": True}, **prompts.R1_SAMPLING, **prompt.fields,
-        }  # fmt: skip
-        if self.max_tokens > 0:
-            body["max_tokens"] = self.max_tokens
+        payload: Any = chat.request_body(self.model, prompt, self.max_tokens)  # Locust's annotation says str
         request_id = uuid.uuid4().hex
         headers = {**self.headers, "X-Request-Id": request_id}
         wall, sent = time.time(), time.perf_counter()
         timing = StreamTiming(sent)
         scanner = SSEScanner(timing.on_chunk, strip_usage=False)
         error: str | None = None
-        payload: Any = orjson.dumps(body)  # bytes go out as they are; Locust's annotation says str
-        with self.client.post(CHAT_PATH, data=payload, headers=headers, stream=True, catch_response=True) as resp:
+        with self.client.post(chat.PATH, data=payload, headers=headers, stream=True, catch_response=True) as resp:
             if resp.status_code != 200:
                 error = f"HTTP {resp.status_code}: {(resp.text or str(resp.error))[:200]}"
             else:
-                try:
-                    read = resp.stream.readline
-                    while event := read(b"\n\n"):
-                        scanner.feed(event, time.perf_counter())
-                    scanner.flush()
-                except Exception as exc:  # the connection broke mid-stream: a failed request, not a crash
-                    error = f"stream broken: {exc!r}"
-                if error is None and not scanner.done:
-                    error = "stream ended without [DONE]"
+                error = chat.read_stream(resp.stream.readline, scanner)
             e2e = time.perf_counter() - sent
             resp.request_meta["response_time"] = e2e * 1000  # the POST row is end-to-end, not time to headers
             kind = timing.answer_kind() if error is None else None

@@ -1,4 +1,4 @@
-"""bench/gpu_check.py end to end with `llmwatch sim` standing in for vLLM (small counts, numbers meaningless).
+"""`python -m bench.gpu_check` end to end with `llmwatch sim` standing in for vLLM (small counts, numbers meaningless).
 
 The check's own steps are what a GPU run does: compose's engine flags, the gateway as compose runs it, correctness
 through the openai SDK, the alternated sweep, the Locust gate, the /metrics captures, one report, everything stopped.
@@ -29,7 +29,7 @@ CHECKS = {
 def check_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
     out = tmp_path_factory.mktemp("gpu-check")
     args = [
-        sys.executable, str(REPO / "bench" / "gpu_check.py"), "--engine", "sim", "--out", str(out),
+        sys.executable, "-m", "bench.gpu_check", "--engine", "sim", "--out", str(out),
         "--set", "SIM_GPU_PROFILE=h100", "--set", "VLLM_MAX_NUM_SEQS=8",
         "--engine-args", "--startup-seconds 0 --speed 4", "--streams", "1,4", "--min-requests", "4",
         "--requests-per-stream", "1", "--max-tokens", "16", "--gate-seconds", "8", "--gate-users", "8",
@@ -103,7 +103,7 @@ def test_the_llamacpp_mode_runs_the_gpu_q4_command_on_the_llama_server_built_her
 
     out = tmp_path / "llama"
     args = [
-        sys.executable, str(REPO / "bench" / "gpu_check.py"), "--engine", "llamacpp", "--gguf", str(tiny_model()),
+        sys.executable, "-m", "bench.gpu_check", "--engine", "llamacpp", "--gguf", str(tiny_model()),
         "--llama-server", str(llama_binary("llama-server")), "--out", str(out), "--streams", "1",
         "--min-requests", "2", "--max-tokens", "8", "--skip", "gate",
     ]  # fmt: skip
@@ -126,7 +126,7 @@ def test_the_llamacpp_mode_runs_the_gpu_q4_command_on_the_llama_server_built_her
     ],
 )
 def test_bad_flags_are_one_error_naming_the_flag_and_exit_2(tmp_path: Path, flags: list[str], named: str) -> None:
-    args = [sys.executable, str(REPO / "bench" / "gpu_check.py"), "--out", str(tmp_path / "out"), *flags]
+    args = [sys.executable, "-m", "bench.gpu_check", "--out", str(tmp_path / "out"), *flags]
     done = subprocess.run(args, capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 2 and named in done.stderr.splitlines()[-1], done.stderr
     assert not (tmp_path / "out").exists(), "nothing is started or written before the flags are checked"

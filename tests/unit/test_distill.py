@@ -1,4 +1,4 @@
-"""bench/distill.py: the model folder vLLM loads for the GPU check, from the model's published facts."""
+"""bench/distill.py and bench/hf_model.py: the model folder vLLM loads for the GPU check, from the published facts."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import jinja2
 import pytest
-from bench import distill
+from bench import distill, hf_model
 
 from tests.support import REPO
 
@@ -46,7 +46,7 @@ def test_make_gguf_uses_the_same_facts() -> None:
 def test_the_model_folder_has_the_distills_ids_tokens_and_template(tmp_path: Path) -> None:
     if not VOCAB.is_file():
         raise AssertionError(f"{VOCAB} not found: run `scripts/install.sh test` (make test does)")
-    folder = distill.write_hf_model(tmp_path / "model", VOCAB)
+    folder = hf_model.write_hf_model(tmp_path / "model", VOCAB)
     config = json.loads((folder / "config.json").read_text())
     assert config["architectures"] == ["Qwen2ForCausalLM"] and config["num_hidden_layers"] == 28
     assert (config["hidden_size"], config["num_key_value_heads"], config["vocab_size"]) == (1536, 2, 151936)

@@ -1,7 +1,7 @@
 """The batch the doctor's `queueing` finding suggests: room for every request the engine held at the peak.
 
 The numbers below are a scenario, not a measurement: 4 slots all busy, 13 more waiting at the peak, half a second of
-mean queue time against the 0.8 s TTFT target, a cache at 6%. Replaying bench/gpu_check.py's own gauges (its report
+mean queue time against the 0.8 s TTFT target, a cache at 6%. Replaying bench/gpu_check's own gauges (its report
 lists their peaks during the gate) is the same test with MEASURED from that report."""
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ import pytest
 import yaml
 from hypothesis import given
 from hypothesis import strategies as st
-from loadtest import prompts, slo
+from loadtest import goodput, prompts, slo
 from loadtest.samples import Warmup, short_of_rate, split_warmup, window
 from loadtest.stream import Sample, StreamTiming
 
@@ -156,7 +156,7 @@ def test_goodput_miss_is_explained_with_answer_length_batch_and_decode_speed() -
     values = slo.measure(samples, slos, None)
     target = slos.slos["goodput_requests_per_second"]
     assert values["goodput_requests_per_second"] is not None and not target.met(values["goodput_requests_per_second"])
-    note = slo.explain_goodput(samples, values, target, slos, batch=4)
+    note = goodput.explain_goodput(samples, values, target, slos, batch=4)
     assert "4 streams (--max-num-seqs) × 100 tok/s ÷ 300 tokens per answer = 1.33 answers/s" in note
     assert "below the target of 4 req/s" in note
 
@@ -219,7 +219,7 @@ def goodput_note(samples: list[Sample], **kwargs: float) -> str:
     values = slo.measure(samples, slos, None)
     target = slos.slos["goodput_requests_per_second"]
     assert values["goodput_requests_per_second"] is not None and not target.met(values["goodput_requests_per_second"])
-    return slo.explain_goodput(samples, values, target, slos, batch=4, **kwargs)  # type: ignore[arg-type]
+    return goodput.explain_goodput(samples, values, target, slos, batch=4, **kwargs)  # type: ignore[arg-type]
 
 
 def test_a_met_rate_with_ttft_missed_through_queueing_names_queueing_not_the_offered_load() -> None:

@@ -1,4 +1,4 @@
-"""The real vLLM exposition (tests/fixtures/vllm-0.26.0-metrics-*.txt, captured by bench/gpu_check.py on the lent GPU)
+"""The real vLLM exposition (tests/fixtures/vllm-0.26.0-metrics-*.txt, captured by bench/gpu_check on the lent GPU)
 against what the project assumes: the simulator's families, the rules', dashboards' and doctor's selectors, and the
 doctor's reading of vllm:cache_config_info."""
 
@@ -20,7 +20,7 @@ from tests.support import REPO
 FIXTURES = REPO / "tests" / "fixtures"
 IDLE = FIXTURES / "vllm-0.26.0-metrics-idle.txt"
 AFTER_LOAD = FIXTURES / "vllm-0.26.0-metrics-after-load.txt"
-# The captures come from a GPU run (bench/gpu_check.py writes metrics-idle.txt and metrics-after-load.txt; prepend
+# The captures come from a GPU run (bench/gpu_check writes metrics-idle.txt and metrics-after-load.txt; prepend
 # one line `# vLLM 0.26.0 ... captured DATE on GPU, not edited`). Until they are committed these tests cannot run.
 pytestmark = [
     pytest.mark.unit,
