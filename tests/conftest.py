@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,14 +11,30 @@ import pytest
 
 from tests.support import Child, Gateway, GatewayFactory, free_port, llmwatch_cmd, running, sim_cmd
 
+SIM_FLAGS = ("--enable-admin", "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100")
+
+
+@contextlib.contextmanager
+def _sim(log_dir: Path) -> Iterator[str]:
+    port = free_port()
+    with running(sim_cmd(port, *SIM_FLAGS), log_dir / "sim.log", f"http://127.0.0.1:{port}/health"):
+        yield f"http://127.0.0.1:{port}"
+
 
 @pytest.fixture
 def sim_url(tmp_path: Path) -> Iterator[str]:
-    """A running `llmwatch sim` with fast defaults (no cold start), its base URL without /v1."""
-    port = free_port()
-    args = sim_cmd(port, "--enable-admin", "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100")
-    with running(args, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):
-        yield f"http://127.0.0.1:{port}"
+    """A fresh `llmwatch sim` with fast defaults (no cold start), its base URL without /v1: for a test that sets
+    faults or counts the engine's metrics from zero."""
+    with _sim(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared_sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `llmwatch sim` like ``sim_url`` for a whole module (vLLM's RemoteOpenAIServer pattern): only for tests
+    that leave it as they found it (no faults) and read its counters as differences."""
+    with _sim(tmp_path_factory.mktemp("shared-sim")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -18,6 +18,13 @@ from tests.vllm_chunks import MODEL
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="module")
+def sim_url(shared_sim_url: str) -> str:
+    """The tests here set no faults and read the engine's counters as differences: one simulator serves the module."""
+    return shared_sim_url
+
+
 SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
 WEATHER = {
     "type": "function",
