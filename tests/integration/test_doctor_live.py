@@ -109,11 +109,19 @@ class Stack:
         """Wait until both Prometheus servers give a result for ``expr``."""
         wait_until(lambda: self.query(expr) and self.query(expr, bare=True), 15, f"both Prometheus servers: {what}")
 
+    def scraped_since(self, start: float) -> float:
+        """Seconds after ``start`` (epoch) that both Prometheus servers have scraped the gateway through."""
+        stamps = [self.query('timestamp(up{job="gateway"})', bare) for bare in (False, True)]
+        return min(float(answer[0]["value"][1]) for answer in stamps) - start
+
     def load_for(self, seconds: float, body: dict[str, Any] = SHORT, workers: int = 2) -> Traffic:
-        """``workers`` clients streaming ``body`` through the gateway back to back for ``seconds``."""
+        """``workers`` clients streaming ``body`` through the gateway back to back until both Prometheus servers
+        hold ``seconds`` of it: on a busy machine a late scrape makes the load last longer, never the window short."""
         load = Traffic(self.url("gateway"), [body], workers, pause_s=0)
+        start = time.time()
         with load.running():
-            time.sleep(seconds)  # the scenario's duration: load, not a wait for something to happen
+            wait_until(lambda: self.scraped_since(start) >= seconds, seconds + 30,
+                       f"both Prometheus servers to scrape {seconds:g} s of load", interval=0.5)  # fmt: skip
         return load
 
     def with_fault(self, scenario: str, fault: dict[str, object], clear: dict[str, object]) -> tuple[int, Any, Traffic]:
