@@ -31,7 +31,7 @@ import pytest
 import yaml
 
 from llmwatch import engine_sizing
-from llmwatch.demo.localstack import Ports, local_alertmanager_config, local_prometheus_config
+from llmwatch.demo.localstack import LocalStack, Ports, local_alertmanager_config, local_prometheus_config
 from tests.fake_im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
@@ -50,7 +50,6 @@ from tests.support import (
     free_port,
     llmwatch_cmd,
     need_binary,
-    running,
     scrape,
     sim_cmd,
     total,
@@ -261,11 +260,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     shorten_routes(am_config["route"])
     (tmp / "alertmanager.yml").write_text(yaml.safe_dump(am_config, sort_keys=False))
     fake = FakeIM()
+    local = LocalStack(tmp)
     with contextlib.ExitStack() as stop:
         im = stop.enter_context(fake.serve())
+        stop.callback(local.stop)
 
         def start(args: list[str], name: str, ready: str, **kw: Any) -> None:
-            stop.enter_context(running(args, tmp / f"{name}.log", ready, **kw))
+            local.start(name, args, ready, **kw)
 
         start(sim_cmd(
             ports.engine, "--gpu-profile", "h100", "--reasoning-parser", "deepseek_r1", "--enable-admin",
