@@ -11,6 +11,19 @@ import pytest
 
 from tests.support import Child, Gateway, GatewayFactory, free_port, llmwatch_cmd, running, sim_cmd
 
+# The modules that take longest (about a minute or more each, by `pytest --durations`), longest first: on parallel
+# workers (make test: --dist loadscope --no-loadscope-reorder) they start at once instead of after the short ones.
+SLOWEST_FIRST = tuple(f"integration/test_{name}.py" for name in (
+    "doctor_live", "open_webui", "alerting_live", "loadtest", "demo", "filebeat", "bench_smoke",
+))  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
+    # Stable: file order within each module and among the rest.
+    items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.name}", len(rank)))
+
+
 SIM_FLAGS = ("--enable-admin", "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100")
 
 
