@@ -74,8 +74,8 @@ def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
 
 @pytest.fixture
 def fake_vllm(tmp_path: Path) -> Iterator[str]:
-    """tests/fake_vllm.py on a free port: scripted upstream misbehaviour by the X-Fake header."""
+    """tests/fakes/vllm.py on a free port: scripted upstream misbehaviour by the X-Fake header."""
     port = free_port()
-    args = [sys.executable, "-m", "tests.fake_vllm", str(port)]
+    args = [sys.executable, "-m", "tests.fakes.vllm", str(port)]
     with running(args, tmp_path / "fake-vllm.log", f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"

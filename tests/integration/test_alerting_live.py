@@ -1,7 +1,7 @@
 """Live alerting on 127.0.0.1: traffic -> gateway -> Prometheus -> Alertmanager -> relay -> DingTalk, WeCom, Feishu.
 
 Real processes: `llmwatch sim`, `llmwatch gateway`, `llmwatch relay`, and Debian's prometheus 2.42,
-prometheus-alertmanager 0.25 and prometheus-node-exporter. Only the IM services are fakes (tests/fake_im.py, which
+prometheus-alertmanager 0.25 and prometheus-node-exporter. Only the IM services are fakes (tests/fakes/im.py, which
 answers in their wire format and refuses a bad signature). Prometheus and Alertmanager get the project's own configs,
 rewritten for 127.0.0.1 by llmwatch.demo.localstack.
 
@@ -32,7 +32,7 @@ import yaml
 
 from llmwatch import engine_sizing
 from llmwatch.demo.localstack import LocalStack, Ports, local_alertmanager_config, local_prometheus_config
-from tests.fake_im import (
+from tests.fakes.im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
     WECOM_KEY,
@@ -42,7 +42,6 @@ from tests.fake_im import (
     expected_feishu_sign,
     relay_env,
 )
-from tests.promql import QUOTED, panels_of, promql_metric_names, variable_expr
 from tests.support import (
     REPO,
     NotReady,
@@ -55,6 +54,7 @@ from tests.support import (
     total,
     wait_until,
 )
+from tests.support.promql import QUOTED, panels_of, promql_metric_names, variable_expr
 
 # --- time compression of the real rule files ---------------------------------------------------------------------
 WINDOW_FACTOR = 30  # [5m] -> [10s], [15m] -> [30s]

@@ -1,5 +1,5 @@
 """`llmwatch doctor` against a real Prometheus 2.42 scraping `llmwatch sim`, `llmwatch gateway` and a fake
-dcgm-exporter (tests/fake_dcgm.py), with load through the gateway: each id of the path is produced by a simulator
+dcgm-exporter (tests/fakes/dcgm.py), with load through the gateway: each id of the path is produced by a simulator
 configuration and must come first among the critical and warning findings, with evidence numbers that match.
 
 One Prometheus serves every scenario, scraping each second; the doctor looks back WINDOW, and each windowed
@@ -29,8 +29,7 @@ import yaml
 
 from llmwatch import engine_sizing
 from llmwatch.demo.localstack import LocalStack, Ports, local_prometheus_config
-from tests.fake_dcgm import FakeDcgm, Gpu
-from tests.llamacpp import METRICS_CAPTURE
+from tests.fakes.dcgm import FakeDcgm, Gpu
 from tests.support import (
     REPO,
     Traffic,
@@ -41,6 +40,7 @@ from tests.support import (
     sim_cmd,
     wait_until,
 )  # fmt: skip
+from tests.support.llamacpp import METRICS_CAPTURE
 
 pytestmark = pytest.mark.integration
 

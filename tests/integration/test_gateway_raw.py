@@ -12,8 +12,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.inprocess import MODEL, eventually, gateway, simulator
 from tests.support import GatewayFactory, total, wait_until
+from tests.support.inprocess import MODEL, eventually, gateway, simulator
 
 pytestmark = pytest.mark.integration
 

@@ -1,6 +1,6 @@
 """Tool calls and JSON output are answers: through the gateway to the simulator and to a fake engine that replays
-vLLM's exact chunks (tests/vllm_chunks.py cites the vLLM source of each shape). Each request: one schema-valid line,
-not empty, TTFT set when streamed, tool calls counted, the answer-kind metric counted once."""
+vLLM's exact chunks (tests/support/vllm_chunks.py cites the vLLM source of each shape). Each request: one
+schema-valid line, not empty, TTFT set when streamed, tool calls counted, the answer-kind metric counted once."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 
 from tests.support import REPO, Gateway, GatewayFactory, free_port, running, sim_cmd, total
-from tests.vllm_chunks import MODEL
+from tests.support.vllm_chunks import MODEL
 
 pytestmark = pytest.mark.integration
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from tests.inprocess import MODEL, InProcessGateway, eventually, gateway, simulator
+from tests.support.inprocess import MODEL, InProcessGateway, eventually, gateway, simulator
 
 pytestmark = pytest.mark.integration
 

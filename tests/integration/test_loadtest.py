@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from llmwatch.demo.localstack import LocalStack
-from tests.locust_run import run_locust
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
+from tests.support.locust_run import run_locust
 
 pytestmark = pytest.mark.integration
 

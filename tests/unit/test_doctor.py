@@ -24,7 +24,7 @@ from llmwatch.doctor.prom import Prometheus
 from llmwatch.doctor.render import as_text
 from llmwatch.doctor.settings import DoctorSettings
 from llmwatch.doctor.sources import Limit, Thresholds, assumption
-from tests.fake_dcgm import FakeDcgm, Gpu, counters
+from tests.fakes.dcgm import FakeDcgm, Gpu, counters
 from tests.support import REPO, free_port, llmwatch_cmd
 
 

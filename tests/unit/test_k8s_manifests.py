@@ -22,7 +22,8 @@ import pytest
 import yaml
 
 from llmwatch import engine_sizing
-from tests.k8s import (
+from tests.support import REPO, need_binary
+from tests.support.k8s import (
     BUILDS,
     LOGS_NAMESPACE,
     MODELS_DIR,
@@ -40,7 +41,6 @@ from tests.k8s import (
     selects,
     tolerates,
 )
-from tests.support import REPO, need_binary
 
 pytestmark = pytest.mark.unit
 

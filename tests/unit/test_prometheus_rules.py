@@ -20,8 +20,8 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from llmwatch import engine_sizing
-from tests.promql import panels_of, registry_names, vllm_names
 from tests.support import REPO, need_binary
+from tests.support.promql import panels_of, registry_names, vllm_names
 
 PROM = REPO / "prometheus"
 RULES = sorted((PROM / "rules").glob("*.yml"))

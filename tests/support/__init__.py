@@ -21,7 +21,7 @@ from llmwatch.processes import Child, NotReady, free_port, http_ok, running, wai
 
 __all__ = ["Child", "NotReady", "free_port", "http_ok", "running", "wait_until"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def llmwatch_cmd(*args: str) -> list[str]:
