@@ -117,6 +117,19 @@ def start_prometheus(demo: Demo) -> None:
         f"--web.listen-address=127.0.0.1:{p.prometheus}", "--enable-feature=exemplar-storage",
     ], f"http://127.0.0.1:{p.prometheus}/-/ready")  # fmt: skip
     demo.notes.append(f"Prometheus          http://127.0.0.1:{p.prometheus}   (rules: prometheus/rules/*.yml, 5 s)")
+    # The gateway's request series start at zero: once Prometheus holds that zero, increase() sees the whole burst.
+    # A burst that ends before the first scrape would be born at its total, and the doctor would count 0 requests.
+    wait_for_result(f"http://127.0.0.1:{p.prometheus}", 'count(llmwatch_requests_total{job="gateway"})')
+
+
+def wait_for_result(prometheus: str, query: str, seconds: float = 30) -> None:
+    """Until ``query`` has a result in ``prometheus``, for at most ``seconds`` (the demo goes on either way)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
+            if httpx.post(f"{prometheus}/api/v1/query", data={"query": query}, timeout=2).json()["data"]["result"]:
+                return
+        time.sleep(0.5)
 
 
 def send_traffic(demo: Demo) -> None:
@@ -157,12 +170,7 @@ def run_doctor(demo: Demo) -> None:
         f"sum(llmwatch_requests_total) >= {demo.settings.requests}"
         " and on () min(count_over_time(llmwatch_requests_total[2m])) >= 2 and on () threshold:gpus_expected:min"
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError, KeyError, ValueError):
-            if httpx.post(f"{url}/api/v1/query", data={"query": scraped}, timeout=2).json()["data"]["result"]:
-                break
-        time.sleep(0.5)
+    wait_for_result(url, scraped)
     say(f"      llmwatch doctor --prometheus {url} --window 2m")
     doctor_main(["--prometheus", url, "--window", "2m"])
 
