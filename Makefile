@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: install demo test lint typecheck unit bench load gpu-check clean k8s acceptance
+.PHONY: install demo check test lint typecheck unit bench load gpu-check clean k8s acceptance
 
 install:
 	scripts/install.sh test
@@ -19,8 +19,17 @@ lint:
 typecheck:
 	$(VENV)/bin/mypy
 
+# Integration tests mostly wait on child processes, so more workers than this machine's 2 cores pay off. Each module
+# runs whole on one worker, in file order (--dist loadscope), so a module's shared processes start once; modules go
+# out in collection order, slowest first (tests/conftest.py), not by test count. (loadgroup's xdist_group marks are
+# ignored with pytest 9.2: pytest-xdist issue 1386.)
+PYTEST_WORKERS ?= 4
+
+# The quick path: lint, types and the unit tests (no processes, no sockets).
+check: lint typecheck unit
+
 test: install lint typecheck
-	scripts/pytest.sh tests
+	scripts/pytest.sh tests -n $(PYTEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 unit:
 	scripts/pytest.sh tests -m unit

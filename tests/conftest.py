@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,14 +11,43 @@ import pytest
 
 from tests.support import Child, Gateway, GatewayFactory, free_port, llmwatch_cmd, running, sim_cmd
 
+# The modules that take longest (about a minute or more each, by `pytest --durations`), longest first: on parallel
+# workers (make test: --dist loadscope --no-loadscope-reorder) they start at once instead of after the short ones.
+SLOWEST_FIRST = tuple(f"integration/test_{name}.py" for name in (
+    "doctor_live", "open_webui", "alerting_live", "loadtest", "demo", "filebeat", "bench_smoke",
+))  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
+    # Stable: file order within each module and among the rest.
+    items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.name}", len(rank)))
+
+
+SIM_FLAGS = ("--enable-admin", "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100")
+
+
+@contextlib.contextmanager
+def _sim(log_dir: Path) -> Iterator[str]:
+    port = free_port()
+    with running(sim_cmd(port, *SIM_FLAGS), log_dir / "sim.log", f"http://127.0.0.1:{port}/health"):
+        yield f"http://127.0.0.1:{port}"
+
 
 @pytest.fixture
 def sim_url(tmp_path: Path) -> Iterator[str]:
-    """A running `llmwatch sim` with fast defaults (no cold start), its base URL without /v1."""
-    port = free_port()
-    args = sim_cmd(port, "--enable-admin", "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100")
-    with running(args, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):
-        yield f"http://127.0.0.1:{port}"
+    """A fresh `llmwatch sim` with fast defaults (no cold start), its base URL without /v1: for a test that sets
+    faults or counts the engine's metrics from zero."""
+    with _sim(tmp_path) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def shared_sim_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One `llmwatch sim` like ``sim_url`` for a whole module (vLLM's RemoteOpenAIServer pattern): only for tests
+    that leave it as they found it (no faults) and read its counters as differences."""
+    with _sim(tmp_path_factory.mktemp("shared-sim")) as url:
+        yield url
 
 
 @pytest.fixture
@@ -44,8 +74,8 @@ def start_gateway(tmp_path: Path) -> Iterator[GatewayFactory]:
 
 @pytest.fixture
 def fake_vllm(tmp_path: Path) -> Iterator[str]:
-    """tests/fake_vllm.py on a free port: scripted upstream misbehaviour by the X-Fake header."""
+    """tests/fakes/vllm.py on a free port: scripted upstream misbehaviour by the X-Fake header."""
     port = free_port()
-    args = [sys.executable, "-m", "tests.fake_vllm", str(port)]
+    args = [sys.executable, "-m", "tests.fakes.vllm", str(port)]
     with running(args, tmp_path / "fake-vllm.log", f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"

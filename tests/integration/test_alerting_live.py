@@ -1,7 +1,7 @@
 """Live alerting on 127.0.0.1: traffic -> gateway -> Prometheus -> Alertmanager -> relay -> DingTalk, WeCom, Feishu.
 
 Real processes: `llmwatch sim`, `llmwatch gateway`, `llmwatch relay`, and Debian's prometheus 2.42,
-prometheus-alertmanager 0.25 and prometheus-node-exporter. Only the IM services are fakes (tests/fake_im.py, which
+prometheus-alertmanager 0.25 and prometheus-node-exporter. Only the IM services are fakes (tests/fakes/im.py, which
 answers in their wire format and refuses a bad signature). Prometheus and Alertmanager get the project's own configs,
 rewritten for 127.0.0.1 by llmwatch.demo.localstack.
 
@@ -30,12 +30,12 @@ import httpx
 import pytest
 import yaml
 
-from llmwatch.demo.localstack import Ports, local_alertmanager_config, local_prometheus_config
+from llmwatch.demo.localstack import LocalStack, Ports, local_alertmanager_config, local_prometheus_config
 from llmwatch.duration import PATTERN as _DURATION
 from llmwatch.duration import duration, seconds
 from llmwatch.prom import Prometheus
 from llmwatch.render import engine_sizing
-from tests.fake_im import (
+from tests.fakes.im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
     WECOM_KEY,
@@ -45,7 +45,6 @@ from tests.fake_im import (
     expected_feishu_sign,
     relay_env,
 )
-from tests.promql import QUOTED, panels_of, promql_metric_names, variable_expr
 from tests.support import (
     REPO,
     NotReady,
@@ -53,12 +52,12 @@ from tests.support import (
     free_port,
     llmwatch_cmd,
     need_binary,
-    running,
     scrape,
     sim_cmd,
     total,
     wait_until,
 )
+from tests.support.promql import QUOTED, panels_of, promql_metric_names, variable_expr
 
 # --- time compression of the real rule files ---------------------------------------------------------------------
 WINDOW_FACTOR = 30  # [5m] -> [10s], [15m] -> [30s]
@@ -248,11 +247,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     shorten_routes(am_config["route"])
     (tmp / "alertmanager.yml").write_text(yaml.safe_dump(am_config, sort_keys=False))
     fake = FakeIM()
+    local = LocalStack(tmp)
     with contextlib.ExitStack() as stop:
         im = stop.enter_context(fake.serve())
+        stop.callback(local.stop)
 
         def start(args: list[str], name: str, ready: str, **kw: Any) -> None:
-            stop.enter_context(running(args, tmp / f"{name}.log", ready, **kw))
+            local.start(name, args, ready, **kw)
 
         start(sim_cmd(
             ports.engine, "--gpu-profile", "h100", "--reasoning-parser", "deepseek_r1", "--enable-admin",
@@ -395,6 +396,8 @@ DASHBOARDS = sorted((REPO / "grafana/dashboards").glob("*.json"))
 BUILTINS = {"__rate_interval": "6s", "__interval": "5s", "__range": "1h"}
 # Series only dcgm-exporter (a GPU) produces: none here, so expressions reading nothing else must only parse.
 GPU_SERIES = re.compile(r"^(DCGM_|gpu:|gpu_class:)")
+# Series only a llama.cpp engine gives, and the recording rules made from them.
+LLAMACPP_SERIES = re.compile(r"^(llamacpp:|stack:llamacpp_)")
 # Hardware sensors that VMs and containers often lack: an expression reading one may be empty ONLY when this host's
 # node-exporter exposes no series of that name (checked against a live scrape, not assumed).
 HOST_SENSORS = {
@@ -470,10 +473,14 @@ LLAMACPP_ENGINE = "stack:llamacpp_engines_without_vllm:count"
 
 def needs_data(expr: str, node_names: set[str]) -> bool:
     names = promql_metric_names(expr)
-    if names and all(GPU_SERIES.match(name) or name.startswith("llamacpp:") for name in names):
-        return False  # no GPU here; this stack runs the simulator, not llama.cpp (tests/integration/test_llamacpp.py)
-    if LLAMACPP_ENGINE in names or expr == recording_rules()[f"recording.yml {LLAMACPP_ENGINE} expr"]:
-        return False  # empty by design beside a vLLM (or the simulator); promtool's recording.yml covers it
+    if names and all(GPU_SERIES.match(name) for name in names):
+        return False  # no GPU here
+    # This stack runs the simulator, not llama.cpp (tests/integration/test_llamacpp.py): a series only llama.cpp
+    # gives, or one recorded from it, is empty here, and so is what is joined to it (`and on ()`), but not what
+    # merely excludes it (`unless on () llama.cpp`).
+    kept = re.sub(r"\bunless\s+(?:on\s*\([^)]*\)\s*)?stack:llamacpp_[\w:]+", "", expr)
+    if any(LLAMACPP_SERIES.match(name) for name in promql_metric_names(kept)):
+        return False
     return not (names & HOST_SENSORS and not names & HOST_SENSORS & node_names)
 
 

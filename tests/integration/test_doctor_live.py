@@ -1,5 +1,5 @@
 """`llmwatch doctor` against a real Prometheus 2.42 scraping `llmwatch sim`, `llmwatch gateway` and a fake
-dcgm-exporter (tests/fake_dcgm.py), with load through the gateway: each id of the path is produced by a simulator
+dcgm-exporter (tests/fakes/dcgm.py), with load through the gateway: each id of the path is produced by a simulator
 configuration and must come first among the critical and warning findings, with evidence numbers that match.
 
 One Prometheus serves every scenario, scraping each second; the doctor looks back WINDOW, and each windowed
@@ -27,23 +27,21 @@ import httpx
 import pytest
 import yaml
 
-from llmwatch.demo.localstack import Ports, local_prometheus_config
+from llmwatch.demo.localstack import LocalStack, Ports, local_prometheus_config
 from llmwatch.prom import Prometheus, Sample
 from llmwatch.render import engine_sizing
-from tests.fake_dcgm import FakeDcgm, Gpu
-from tests.llamacpp import METRICS_CAPTURE
+from tests.fakes.dcgm import FakeDcgm, Gpu
 from tests.support import (
     REPO,
-    Child,
     Traffic,
     free_port,
     llmwatch_cmd,
     need_binary,
-    running,
     serving,
     sim_cmd,
     wait_until,
 )  # fmt: skip
+from tests.support.llamacpp import METRICS_CAPTURE
 
 pytestmark = pytest.mark.integration
 
@@ -71,30 +69,36 @@ class Stack:
     tmp: Path
     dcgm: FakeDcgm
     bare_port: int  # the Prometheus without rule files
-    engine: Child | None = None
-    gateway: Child | None = None
+    local: LocalStack  # every process; the engine and the gateway are restarted under new names
+    restarts: int = 0
     dcgm_server: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.ports, service)}"
 
+    def stop(self, role: str) -> None:
+        """Stop the running ``role`` ("sim" or "gateway"), if any."""
+        for name in [n for n in self.local.procs if n.split("-")[0] == role]:
+            self.local.procs.pop(name).stop()
+
+    def _restart(self, role: str, args: list[str], ready: str, timeout: float) -> None:
+        self.stop(role)
+        self.restarts += 1
+        self.local.start(f"{role}-{self.restarts}", args, ready, timeout)
+
     def start_engine(self, *flags: str) -> None:
         """(Re)start the simulator on the same port with these flags added."""
-        if self.engine is not None:
-            self.engine.stop()
-        self.engine = Child(sim_cmd(self.ports.engine, *SIM_FLAGS, *flags), self.tmp / f"sim-{time.monotonic()}.log")
-        self.engine.wait_http(f"{self.url('engine')}/health")
+        args = sim_cmd(self.ports.engine, *SIM_FLAGS, *flags)
+        self._restart("sim", args, f"{self.url('engine')}/health", 20)
         wait_until(lambda: httpx.get(f"{self.url('gateway')}/readyz").status_code == 200, 10, "the gateway ready")
 
     def start_gateway(self, *flags: str) -> None:
         """(Re)start the gateway on the same port with these flags added."""
-        if self.gateway is not None:
-            self.gateway.stop()
-        self.gateway = Child(llmwatch_cmd(
+        args = llmwatch_cmd(
             "gateway", "--upstream", self.url("engine"), "--host", "127.0.0.1", "--port", str(self.ports.gateway),
             "--no-log-stdout", "--health-interval", "0.5", *flags,
-        ), self.tmp / f"gateway-{time.monotonic()}.log")  # fmt: skip
-        self.gateway.wait_http(f"{self.url('gateway')}/readyz", timeout=60)
+        )  # fmt: skip
+        self._restart("gateway", args, f"{self.url('gateway')}/readyz", 60)
 
     def faults(self, **faults: object) -> None:
         answer = httpx.post(f"{self.url('engine')}/admin/faults", json=faults, timeout=5)
@@ -108,11 +112,19 @@ class Stack:
         """Wait until both Prometheus servers give a result for ``expr``."""
         wait_until(lambda: self.query(expr) and self.query(expr, bare=True), 15, f"both Prometheus servers: {what}")
 
+    def scraped_since(self, start: float) -> float:
+        """Seconds after ``start`` (epoch) that both Prometheus servers have scraped the gateway through."""
+        stamps = [self.query('timestamp(up{job="gateway"})', bare) for bare in (False, True)]
+        return min(float(answer[0]["value"][1]) for answer in stamps) - start
+
     def load_for(self, seconds: float, body: dict[str, Any] = SHORT, workers: int = 2) -> Traffic:
-        """``workers`` clients streaming ``body`` through the gateway back to back for ``seconds``."""
+        """``workers`` clients streaming ``body`` through the gateway back to back until both Prometheus servers
+        hold ``seconds`` of it: on a busy machine a late scrape makes the load last longer, never the window short."""
         load = Traffic(self.url("gateway"), [body], workers, pause_s=0)
+        start = time.time()
         with load.running():
-            time.sleep(seconds)  # the scenario's duration: load, not a wait for something to happen
+            wait_until(lambda: self.scraped_since(start) >= seconds, seconds + 30,
+                       f"both Prometheus servers to scrape {seconds:g} s of load", interval=0.5)  # fmt: skip
         return load
 
     def with_fault(self, scenario: str, fault: dict[str, object], clear: dict[str, object]) -> tuple[int, Any, Traffic]:
@@ -191,24 +203,23 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     dcgm = FakeDcgm([Gpu(model="NVIDIA GeForce RTX 4090")])
     dcgm.set(DCGM_FI_DEV_FB_USED=round(CARD_MIB * 0.9), DCGM_FI_DEV_FB_FREE=CARD_MIB - round(CARD_MIB * 0.9),
              DCGM_FI_DEV_GPU_TEMP=55)  # fmt: skip
-    stack = Stack(ports, dcgm_port, tmp, dcgm, bare_port)
+    local = LocalStack(tmp)
+    stack = Stack(ports, dcgm_port, tmp, dcgm, bare_port, local)
     with contextlib.ExitStack() as exits, stack.dcgm_server:
         stack.dcgm_server.enter_context(dcgm.serve(dcgm_port))
+        exits.callback(local.stop)
         # The first engine pays a warm-up penalty on its first 3 requests: the cold_start scenario runs first.
-        stack.engine = Child(sim_cmd(ports.engine, *SIM_FLAGS, "--warmup-requests", "3", "--warmup-penalty-ms",
-                                    "3000"), tmp / "sim-cold.log")  # fmt: skip
-        exits.callback(lambda: stack.engine and stack.engine.stop())
-        stack.engine.wait_http(f"{stack.url('engine')}/health")
-        exits.callback(lambda: stack.gateway and stack.gateway.stop())
+        local.start("sim-cold", sim_cmd(ports.engine, *SIM_FLAGS, "--warmup-requests", "3", "--warmup-penalty-ms",
+                                        "3000"), f"{stack.url('engine')}/health", 20)  # fmt: skip
         stack.start_gateway()  # no warm-up: the cold_start scenario is what users meet without one
-        exits.enter_context(running([
+        local.start("prometheus", [
             need_binary("prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp / 'prometheus-data'}", f"--web.listen-address=127.0.0.1:{ports.prometheus}",
-        ], tmp / "prometheus.log", f"{stack.url('prometheus')}/-/ready", timeout=30))  # fmt: skip
-        exits.enter_context(running([
+        ], f"{stack.url('prometheus')}/-/ready", 30)  # fmt: skip
+        local.start("prometheus-bare", [
             need_binary("prometheus"), f"--config.file={tmp / 'bare' / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp / 'bare' / 'data'}", f"--web.listen-address=127.0.0.1:{bare_port}",
-        ], tmp / "bare" / "prometheus.log", f"http://127.0.0.1:{bare_port}/-/ready", timeout=30))  # fmt: skip
+        ], f"http://127.0.0.1:{bare_port}/-/ready", 30)  # fmt: skip
         scraped = 'up{job=~"vllm|gateway|dcgm"} == 1'
         wait_until(lambda: len(stack.query(scraped)) == len(stack.query(scraped, bare=True)) == 3, 60,
                    "both Prometheus servers scraping sim, gateway and dcgm")  # fmt: skip
@@ -337,8 +348,7 @@ def test_cold_start_absorbed_by_the_gateways_warm_up_is_only_info(stack: Stack) 
 def test_gpu_memory_with_llamacpp_as_the_engine(stack: Stack) -> None:
     """llama.cpp (its real /metrics capture) in the engine's place, no vllm:cache_config_info: judged on the bytes it
     uses against the 3 GB budget. 4.4 GB (an f16 model) is a warning naming the Q4 GGUF and the gpu-q4 profile."""
-    assert stack.engine is not None
-    stack.engine.stop()
+    stack.stop("sim")
     exposition = METRICS_CAPTURE.read_bytes()
 
     class LlamaMetrics(BaseHTTPRequestHandler):

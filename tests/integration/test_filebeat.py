@@ -23,8 +23,8 @@ import jsonschema
 import pytest
 import yaml
 
-from tests.logs_support import container_events
 from tests.support import REPO, free_port, llmwatch_cmd, running, wait_until
+from tests.support.logs import container_events
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import jsonschema
 import pytest
 
 from tests.support import REPO, Gateway, GatewayFactory, free_port, total, wait_until
-from tests.vllm_chunks import MODEL
+from tests.support.vllm_chunks import MODEL
 
 pytestmark = pytest.mark.integration
 

@@ -22,9 +22,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from llmwatch.gateway.routes import RouteTable, check_raw_path, parse_routes
-from tests.inprocess import MODEL, InProcessGateway, LoopThread, gateway, serving, simulator
 from tests.support import REPO
-from tests.vllm_chunks import chunk
+from tests.support.inprocess import MODEL, InProcessGateway, LoopThread, gateway, serving, simulator
+from tests.support.vllm_chunks import chunk
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """The gateway under attack: each reproduction from the hostile read-through, as it was written, against a gateway
-in front of an engine that records what reaches it and misbehaves on request (tests/hostile_engine.py).
+in front of an engine that records what reaches it and misbehaves on request (tests/fakes/hostile_engine.py).
 
 In-process where the ASGI app is enough; a real `llmwatch gateway` process where the bug lives in the socket layer
 (uvicorn's protocol: forwarding headers, pipelining, heads, keep-alive).
@@ -21,9 +21,9 @@ import httpx
 import jsonschema
 import pytest
 
-from tests.hostile_engine import COMPLETION_TOKENS, PROMPT_TOKENS, HostileEngine
-from tests.inprocess import MODEL, InProcessGateway, LoopThread, gateway, serving
+from tests.fakes.hostile_engine import COMPLETION_TOKENS, PROMPT_TOKENS, HostileEngine
 from tests.support import REPO, GatewayFactory, free_port, total, wait_until
+from tests.support.inprocess import MODEL, InProcessGateway, LoopThread, gateway, serving
 
 pytestmark = pytest.mark.integration
 

@@ -18,8 +18,8 @@ from aiohttp import web
 
 from llmwatch.gateway import prepare
 from llmwatch.gateway.errors import ERRORS
-from tests.inprocess import MODEL, InProcessGateway, gateway, serving, simulator
 from tests.support import REPO, free_port
+from tests.support.inprocess import MODEL, InProcessGateway, gateway, serving, simulator
 
 pytestmark = pytest.mark.integration
 

@@ -12,10 +12,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.inprocess import MODEL, eventually, gateway, simulator
 from tests.support import GatewayFactory, total, wait_until
+from tests.support.inprocess import MODEL, eventually, gateway, simulator
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sim_url(shared_sim_url: str) -> str:
+    """The tests here set no faults and read the engine's counters as differences: one simulator serves the module."""
+    return shared_sim_url
+
 
 CHAT = json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 20}).encode()
 TRAVERSALS = [

@@ -15,6 +15,13 @@ from tests.support import REPO, Gateway, GatewayFactory, free_port, running, scr
 
 pytestmark = pytest.mark.integration
 
+
+@pytest.fixture(scope="module")
+def sim_url(shared_sim_url: str) -> str:
+    """The tests here set no faults and read the engine's counters as differences: one simulator serves the module."""
+    return shared_sim_url
+
+
 SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
 MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 ASK = [{"role": "user", "content": "What is 17 * 23? Answer briefly."}]

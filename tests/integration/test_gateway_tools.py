@@ -1,6 +1,6 @@
 """Tool calls and JSON output are answers: through the gateway to the simulator and to a fake engine that replays
-vLLM's exact chunks (tests/vllm_chunks.py cites the vLLM source of each shape). Each request: one schema-valid line,
-not empty, TTFT set when streamed, tool calls counted, the answer-kind metric counted once."""
+vLLM's exact chunks (tests/support/vllm_chunks.py cites the vLLM source of each shape). Each request: one
+schema-valid line, not empty, TTFT set when streamed, tool calls counted, the answer-kind metric counted once."""
 
 from __future__ import annotations
 
@@ -14,9 +14,16 @@ import jsonschema
 import pytest
 
 from tests.support import REPO, Gateway, GatewayFactory, free_port, running, sim_cmd, total
-from tests.vllm_chunks import MODEL
+from tests.support.vllm_chunks import MODEL
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def sim_url(shared_sim_url: str) -> str:
+    """The tests here set no faults and read the engine's counters as differences: one simulator serves the module."""
+    return shared_sim_url
+
 
 SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
 WEATHER = {

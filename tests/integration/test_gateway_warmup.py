@@ -11,7 +11,7 @@ import time
 import pytest
 from aiohttp import web
 
-from tests.inprocess import MODEL, InProcessGateway, eventually, gateway, serving, simulator
+from tests.support.inprocess import MODEL, InProcessGateway, eventually, gateway, serving, simulator
 
 pytestmark = pytest.mark.integration
 

@@ -99,7 +99,7 @@ def test_gate_report_metrics_and_nothing_left_running(
 def test_the_llamacpp_mode_runs_the_gpu_q4_command_on_the_llama_server_built_here(tmp_path: Path) -> None:
     """`--engine llamacpp` (the gpu-q4 measurement) on the CPU build and the tiny GGUF: `--n-gpu-layers all` parses,
     every check that applies to llama.cpp passes, and model_not_found is reported as not checked."""
-    from tests.llamacpp import llama_binary, tiny_model
+    from tests.support.llamacpp import llama_binary, tiny_model
 
     out = tmp_path / "llama"
     args = [

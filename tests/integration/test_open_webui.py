@@ -27,7 +27,6 @@ import httpx
 import pytest
 import yaml
 
-from tests.compose_support import OPEN_WEBUI_PERSISTENT
 from tests.e2e.recording_proxy import RecordingProxy
 from tests.support import (
     REPO,
@@ -41,6 +40,7 @@ from tests.support import (
     total,
     wait_until,
 )
+from tests.support.compose import OPEN_WEBUI_PERSISTENT
 
 pytestmark = pytest.mark.integration
 

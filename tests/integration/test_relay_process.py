@@ -15,9 +15,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.fake_im import SECRETS, FakeIM, relay_env
-from tests.relay_payloads import payload
+from tests.fakes.im import SECRETS, FakeIM, relay_env
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, wait_until
+from tests.support.relay_payloads import payload
 
 pytestmark = pytest.mark.integration
 

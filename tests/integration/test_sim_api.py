@@ -12,6 +12,12 @@ MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 QUESTION = [{"role": "user", "content": "Why is the sky blue?"}]
 
 
+@pytest.fixture(scope="module")
+def sim_url(shared_sim_url: str) -> str:
+    """Every test here leaves the simulator as it found it: one serves the module."""
+    return shared_sim_url
+
+
 def _client(sim_url: str) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{sim_url}/v1", api_key="unused", max_retries=0, timeout=30)
 

@@ -6,7 +6,7 @@ import pytest
 
 from llmwatch.gateway.accounting import CompletionAccounting, split_inline_think
 from llmwatch.gateway.sse import SSEScanner
-from tests.vllm_chunks import MODEL, inline_stream, r1_stream, usage
+from tests.support.vllm_chunks import MODEL, inline_stream, r1_stream, usage
 
 pytestmark = pytest.mark.unit
 
@@ -104,7 +104,7 @@ def test_split_inline_think(text: str, expected: tuple[str, str]) -> None:
 
 
 def test_streamed_tool_calls_are_answers_counted_and_named() -> None:
-    from tests.vllm_chunks import tool_stream
+    from tests.support.vllm_chunks import tool_stream
 
     names = ["x" * 100] + [f"f{i}" for i in range(10)]
     acct = _stream(tool_stream(["think"], [(name, ["{}"]) for name in names]))
@@ -114,7 +114,7 @@ def test_streamed_tool_calls_are_answers_counted_and_named() -> None:
 
 
 def test_non_streamed_tool_calls_and_json_validity() -> None:
-    from tests.vllm_chunks import tool_message
+    from tests.support.vllm_chunks import tool_message
 
     acct = CompletionAccounting(check_json=True)
     acct.on_response(tool_message([("get_weather", '{"city": "Paris"}')], reasoning="r" * 10))

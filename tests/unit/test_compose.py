@@ -25,8 +25,8 @@ from pydantic_settings import BaseSettings, CliApp
 
 from llmwatch.cli import SUBCOMMANDS
 from llmwatch.gateway.auth import parse_api_keys
-from tests.compose_support import OPEN_WEBUI_PERSISTENT, compose, filled_env_text, required_messages
 from tests.support import REPO
+from tests.support.compose import OPEN_WEBUI_PERSISTENT, compose, filled_env_text, required_messages
 
 pytestmark = pytest.mark.unit
 
@@ -732,7 +732,7 @@ def test_dockerfile_copies_what_dockerignore_lets_through() -> None:
         assert (REPO / source).exists(), f"COPY {source}: not in the repo"
         sample = next((p for p in (REPO / source).rglob("*.py")), REPO / source) if (REPO / source).is_dir() else None
         assert sent(str((sample or REPO / source).relative_to(REPO))), f".dockerignore drops {source}"
-    for private in (".env", ".git/HEAD", ".venv/bin/python", "tests/support.py"):
+    for private in (".env", ".git/HEAD", ".venv/bin/python", "tests/support/__init__.py"):
         assert not sent(private), f".dockerignore should keep {private} out of the build context"
 
 

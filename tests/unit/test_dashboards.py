@@ -21,8 +21,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from llmwatch.render import engine_sizing
-from tests.llamacpp import capture_names
-from tests.promql import (
+from tests.support import REPO, free_port, need_binary, running
+from tests.support.llamacpp import capture_names
+from tests.support.promql import (
     QUOTED,
     exposed_names,
     panels_of,
@@ -31,7 +32,6 @@ from tests.promql import (
     variable_expr,
     vllm_names,
 )
-from tests.support import REPO, free_port, need_binary, running
 
 GRAFANA = REPO / "grafana"
 DASHBOARD_FILES = sorted((GRAFANA / "dashboards").glob("*.json"))

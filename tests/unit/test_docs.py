@@ -28,8 +28,8 @@ from pydantic_settings import BaseSettings
 from llmwatch.cli import SUBCOMMANDS
 from llmwatch.duration import seconds  # compose renders `20m0s`, which Prometheus reads too
 from llmwatch.gateway.settings import GatewaySettings
-from tests.compose_support import ALL_PROFILES, COMPOSE_OWN, compose, filled_env_text, parse_env_example
 from tests.support import REPO
+from tests.support.compose import ALL_PROFILES, COMPOSE_OWN, compose, filled_env_text, parse_env_example
 
 pytestmark = pytest.mark.unit
 

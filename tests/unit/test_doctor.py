@@ -25,7 +25,7 @@ from llmwatch.doctor.settings import DoctorSettings
 from llmwatch.doctor.sources import Limit, Thresholds, assumption
 from llmwatch.prom import Prometheus
 from llmwatch.render import engine_sizing, interpolate
-from tests.fake_dcgm import FakeDcgm, Gpu, counters
+from tests.fakes.dcgm import FakeDcgm, Gpu, counters
 from tests.support import REPO, free_port, llmwatch_cmd
 
 

@@ -7,7 +7,8 @@ import tomllib
 
 import pytest
 
-from tests.compose_support import (
+from tests.support import REPO
+from tests.support.compose import (
     ASSIGNMENT,
     COMPOSE_OWN,
     ENV_EXAMPLE,
@@ -16,7 +17,6 @@ from tests.compose_support import (
     parse_env_example,
     required_messages,
 )
-from tests.support import REPO
 
 pytestmark = pytest.mark.unit
 

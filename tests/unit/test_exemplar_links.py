@@ -29,9 +29,8 @@ from urllib.parse import parse_qs, quote, urlsplit
 import pytest
 import yaml
 
-from tests import rison
-from tests.logs_support import KIBANA_DIR, composed_mapping, leaf_types, load_ndjson, load_setup_script
-from tests.support import REPO
+from tests.support import REPO, rison
+from tests.support.logs import KIBANA_DIR, composed_mapping, leaf_types, load_ndjson, load_setup_script
 
 pytestmark = pytest.mark.unit
 

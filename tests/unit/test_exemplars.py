@@ -12,7 +12,7 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families
 from llmwatch.gateway.facts import RequestFacts
 from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.recorder import MAX_EXEMPLAR_ID, OutcomeRecorder
-from tests.inprocess import ListLog
+from tests.support.inprocess import ListLog
 
 pytestmark = pytest.mark.unit
 

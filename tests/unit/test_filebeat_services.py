@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s import build, find
 from tests.support import REPO
+from tests.support.k8s import build, find
 
 pytestmark = pytest.mark.unit
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.k8s import NAMESPACE, Obj, build, documented_chart_values, find
 from tests.support import need_binary
+from tests.support.k8s import NAMESPACE, Obj, build, documented_chart_values, find
 
 pytestmark = pytest.mark.unit
 

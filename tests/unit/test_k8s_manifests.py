@@ -23,7 +23,8 @@ import yaml
 
 from llmwatch.render import engine_sizing
 from llmwatch.render.k8s.objects import ALERT_LABELS
-from tests.k8s import (
+from tests.support import REPO, need_binary
+from tests.support.k8s import (
     BUILDS,
     LOGS_NAMESPACE,
     MODELS_DIR,
@@ -41,7 +42,6 @@ from tests.k8s import (
     selects,
     tolerates,
 )
-from tests.support import REPO, need_binary
 
 pytestmark = pytest.mark.unit
 

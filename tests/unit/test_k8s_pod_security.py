@@ -1,5 +1,5 @@
-"""Every pod template passes Pod Security admission at the level its namespace enforces (tests/pod_security.py), and
-every pod that can meets `restricted`.
+"""Every pod template passes Pod Security admission at the level its namespace enforces
+(tests/support/pod_security.py), and every pod that can meets `restricted`.
 
 ECK resources are judged as ECK will create their pods: where our podTemplate leaves a securityContext unset, ECK
 fills in its default (cloud-on-k8s v3.5.0, pkg/controller/common/defaults/pod_template.go WithPodSecurityContext /
@@ -23,8 +23,8 @@ from typing import Any
 
 import pytest
 
-from tests.k8s import BUILDS, LOGS_NAMESPACE, NAMESPACE, Obj, build, pod_owners, pod_template
-from tests.pod_security import violations
+from tests.support.k8s import BUILDS, LOGS_NAMESPACE, NAMESPACE, Obj, build, pod_owners, pod_template
+from tests.support.pod_security import violations
 
 pytestmark = pytest.mark.unit
 

@@ -7,9 +7,9 @@ import json
 import pytest
 import yaml
 
-from tests.llamacpp import capture_names
-from tests.promql import panels_of, promql_metric_names
 from tests.support import REPO
+from tests.support.llamacpp import capture_names
+from tests.support.promql import panels_of, promql_metric_names
 
 pytestmark = pytest.mark.unit
 

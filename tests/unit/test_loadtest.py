@@ -18,7 +18,7 @@ from loadtest.stream import Sample, StreamTiming
 from llmwatch import thresholds
 from llmwatch.gateway.sse import SSEScanner
 from llmwatch.stats import percentile
-from tests.vllm_chunks import r1_stream
+from tests.support.vllm_chunks import r1_stream
 
 pytestmark = pytest.mark.unit
 
@@ -162,7 +162,7 @@ def test_goodput_miss_is_explained_with_answer_length_batch_and_decode_speed() -
 
 
 def test_tool_call_streams_are_answers_with_a_ttft() -> None:
-    from tests.vllm_chunks import tool_stream
+    from tests.support.vllm_chunks import tool_stream
 
     stream = tool_stream([], [("get_weather", ['{"city": ', '"Paris"}'])])
     timing = timed(stream, event_cuts(stream))

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.logs_support import (
+from tests.support.logs import (
     ES_DIR,
     KIBANA_DIR,
     LOGSTASH_DIR,

@@ -14,9 +14,9 @@ from llmwatch.gateway.facts import RequestFacts
 from llmwatch.gateway.log_line import log_line
 from llmwatch.gateway.outcome import outcome
 from llmwatch.gateway.sse import SSEScanner
-from tests.logs_support import LOGSTASH_DIR, condition_guarding, holds, parse_pipeline
 from tests.support import REPO
-from tests.vllm_chunks import r1_stream, tool_stream
+from tests.support.logs import LOGSTASH_DIR, condition_guarding, holds, parse_pipeline
+from tests.support.vllm_chunks import r1_stream, tool_stream
 
 pytestmark = pytest.mark.unit
 

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from logstash_pipeline_parser import Pipeline
 
-from tests.logs_support import (
+from tests.support.logs import (
     ES_DIR,
     LOGSTASH_DIR,
     LogstashConfig,

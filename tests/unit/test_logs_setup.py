@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.logs_support import ES_DIR, KIBANA_DIR, load_filebeat, load_json, load_setup_script
 from tests.support import REPO
+from tests.support.logs import ES_DIR, KIBANA_DIR, load_filebeat, load_json, load_setup_script
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.logs_support import (
+from tests.support.logs import (
     FIXTURES,
     LOGSTASH_DIR,
     compile_grok,

@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 
 from llmwatch.render import engine_sizing
 from llmwatch.thresholds import ENGINE_SIZING_DEFAULTS
-from tests.promql import panels_of, registry_names, vllm_names
 from tests.support import REPO, need_binary
+from tests.support.promql import panels_of, registry_names, vllm_names
 
 PROM = REPO / "prometheus"
 RULES = sorted((PROM / "rules").glob("*.yml"))

@@ -21,7 +21,7 @@ from llmwatch.relay.metrics import RelayMetrics
 from llmwatch.relay.render import Message, Renderer
 from llmwatch.relay.target import Target
 from llmwatch.relay.wecom import WeComTarget
-from tests.fake_im import (
+from tests.fakes.im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
     SECRETS,
@@ -30,7 +30,7 @@ from tests.fake_im import (
     feishu_url,
     wecom_url,
 )
-from tests.relay_payloads import parse, payload
+from tests.support.relay_payloads import parse, payload
 
 pytestmark = pytest.mark.unit
 BASE = "http://im.test"

@@ -1,4 +1,4 @@
-"""The fake IM server (tests/fake_im.py) must refuse what the real DingTalk, WeCom and Feishu refuse."""
+"""The fake IM server (tests/fakes/im.py) must refuse what the real DingTalk, WeCom and Feishu refuse."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.fake_im import (
+from tests.fakes.im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
     FakeIM,

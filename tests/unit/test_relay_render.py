@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from llmwatch.relay import dingtalk, feishu, wecom
 from llmwatch.relay.render import Renderer
-from tests.relay_payloads import alert, parse, payload
+from tests.support.relay_payloads import alert, parse, payload
 
 pytestmark = pytest.mark.unit
 

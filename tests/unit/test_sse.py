@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from llmwatch.gateway.accounting import CompletionAccounting
 from llmwatch.gateway.sse import EventTooLarge, SSEScanner
-from tests.vllm_chunks import r1_stream
+from tests.support.vllm_chunks import r1_stream
 
 pytestmark = pytest.mark.unit
 

@@ -65,10 +65,17 @@ class LocalStack:
     run_dir: Path
     procs: dict[str, Child] = field(default_factory=dict)
 
-    def start(self, name: str, args: list[str], ready_url: str | None, timeout: float = 30.0) -> None:
+    def start(
+        self,
+        name: str,
+        args: list[str],
+        ready_url: str | None,
+        timeout: float = 30.0,
+        env: dict[str, str] | None = None,
+    ) -> None:
         if ready_url is not None:
             _refuse_taken_port(name, ready_url)
-        child = Child(args, self.run_dir / f"{name}.log", cwd=self.run_dir)
+        child = Child(args, self.run_dir / f"{name}.log", env, cwd=self.run_dir)
         self.procs[name] = child
         if ready_url is not None:
             child.wait_http(ready_url, timeout)

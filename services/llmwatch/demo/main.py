@@ -34,7 +34,6 @@ from llmwatch.demo.localstack import (
 )
 from llmwatch.demo.traffic import burst
 from llmwatch.doctor.main import main as doctor_main
-from llmwatch.processes import wait_until
 from llmwatch.prom import Prometheus, QueryError, Unreachable
 from llmwatch.render import engine_sizing
 
@@ -122,17 +121,21 @@ def start_prometheus(demo: Demo) -> None:
         binary("prometheus"), f"--config.file={path}", f"--storage.tsdb.path={run / 'prometheus-data'}",
         f"--web.listen-address=127.0.0.1:{p.prometheus}", "--enable-feature=exemplar-storage",
     ], f"http://127.0.0.1:{p.prometheus}/-/ready")  # fmt: skip
-    # The gateway's series start at 0; one scrape of them before the burst lets the doctor's increase() count every
-    # request (a series first seen after the burst counts none of it). Prometheus scrapes a new target within 5 s.
-    prom = Prometheus(f"http://127.0.0.1:{p.prometheus}", timeout=2)
-
-    def gateway_scraped() -> bool:
-        with contextlib.suppress(Unreachable, QueryError):
-            return bool(prom.query('up{job="gateway"} == 1 and on () count(llmwatch_requests_total) > 0'))
-        return False
-
-    wait_until(gateway_scraped, 30, "Prometheus's first scrape of the gateway", interval=0.5)
     demo.notes.append(f"Prometheus          http://127.0.0.1:{p.prometheus}   (rules: prometheus/rules/*.yml, 5 s)")
+    # The gateway's request series start at zero: once Prometheus holds that zero, increase() sees the whole burst.
+    # A burst that ends before the first scrape would be born at its total, and the doctor would count 0 requests.
+    wait_for_result(f"http://127.0.0.1:{p.prometheus}", 'count(llmwatch_requests_total{job="gateway"})')
+
+
+def wait_for_result(prometheus: str, query: str, seconds: float = 30) -> None:
+    """Until ``query`` has a result in ``prometheus``, for at most ``seconds`` (the demo goes on either way)."""
+    prom = Prometheus(prometheus, timeout=2)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Unreachable, QueryError):
+            if prom.query(query):
+                return
+        time.sleep(0.5)
 
 
 def send_traffic(demo: Demo) -> None:
@@ -173,12 +176,7 @@ def run_doctor(demo: Demo) -> None:
         f"sum(llmwatch_requests_total) >= {demo.settings.requests}"
         " and on () min(count_over_time(llmwatch_requests_total[2m])) >= 2 and on () threshold:gpus_expected:min"
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Unreachable, QueryError):
-            if Prometheus(url, timeout=2).query(scraped):
-                break
-        time.sleep(0.5)
+    wait_for_result(url, scraped)
     say(f"      llmwatch doctor --prometheus {url} --window 2m")
     doctor_main(["--prometheus", url, "--window", "2m"])
 

@@ -1,10 +1,11 @@
 """A tiny upstream on vLLM 0.33's wire format with scripted misbehaviour, for gateway error-path tests.
 
-Run: python -m tests.fake_vllm PORT. The header `X-Fake` picks the behaviour:
+Run: python -m tests.fakes.vllm PORT. The header `X-Fake` picks the behaviour:
 slow (a stream of 200 deltas, 20 ms apart), hang (never answers), error500, error400, broken (stream dies
 before [DONE]), late-eof (ends the body 1 s after [DONE], as llama.cpp's server can), tool-call (vLLM's exact
-chunks of a reasoning-then-tool-call answer, tests/vllm_chunks.py); none = a short R1 stream (answer "c") or message
-(answer "4"), whatever the request's tools or response_format. GET /stats reports streams the client cancelled.
+chunks of a reasoning-then-tool-call answer, tests/support/vllm_chunks.py); none = a short R1 stream (answer "c")
+or message (answer "4"), whatever the request's tools or response_format. GET /stats reports streams the client
+cancelled.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import orjson
 from aiohttp import web
 
-from tests.vllm_chunks import MODEL, chunk, r1_stream, tool_message, tool_stream, usage
+from tests.support.vllm_chunks import MODEL, chunk, r1_stream, tool_message, tool_stream, usage
 
 STATS = {"cancelled": 0, "completed": 0, "requests": 0}
 

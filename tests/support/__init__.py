@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import random
 import shutil
+import socket
 import sys
 import threading
 import time
@@ -17,11 +20,39 @@ from typing import Any
 import httpx
 
 # The child-process helpers are the package's own, shared with the demo and the benchmark.
-from llmwatch.processes import Child, NotReady, free_port, http_ok, running, wait_until
+from llmwatch.processes import Child, NotReady, http_ok, running, wait_until
 
 __all__ = ["Child", "NotReady", "free_port", "http_ok", "running", "wait_until"]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
+
+# Ports for the tests' children come from below Linux's default ephemeral range (32768-60999), where the OS's own
+# bind(0) and outgoing connections never land, split into one block per parallel worker (pytest-xdist).
+TEST_PORTS = range(20000, 32768)
+_HANDED_OUT: set[int] = set()
+
+
+def free_port() -> int:
+    """A port on 127.0.0.1 that nothing listens on, for a child to bind; never one this process handed out before.
+
+    Between this call and the child's bind, another worker could be handed the same port, and its process would
+    then answer this test's readiness check: each worker draws from its own block of TEST_PORTS.
+    """
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    block = len(TEST_PORTS) // workers
+    ports = range(TEST_PORTS.start + worker * block, TEST_PORTS.start + (worker + 1) * block)
+    for port in random.sample(ports, len(ports)):
+        if port in _HANDED_OUT:
+            continue
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _HANDED_OUT.add(port)
+        return port
+    raise RuntimeError(f"no free port left in {ports} on 127.0.0.1")
 
 
 def llmwatch_cmd(*args: str) -> list[str]:

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from tests.vllm_chunks import MODEL, chunk, usage
+from tests.support.vllm_chunks import MODEL, chunk, usage
 
 # pydantic's lax bool: what vLLM's request model accepts as true (pydantic/_internal/_validators.py).
 _TRUE: set[object] = {True, "1", "true", "True", "TRUE", "yes", "on", "y", "t"}

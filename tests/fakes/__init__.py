@@ -1,0 +1,1 @@
+"""Fakes of what cannot run here (engines, exporters, IM services), each speaking the real wire format."""
