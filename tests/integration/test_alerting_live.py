@@ -467,10 +467,6 @@ def has_data(answer: dict[str, Any]) -> bool:
     return any(not math.isnan(float(s["value"][1])) for s in data["result"])
 
 
-# Recorded only while llama.cpp is the engine and no vLLM is (prometheus/rules/recording.yml): never in this stack.
-LLAMACPP_ENGINE = "stack:llamacpp_engines_without_vllm:count"
-
-
 def needs_data(expr: str, node_names: set[str]) -> bool:
     names = promql_metric_names(expr)
     if names and all(GPU_SERIES.match(name) for name in names):
