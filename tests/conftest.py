@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support import Child, Gateway, GatewayFactory, free_port, llmwatch_cmd, running, sim_cmd
+from tests.support.compose import filled_env_text
 
 # The modules that take longest (about a minute or more each, by `pytest --durations`), longest first: on parallel
 # workers (make test: --dist loadscope --no-loadscope-reorder) they start at once instead of after the short ones.
@@ -79,3 +80,11 @@ def fake_vllm(tmp_path: Path) -> Iterator[str]:
     args = [sys.executable, "-m", "tests.fakes.vllm", str(port)]
     with running(args, tmp_path / "fake-vllm.log", f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A .env with every variable of .env.example filled in, for the compose binary."""
+    path = tmp_path_factory.mktemp("compose") / ".env"
+    path.write_text(filled_env_text())
+    return path

@@ -68,13 +68,6 @@ _PROBE_PORT = re.compile(r"(?:127\.0\.0\.1|localhost)[:/](\d+)")
 
 
 @pytest.fixture(scope="module")
-def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("compose") / ".env"
-    path.write_text(filled_env_text())
-    return path
-
-
-@pytest.fixture(scope="module")
 def rendered(env_file: Path) -> dict[str, Rendered]:
     """profile -> service name -> the service as `compose config --format json` renders it."""
     out = {}

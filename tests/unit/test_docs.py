@@ -151,13 +151,6 @@ def alert_texts() -> Iterator[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def env_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("docs") / ".env"
-    path.write_text(filled_env_text())
-    return path
-
-
-@pytest.fixture(scope="module")
 def rendered(env_file: Path) -> dict[str, Any]:
     """Every profile's services at once, as the compose binary renders them."""
     result = compose(env_file, "config", "--format", "json", profiles=ALL_PROFILES)
