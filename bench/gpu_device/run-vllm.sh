@@ -1,0 +1,11 @@
+#!/bin/bash
+# Device side: `python -m bench.gpu_check` on vLLM; $1 names the run, the rest are gpu_check flags; results tarred into $OUT.
+. .gpu/env.sh
+name=$1; shift
+out=/root/out/$name
+mkdir -p /root/out
+python3 -m bench.gpu_check --engine vllm --vllm "python3 -m vllm.entrypoints.cli.main" \
+  --vocab /root/p/ggml-vocab-qwen2.gguf --out $out "$@" 2>&1 | tee $out.log | grep -v "^   " 
+rc=${PIPESTATUS[0]}
+tar -czf $OUT/$name.tgz --exclude=model -C /root/out $name $name.log
+echo "gpu_check $name exit $rc"
