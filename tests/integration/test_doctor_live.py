@@ -131,11 +131,13 @@ class Stack:
                        f"both Prometheus servers to scrape {seconds:g} s of load", interval=0.5)  # fmt: skip
         return load
 
-    def with_fault(self, scenario: str, fault: dict[str, object], clear: dict[str, object]) -> tuple[int, Any, Traffic]:
+    def with_fault(
+        self, scenario: str, fault: dict[str, object], clear: dict[str, object], workers: int = 2
+    ) -> tuple[int, Any, Traffic]:
         """Load through ``fault`` for a whole window, ask the doctor, then clear the fault."""
         self.faults(**fault)
         try:
-            load = self.load_for(WINDOW_S + SETTLE_S)
+            load = self.load_for(WINDOW_S + SETTLE_S, workers=workers)
             code, report = self.doctor(scenario)
         finally:
             self.faults(**clear)
@@ -285,7 +287,9 @@ def test_decode_slow(stack: Stack) -> None:
 
 def test_server_errors(stack: Stack) -> None:
     stack.load_for(SETTLE_S)  # the slow requests of the last scenario leave the window
-    code, report, load = stack.with_fault("server_errors", {"error_rate": 0.5, "error_status": 500}, {"error_rate": 0})
+    # As many clients as batch slots: a ratio of a coin flip per request needs enough requests in the window.
+    fault = {"error_rate": 0.5, "error_status": 500}
+    code, report, load = stack.with_fault("server_errors", fault, {"error_rate": 0}, workers=int(MAX_NUM_SEQS))
     found = first(report, "server_errors")
     assert 0.25 < number(found, "5xx_ratio") < 0.75
     assert load.statuses[500] > 0
@@ -293,7 +297,9 @@ def test_server_errors(stack: Stack) -> None:
 
 
 def test_empty_responses(stack: Stack) -> None:
-    _, report, _ = stack.with_fault("empty_responses", {"empty_rate": 0.5}, {"empty_rate": 0.0})
+    _, report, _ = stack.with_fault(
+        "empty_responses", {"empty_rate": 0.5}, {"empty_rate": 0.0}, workers=int(MAX_NUM_SEQS)
+    )
     found = first(report, "empty_responses")
     assert 0.25 < number(found, "empty_ratio") < 0.75
     assert found["title"].endswith("the engine returned nothing")  # max_tokens 512 is never reached here
