@@ -38,19 +38,16 @@ def gpu_name_and_used() -> tuple[str, Callable[[], int]] | None:
 class Sampler:
     """Calls ``sample`` every ``interval`` seconds in a thread until ``stop``; a failed sample is skipped."""
 
-    def __init__(self, interval: float) -> None:
-        self.interval = interval
+    def __init__(self, sample: Callable[[], None], interval: float) -> None:
+        self._sample, self.interval = sample, interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def sample(self) -> None:
-        raise NotImplementedError  # each subclass says what it samples
-
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(Exception):
-                self.sample()
+                self._sample()
             self._stop.wait(self.interval)
 
     def _join(self) -> None:
@@ -63,7 +60,7 @@ class MemorySampler(Sampler):
 
     def __init__(self, used: Callable[[], int], interval: float = 0.5) -> None:
         self.used, self.peak = used, 0
-        super().__init__(interval)
+        super().__init__(self.sample, interval)
 
     def sample(self) -> None:
         self.peak = max(self.peak, self.used())
@@ -84,7 +81,7 @@ class EngineSampler(Sampler):
     def __init__(self, url: str) -> None:
         self.url = url
         self.peaks: dict[str, float] = {}
-        super().__init__(1.0)
+        super().__init__(self.sample, 1.0)
 
     def sample(self) -> None:
         from prometheus_client.parser import text_string_to_metric_families
