@@ -804,3 +804,11 @@ def test_grafana_provisioning_references_only_what_grafana_gets(rendered: dict[s
                 for braced, bare in GO_ENV_REF.findall(part):
                     name = braced or bare
                     assert env.get(name), f"{path.relative_to(REPO)}: ${name} would be empty (grafana sets no {name})"
+
+
+def test_the_snapshot_repository_path_is_a_volume(rendered: dict[str, Rendered]) -> None:
+    """Elasticsearch accepts an `fs` snapshot repository only under `path.repo`, a path that must outlive the container."""
+    config = yaml.safe_load((REPO / "elasticsearch/config/elasticsearch.yml").read_text())
+    [repo_path] = config["path.repo"]
+    mounts = rendered["gpu"]["elasticsearch"]["volumes"]
+    assert any(m["type"] == "volume" and m["target"] == repo_path for m in mounts), mounts

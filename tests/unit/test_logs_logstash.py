@@ -3,12 +3,14 @@ knows each plugin and option used, the pipeline wiring, the secrets, and the fil
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 import yaml
 from logstash_pipeline_parser import Pipeline
 
+from tests.support import REPO
 from tests.support.logs import (
     ES_DIR,
     LOGSTASH_DIR,
@@ -158,3 +160,20 @@ def test_kubernetes_fields_are_mapped() -> None:
     kubernetes = mapping["kubernetes"]["properties"]
     assert kubernetes["container"]["properties"]["name"]["type"] == "keyword"
     assert kubernetes["namespace"]["type"] == kubernetes["pod"]["properties"]["name"]["type"] == "keyword"
+
+
+# Logstash's own placeholder rule (logstash-core/lib/logstash/util/substitution_variables.rb and the Java
+# ConfigVariableExpander: `\${(?<name>[a-zA-Z_.][a-zA-Z0-9_.]*)(:(?<default>[^}]*))?}`). A reference without a
+# default fails the pipeline at start when the variable is unset; compose's `${...}` forms do not apply here.
+LOGSTASH_PLACEHOLDER = re.compile(r"\$\{(?P<name>[a-zA-Z_.][a-zA-Z0-9_.]*)(:(?P<default>[^}]*))?\}")
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
+def test_every_pipeline_variable_is_set_by_compose_or_has_a_default(path: Path) -> None:
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    environment = compose["services"]["logstash"].get("environment") or {}
+    names = set(environment) if isinstance(environment, dict) else {e.split("=", 1)[0] for e in environment}
+    text = path.read_text()
+    assert text.count("${") == len(LOGSTASH_PLACEHOLDER.findall(text)), "a `${` Logstash would not substitute"
+    for match in LOGSTASH_PLACEHOLDER.finditer(text):
+        assert match.group("default") is not None or match.group("name") in names, match.group(0)
