@@ -30,7 +30,7 @@ def read_stream(readline: Callable[[bytes], bytes], scanner: SSEScanner) -> str 
     try:
         while event := readline(b"\n\n"):
             scanner.feed(event, time.perf_counter())
-        scanner.flush()
+        scanner.flush(time.perf_counter())
     except Exception as exc:  # the connection broke mid-stream: a failed request, not a crash
         return f"stream broken: {exc!r}"
     return None if scanner.done else "stream ended without [DONE]"

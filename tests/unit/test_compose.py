@@ -807,7 +807,7 @@ def test_grafana_provisioning_references_only_what_grafana_gets(rendered: dict[s
 
 
 def test_the_snapshot_repository_path_is_a_volume(rendered: dict[str, Rendered]) -> None:
-    """Elasticsearch accepts an `fs` snapshot repository only under `path.repo`, a path that must outlive the container."""
+    """An `fs` snapshot repository must live under `path.repo`, a path that must outlive the container."""
     config = yaml.safe_load((REPO / "elasticsearch/config/elasticsearch.yml").read_text())
     [repo_path] = config["path.repo"]
     mounts = rendered["gpu"]["elasticsearch"]["volumes"]

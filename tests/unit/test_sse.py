@@ -25,7 +25,7 @@ def _scan(data: bytes, cuts: list[int], strip: bool) -> tuple[bytes, CompletionA
     bounds = [0, *sorted(set(c for c in cuts if 0 < c < len(data))), len(data)]
     for i, (a, b) in enumerate(itertools.pairwise(bounds)):
         out.append(scanner.feed(data[a:b], float(i)))
-    out.append(scanner.flush())
+    out.append(scanner.flush(float(len(bounds))))
     return b"".join(out), acct, scanner
 
 
@@ -109,3 +109,23 @@ def test_a_chunk_the_accounting_cannot_read_is_forwarded_and_counted() -> None:
     odd = b'data: {"choices": [1, 2]}\n\ndata: {"choices": [{"delta": {"content": 5}}]}\n\n'
     assert scanner.feed(odd, 0.0) == odd
     assert scanner.malformed == 2
+
+
+def test_a_comment_line_held_in_strip_mode_stays_with_its_event() -> None:
+    """A line that is not data (`: ping`) held until its event ends must go out with that event, even when the
+    event's data line then arrives alone in one chunk (the one-event fast path)."""
+    stream = b": ping\n" + STREAM
+    for strip in (True, False):
+        whole_out, _, _ = _scan(stream, [], strip)
+        split_out, _, _ = _scan(stream, [len(b": ping\n"), len(b": ping\n") + STREAM.index(b"\n\n") + 2], strip)
+        assert split_out == whole_out, strip
+
+
+def test_an_event_left_unterminated_at_the_end_is_timed_when_it_is_flushed() -> None:
+    acct = CompletionAccounting()
+    scanner = SSEScanner(acct.on_chunk, strip_usage=False)
+    first = r1_stream([], ["Hi"]).split(b"\n\n")
+    scanner.feed(first[0] + b"\n\n", 1.0)  # the role chunk
+    scanner.feed(first[1] + b"\n", 2.0)  # the first token, its blank line never comes
+    scanner.flush(5.0)
+    assert acct.first_token_at == 5.0

@@ -89,8 +89,8 @@ class CompletionAccounting:
                 self._on_content(content, now)
             if calls and isinstance(calls, list):
                 self._on_tool_calls(calls, now)
-            if self.finish_reason is None:
-                self.finish_reason = checked_finish_reason(choice.get("finish_reason"), self.anomalies)
+            if self.finish_reason is None and (reason := choice.get("finish_reason")) is not None:
+                self.finish_reason = checked_finish_reason(reason, self.anomalies)  # null on nearly every chunk
         return False
 
     def _on_reasoning(self, text: str, now: float) -> None:

@@ -92,7 +92,7 @@ class Relay:
                 # The client has its answer: closing now (SDKs do, at [DONE]) is not a disconnect, even if the
                 # engine's end of the body is still on its way.
                 sink.stop_watching()
-        tail = scanner.flush()
+        tail = scanner.flush(clock())
         if scanner.malformed:
             acct.anomalies.append("chunk")
         if acct.stream_error is not None:

@@ -43,6 +43,7 @@ class SSEScanner:
         if (
             not self._buf
             and not self._data
+            and not self._hold
             and chunk[:6] == b"data: "
             and chunk.find(b"\n") == len(chunk) - 2
             and chunk[-1:] == b"\n"
@@ -84,9 +85,9 @@ class SSEScanner:
             raise EventTooLarge
         return b"".join(out)
 
-    def flush(self) -> bytes:
-        """At end of stream: whatever is still held (an event with no closing blank line)."""
-        keep = self._end_event(0.0) if self._data else True
+    def flush(self, now: float) -> bytes:
+        """At end of stream: whatever is still held (an event with no closing blank line), seen at ``now``."""
+        keep = self._end_event(now) if self._data else True
         rest = bytes(self._hold) + self._buf if self._strip and keep else b""
         self._hold.clear()
         self._buf = b""

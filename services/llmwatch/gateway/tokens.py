@@ -12,16 +12,15 @@ TokenCounts = tuple[int | None, int | None, int | None, int | None]  # prompt, c
 def token_counts(usage: dict[str, Any] | None, streamed: int | None, thought: int, said: int) -> TokenCounts:
     """``streamed``: the deltas that streamed, None when nothing did (non-streamed, or refused); ``thought`` and
     ``said``: the reasoning and answer shares (deltas or characters) that apportion reasoning tokens."""
-    usage = usage or {}
-    prompt = _int(usage.get("prompt_tokens"))
-    completion = _int(usage.get("completion_tokens"))
+    usage = usage or {}  # already checked (usage.checked_usage): only valid counts are in it
+    prompt: int | None = usage.get("prompt_tokens")
+    completion: int | None = usage.get("completion_tokens")
     if completion is None:
         completion = streamed  # no usage: count what streamed; nothing streamed stays null
-    total = _int(usage.get("total_tokens"))
+    total: int | None = usage.get("total_tokens")
     if total is None and prompt is not None and completion is not None:
         total = prompt + completion
-    details = usage.get("completion_tokens_details")
-    reasoning = _int(details.get("reasoning_tokens")) if isinstance(details, dict) else None
+    reasoning: int | None = usage.get("completion_tokens_details", {}).get("reasoning_tokens")
     if reasoning is None and completion is not None:
         reasoning = apportion(completion, thought, said)
     return prompt, completion, reasoning, total
@@ -34,7 +33,3 @@ def apportion(completion: int, thought: int, said: int) -> int:
     if not said:
         return completion
     return max(0, min(completion - 1, round(completion * thought / (thought + said))))
-
-
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
