@@ -1,3 +1,3 @@
-export PYTHONPATH=/tmp/site:$PWD/.gpu/code/services:$PWD/.gpu/code
+export PYTHONPATH=/tmp/site:$PWD/services:$PWD
 export PYTHONUNBUFFERED=1 VLLM_USE_FLASHINFER_SAMPLER=0 HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 export PATH=/tmp/site/bin:$PATH

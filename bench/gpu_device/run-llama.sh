@@ -1,6 +1,6 @@
 #!/bin/bash
 # Device side: `python -m bench.gpu_check --engine llamacpp` on the Q4_K_M (the gpu-q4 configuration); waits for the build.
-. .gpu/env.sh
+. bench/gpu_device/env.sh
 for i in $(seq 1 120); do grep -q -e LLAMA-READY -e BUILD-FAILED -e Error /root/llama-bg.log 2>/dev/null && break; sleep 5; done
 tail -5 /root/llama-bg.log
 grep -q LLAMA-READY /root/llama-bg.log || { cp /root/llama-bg.log /root/llama/*.log $OUT/ 2>/dev/null; exit 1; }

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Device side: `python -m bench.gpu_check` on vLLM; $1 names the run, the rest are gpu_check flags; results tarred into $OUT.
-. .gpu/env.sh
+. bench/gpu_device/env.sh
 name=$1; shift
 out=/root/out/$name
 mkdir -p /root/out
