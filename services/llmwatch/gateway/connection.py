@@ -1,10 +1,19 @@
-"""The client side of one ASGI HTTP exchange: body with a limit, response sends, disconnect watching."""
+"""The client side of one ASGI HTTP exchange: body with a limit, response sends, disconnect watching.
+
+A streamed answer's events take a shorter way than ASGI's `send` when the server is uvicorn's httptools protocol:
+`write_now` frames the chunk and writes it to the client's transport at once, as uvicorn's own `send` would, without
+a coroutine and a flow-control check per event (a tenth of the gateway's CPU per event at 25,000 events/s). It steps
+aside, and `send_body` awaits uvicorn's `send`, whenever that `send` would do more than write: the client's socket
+buffer is full (flow control waits), the client is gone, or the response is not chunked.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import RequestResponseCycle
 
 from llmwatch.gateway.errors import GatewayError
 
@@ -13,6 +22,8 @@ _CLOSE = (b"connection", b"close")
 FINAL_EVENT_SECONDS = 1.0
 # Set in the request's scope["state"] by the server's protocol when the body's framing (a chunk size) is malformed.
 MALFORMED_BODY = "llmwatch.malformed_body"
+# What write_now reads of uvicorn's httptools RequestResponseCycle (uvicorn 0.30+); any missing: the ASGI way.
+_CYCLE_FIELDS = ("transport", "flow", "chunked_encoding", "disconnected", "response_complete")
 
 
 class ClientGone(Exception):
@@ -20,11 +31,12 @@ class ClientGone(Exception):
 
 
 class ClientConnection:
-    __slots__ = ("_finished", "_receive", "_send", "_state", "_watcher", "body_read", "gone", "started")
+    __slots__ = ("_cycle", "_finished", "_receive", "_send", "_state", "_watcher", "body_read", "gone", "started")
 
     def __init__(self, receive: Any, send: Any, state: dict[str, Any] | None = None) -> None:
         self._receive = receive
         self._send = send
+        self._cycle = _uvicorn_cycle(send)
         self._state = state if state is not None else {}
         self._watcher: asyncio.Task[None] | None = None
         self._finished = False
@@ -85,6 +97,17 @@ class ClientConnection:
         self.started = True
         await self._send({"type": "http.response.start", "status": status, "headers": headers})
 
+    def write_now(self, body: bytes) -> bool:
+        """Write a chunk of a started, chunked response straight to the client's transport, as uvicorn's `send`
+        would; False (nothing written) when only `send_body` can: not uvicorn, flow control, a gone client."""
+        cycle = self._cycle
+        if cycle is None or not cycle.chunked_encoding or cycle.flow.write_paused or cycle.disconnected:
+            return False
+        if cycle.response_complete:
+            return True  # uvicorn's send drops a body after the end; so does this
+        cycle.transport.write(b"%x\r\n%s\r\n" % (len(body), body))
+        return True
+
     async def send_body(self, body: bytes) -> None:
         await self._send({"type": "http.response.body", "body": body, "more_body": True})
 
@@ -112,6 +135,14 @@ class ClientConnection:
             headers.append((b"retry-after", str(error.retry_after).encode()))
         await self.start(error.status, headers)
         await self.end(body)
+
+
+def _uvicorn_cycle(send: Any) -> Any:
+    """The uvicorn request-response cycle behind ``send`` (its bound method), or None for any other server."""
+    cycle = getattr(send, "__self__", None)
+    if isinstance(cycle, RequestResponseCycle) and all(hasattr(cycle, a) for a in _CYCLE_FIELDS):
+        return cycle
+    return None
 
 
 def _too_large(limit: int) -> GatewayError:

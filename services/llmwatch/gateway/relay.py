@@ -33,6 +33,8 @@ class Sink(Protocol):
 
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None: ...
 
+    def write_now(self, body: bytes) -> bool: ...
+
     async def send_body(self, body: bytes) -> None: ...
 
     async def end(self, body: bytes = b"") -> None: ...
@@ -82,11 +84,11 @@ class Relay:
     ) -> None:
         scanner = SSEScanner(acct.on_chunk, strip, self._max_sse_line)
         await sink.start(resp.status, client_headers(list(resp.raw_headers), rid))
-        send = sink.send_body
+        write_now, send = sink.write_now, sink.send_body
         clock = time.perf_counter
         async for chunk in resp.content.iter_any():
             out = scanner.feed(chunk, clock())
-            if out:
+            if out and not write_now(out):
                 await send(out)
             if scanner.done and sink.watching:
                 # The client has its answer: closing now (SDKs do, at [DONE]) is not a disconnect, even if the

@@ -49,6 +49,9 @@ class Discard:
     async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.started = True
 
+    def write_now(self, body: bytes) -> bool:
+        return True
+
     async def send_body(self, body: bytes) -> None:
         pass
 
