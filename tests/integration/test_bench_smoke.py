@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -66,9 +67,14 @@ def test_every_path_completed_every_request(quick_run: tuple[dict[str, Any], Pat
             assert med["lat_p50_ms"] > 0 and med["lat_p99_ms"] >= med["lat_p50_ms"], (wl, path, med)
             if stream:
                 assert med["tokens_per_s"] > 0 and 0 < med["ttft_p50_ms"] <= med["lat_p99_ms"], (wl, path, med)
-                # Every event of every completed stream: role, tokens (32 in quick mode, or 1), usage, [DONE].
+                # Every event of every completed stream: role, tokens (32 in quick mode, or 1), usage, [DONE]; LiteLLM
+                # re-renders streams and sends more events than it gets.
                 tokens = min(32, next(w["max_tokens"] for w in doc["workloads"] if w["name"] == wl))
-                assert med["events_per_s"] == pytest.approx(med["tokens_per_s"] * (tokens + 3) / tokens), (wl, path)
+                events = med["tokens_per_s"] * (tokens + 3) / tokens
+                if path == "litellm":
+                    assert med["events_per_s"] >= events * 0.999, (wl, path, med)
+                else:
+                    assert med["events_per_s"] == pytest.approx(events), (wl, path, med)
                 assert (med["proxy_cpu_us_per_event"] is None) == (path == "direct"), (wl, path, med)
             else:
                 assert med["ttft_p50_ms"] is None and med["tokens_per_s"] is None, (wl, path, med)
@@ -108,5 +114,7 @@ def test_outputs_table_goals_and_a_production_like_gateway(quick_run: tuple[dict
         proxied = sum(doc["results"][wl]["gateway"]["median"]["requests"] for wl in workloads)
         assert len(lines) >= proxied
         assert all(json.loads(line) for line in lines[-5:])
-    # Both upstream lists: one engine for the gateway of the other workloads, four for sse-4eng's.
-    assert (out / "logs" / "gateway-x4.log").exists()
+    # sse-4eng's gateway spread its streams over the four engines (least-in-flight), one engine for the others'.
+    engines = Counter(json.loads(line)["upstream"] for line in (out / "logs" / "gateway-x4-access.log").open())
+    assert len(engines) == 4 and min(engines.values()) >= 32, engines
+    assert len({json.loads(line)["upstream"] for line in (out / "logs" / "gateway-access.log").open()}) == 1
