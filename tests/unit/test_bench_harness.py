@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import pytest
@@ -177,7 +177,7 @@ def test_no_tick_is_unpaced() -> None:
 # --- the load generator's stream check ------------------------------------------------------------------------------
 
 
-def _check(data: bytes, cuts: Iterator[int] | list[int] = (), expected: int = N) -> tuple[str | None, StreamCheck]:
+def _check(data: bytes, cuts: Sequence[int] = (), expected: int = N) -> tuple[str | None, StreamCheck]:
     check = StreamCheck(expected, 0.0)
     bounds = [0, *sorted({c for c in cuts if 0 < c < len(data)}), len(data)]
     for a, b in itertools.pairwise(bounds):
