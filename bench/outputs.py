@@ -65,6 +65,11 @@ def _gap(key: str, wl: str, doc: dict[str, Any], path: str) -> float | None:
     return None if entry is None else entry["vs_direct"].get(key)
 
 
+def _median(key: str, wl: str, doc: dict[str, Any], path: str) -> float | None:
+    entry = doc["results"].get(wl, {}).get(path)
+    return None if entry is None else entry["median"].get(key)
+
+
 def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     """The gateway's cost targets, each with the measured value and whether it holds; None if not measured."""
     added = _gap("lat_p50_ms_added", "json-c1", doc, "gateway")
@@ -72,6 +77,7 @@ def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
     probe = _gap("ttft_p50_ms_added", "ttft-c1", doc, "gateway")
     tput = _gap("tokens_per_s_x", "sse-c64", doc, "gateway")
     litellm = _gap("lat_p50_ms_added", "json-c1", doc, "litellm")
+    per_event = {wl: _median("proxy_cpu_us_per_event", wl, doc, "gateway") for wl in ("sse-rate", "sse-4eng")}
     share = None if added is None or not litellm else max(added, 0.0) / litellm
     rows = [
         ("added p50 latency, non-streamed, c=1", added, "<= 1 ms", added is not None and added <= 1.0, "ms"),
@@ -84,6 +90,10 @@ def goals(doc: dict[str, Any]) -> list[dict[str, Any]]:
             "<= 1/20 (0.05)",
             share is not None and share <= 0.05,
             "share",
+        ),
+        *(
+            (f"gateway CPU per streamed event, {wl}", v, "<= 12 µs", v is not None and v <= 12.0, "us")
+            for wl, v in per_event.items()
         ),
     ]
     return [
@@ -112,9 +122,11 @@ def document(
         "pinning": pinning,
         "paths": list(paths),
         "skipped": skipped,
-        "workloads": [{**vars(w), "label": w.label} for w in workloads],
+        "skipped_workloads": results.skipped,  # per workload: the paths that sat it out, and why
+        "workloads": [{**vars(w), "label": w.label, "offered_events_per_s": w.offered_events_per_s} for w in workloads],
         "results": {},
     }
+    cores = len(pinning.get("load_cpus") or ()) or machine_info.get("nproc") or 1
     for wl in workloads:
         per_path = results.reps.get(wl.name, {})
         medians = {path: combine(reps) for path, reps in per_path.items()}
@@ -123,6 +135,7 @@ def document(
             path: {
                 "median": medians[path],
                 "vs_direct": versus_direct(medians[path], direct),
+                **(rate_verdict(medians[path], cores) if wl.tick_ms is not None else {}),
                 "reps": reps,
                 "total_errors": sum(int((r.get("errors") or 0) + (r.get("warmup_errors") or 0)) for r in reps),
                 "error_samples": results.errors.get(wl.name, {}).get(path, []),
@@ -133,7 +146,39 @@ def document(
     return out
 
 
-GOAL_FORMAT = {"ms": "{:+.3f} ms", "x": "{:.3f}x", "share": "{:.3f}"}
+SATURATED = 0.9  # a share of its core(s) at which a process counts as the limit
+KEPT_UP = 0.95  # delivered / offered at which a path counts as having carried the offered rate
+
+
+def rate_verdict(med: Summary, harness_cores: int) -> dict[str, Any]:
+    """For a paced run: the proxy's ceiling extrapolated from its CPU per event, and what limited the delivered rate.
+
+    The ceiling is 1e6 / (proxy CPU µs per event): the events/s one core would carry at this cost. It is an
+    extrapolation, not a measurement; "limit" says whether the proxy, the harness (upstream and load generator on
+    their core(s)) or nothing held the delivered rate below the offered one.
+    """
+    us, share = med.get("proxy_cpu_us_per_event"), med.get("proxy_cpu_share")
+    delivered, offered = med.get("events_per_s"), med.get("offered_events_per_s")
+    harness = sum(med.get(k) or 0.0 for k in ("upstream_cpu_share", "loadgen_cpu_share")) / harness_cores
+    if delivered is None or not offered:
+        limit = "not measured"
+    elif delivered >= KEPT_UP * offered:
+        limit = "none: the offered rate was delivered"
+    else:
+        busy = [
+            *(["the proxy (its core saturated)"] if share is not None and share >= SATURATED else []),
+            *(["the harness (upstream + load generator saturated their core)"] if harness >= SATURATED else []),
+        ]
+        limit = " and ".join(busy) or "unclear: no core saturated (see other processes)"
+    return {
+        "ceiling_events_per_s": 1e6 / us if us else None,
+        "harness_cpu_share": harness,
+        "delivered_of_offered": delivered / offered if delivered is not None and offered else None,
+        "limit": limit,
+    }
+
+
+GOAL_FORMAT = {"ms": "{:+.3f} ms", "x": "{:.3f}x", "share": "{:.3f}", "us": "{:.1f} µs"}
 
 
 def _num(v: float | None, fmt: str = "{:.2f}") -> str:
@@ -142,7 +187,7 @@ def _num(v: float | None, fmt: str = "{:.2f}") -> str:
 
 def _cell(m: Summary, r: Summary, key: str, is_direct: bool) -> str:
     value = m.get(key)
-    if key in ("rps", "tokens_per_s"):
+    if key in ("rps", "tokens_per_s", "events_per_s"):
         base, extra = _num(value, "{:.0f}"), r.get(f"{key}_x")
         return base if is_direct or extra is None else f"{base} ({extra:.2f}x)"
     extra = r.get(f"{key}_added")
@@ -183,23 +228,58 @@ def markdown(doc: dict[str, Any]) -> str:
         "",
         "Latencies in ms with the added ms against direct in brackets; throughputs with the factor of direct.",
         "CPU: seconds of CPU the proxy process tree used per 1,000 requests, and its share of one core.",
+        "Streamed workloads add events/s delivered (every `data:` event of the completed streams) and the proxy's",
+        "CPU µs per event.",
     ]
     for wl in doc["workloads"]:
-        lines += [
-            "",
-            f"### {wl['label']} (`{wl['name']}`)",
-            "",
-            "| path | req/s | tokens/s | p50 | p99 | TTFT p50 | TTFT p99 | proxy CPU s/1k req | proxy CPU | errors |",
-            "|---|---|---|---|---|---|---|---|---|---|",
-        ]
+        stream = wl["stream"]
+        extra = ("events/s", "proxy CPU µs/event") if stream else ()
+        head = ("path", "req/s", "tokens/s", "p50", "p99", "TTFT p50", "TTFT p99", *extra)
+        head += ("proxy CPU s/1k req", "proxy CPU", "errors")
+        lines += ["", f"### {wl['label']} (`{wl['name']}`)", ""]
+        if wl.get("offered_events_per_s"):
+            lines += [f"Offered: {wl['offered_events_per_s']:,.0f} events/s.", ""]
+        lines += [f"| {' | '.join(head)} |", "|" + "---|" * len(head)]
         for path, entry in doc["results"][wl["name"]].items():
             med, rel = entry["median"], entry["vs_direct"]
-            cells = [_cell(med, rel, key, path == "direct") for key in cols]
+            keys = (*cols, "events_per_s") if stream else cols
+            cells = [_cell(med, rel, key, path == "direct") for key in keys]
+            if stream:
+                cells.append(_num(med.get("proxy_cpu_us_per_event"), "{:.1f}"))
             share = med.get("proxy_cpu_share")
             lines.append(
                 f"| {path} | {' | '.join(cells)} | {_num(med.get('proxy_cpu_s_per_1k'), '{:.3f}')} | "
                 f"{_num(None if share is None else share * 100, '{:.0f}%')} | {entry['total_errors']} |"
             )
+        for path, why in doc["skipped_workloads"].get(wl["name"], {}).items():
+            lines += ["", f"Skipped **{path}** here: {why}."]
+    paced = [wl for wl in doc["workloads"] if wl.get("offered_events_per_s")]
+    if paced:
+        lines += [
+            "",
+            "## Paced workloads: delivered rate, and the ceiling it implies",
+            "",
+            "Ceiling = 1e6 / proxy CPU µs per event: the events/s one core would carry at the measured cost, an",
+            "**extrapolation from CPU per event**, not a measured rate. Limit says what held the delivered rate",
+            f"below {KEPT_UP:.0%} of the offered one: a core at {SATURATED:.0%} or more. Harness = upstream + load",
+            "generator, as a share of their core(s).",
+            "",
+            "| workload | path | offered events/s | delivered events/s | proxy CPU µs/event | proxy CPU | harness CPU "
+            "| ceiling (extrapolated) | limit |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for wl in paced:
+            for path, entry in doc["results"][wl["name"]].items():
+                med = entry["median"]
+                delivered, ratio = med.get("events_per_s"), entry.get("delivered_of_offered")
+                lines.append(
+                    f"| {wl['name']} | {path} | {wl['offered_events_per_s']:,.0f} | "
+                    f"{_num(delivered, '{:,.0f}')}{'' if ratio is None else f' ({ratio:.2f})'} | "
+                    f"{_num(med.get('proxy_cpu_us_per_event'), '{:.1f}')} | "
+                    f"{_num(_pct(med.get('proxy_cpu_share')), '{:.0f}%')} | "
+                    f"{_num(_pct(entry.get('harness_cpu_share')), '{:.0f}%')} | "
+                    f"{_num(entry.get('ceiling_events_per_s'), '{:,.0f} events/s')} | {entry.get('limit', '–')} |"
+                )
     lines += [
         "",
         "## Upstream and load generator (is the harness the bottleneck?)",

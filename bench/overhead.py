@@ -23,7 +23,7 @@ import orjson
 
 from bench import outputs, paths, profile
 from bench.procs import cpu_layout, pinned
-from bench.runner import WORKLOADS, LoadGen, Plan, run_all
+from bench.runner import WORKLOADS, LoadGen, Plan, run_all, skipped_by
 from llmwatch.processes import Child, free_port
 
 log = logging.getLogger("bench.overhead")
@@ -57,6 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile", action="store_true", help="profile the gateway with py-spy instead of benchmarking")
     p.add_argument("--profile-seconds", type=float, default=10.0, help="how long --profile samples")
     p.add_argument("--profile-format", choices=("speedscope", "flamegraph"), default="speedscope")
+    p.add_argument("--profile-workload", default="sse-c64", help="the load --profile puts on the gateway")
     return p.parse_args(argv)
 
 
@@ -84,29 +85,47 @@ def main(argv: list[str] | None = None) -> int:
             log.warning("skipping %s: %s", name, why)
     if "direct" not in wanted:
         wanted.insert(0, "direct")  # every ratio is against it
-    workloads = [w for w in WORKLOADS if w.name in args.workloads.split(",")]
+    names = [w.strip() for w in args.workloads.split(",") if w.strip()]
+    unknown = sorted(set(names) - {w.name for w in WORKLOADS})
+    if not names:
+        log.error("--workloads: name at least one of %s", ", ".join(w.name for w in WORKLOADS))
+        return 2
+    if unknown or args.profile_workload not in {w.name for w in WORKLOADS}:
+        flag = "--workloads" if unknown else "--profile-workload"
+        what = ", ".join(unknown) or args.profile_workload
+        log.error("%s: no workload %s; choose from %s", flag, what, ", ".join(w.name for w in WORKLOADS))
+        return 2
+    workloads = [w for w in WORKLOADS if w.name in names]
+    if args.profile:
+        workloads = [w for w in WORKLOADS if w.name == args.profile_workload]
     machine = outputs.machine(paths.litellm_venv())  # before we load it: the load average says who else is busy
 
     with tempfile.TemporaryDirectory(prefix="llmwatch-bench-") as tmp:
         work = Path(tmp)
-        upstream_port = free_port()
+        # One upstream process, one listener (engine) per port: a single event loop serves them all, so the
+        # harness's core takes no extra context switches for the several-engine case.
+        ports = [free_port() for _ in range(max(w.engines for w in workloads))]
         upstream = Child(
-            pinned([sys.executable, "-m", "bench.upstream", "--port", str(upstream_port)], load_cpus),
+            pinned([sys.executable, "-m", "bench.upstream", *(f"--port={p}" for p in ports)], load_cpus),
             work / "upstream.log",
             cwd=paths.REPO,
         )
         loadgen: LoadGen | None = None
-        targets: list[paths.Target] = []
+        targets: dict[int, list[paths.Target]] = {}
         try:
-            upstream.wait_http(f"http://127.0.0.1:{upstream_port}/health", 15.0)
+            for port in ports:
+                upstream.wait_http(f"http://127.0.0.1:{port}/health", 15.0)
             if args.profile:
-                return profile.run(
-                    upstream_port, work, args.out, args.profile_seconds, args.profile_format, proxy_cpus, load_cpus
-                )
+                seconds, fmt = args.profile_seconds, args.profile_format
+                return profile.run(ports, workloads[0], work, args.out, seconds, fmt, proxy_cpus, load_cpus)
             if args.baseline:
                 paths.baseline_source(args.baseline, work)
                 wanted.append(f"gateway@{args.baseline}")
-            targets = paths.start_all(wanted, upstream_port, work, proxy_cpus)
+            out_of = skipped_by(workloads, wanted)
+            for engines in sorted({w.engines for w in workloads}):
+                mine = [w.name for w in workloads if w.engines == engines]
+                names = [n for n in wanted if any(n not in out_of.get(w, {}) for w in mine)]
+                targets[engines] = paths.start_all(names, ports[:engines], work, proxy_cpus)
             loadgen = LoadGen(work, load_cpus)
             if args.quick:  # one request per concurrent client, short streams: seconds, even through LiteLLM
                 plan = Plan(reps=1, duration=None, warmup=None, requests=1, warmup_requests=2)
@@ -114,11 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 plan = Plan(reps=args.reps, duration=args.duration, warmup=args.warmup)
             log.info("paths %s; workloads %s; %s", wanted, [w.name for w in workloads], plan)
-            results = run_all(targets, workloads, plan, loadgen, upstream.pid)
+            results = run_all(targets, workloads, plan, loadgen, upstream.pid, out_of)
         finally:
             if loadgen is not None:
                 loadgen.close()
-            paths.stop_all(targets)
+            for started in targets.values():
+                paths.stop_all(started)
             upstream.stop()
             _keep_logs(work, args.out)
 
@@ -153,8 +173,8 @@ def _keep_logs(work: Path, out: Path) -> None:
     """Copy the children's logs next to the results, for post-mortems (the tmp dir goes away)."""
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
-    for path in [*work.glob("*.log"), *work.glob("nginx/*.log")]:
-        name = f"nginx-{path.name}" if path.parent.name == "nginx" else path.name
+    for path in [*work.glob("*.log"), *work.glob("nginx*/*.log")]:
+        name = f"{path.parent.name}-{path.name}" if path.parent.name.startswith("nginx") else path.name
         (logs / name).write_bytes(path.read_bytes()[-1_000_000:])
 
 

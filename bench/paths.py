@@ -33,6 +33,11 @@ class Target:
     proc: Child | None = None
     ready_url: str = ""
     ready_timeout: float = 30.0
+    spread: tuple[str, ...] = ()  # direct to several engines: the load generator spreads its streams over these
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return self.spread or (self.url,)
 
 
 def render(template: Path, dest: Path, values: dict[str, str]) -> Path:
@@ -62,6 +67,18 @@ def why_unavailable(name: str) -> str | None:
     return None
 
 
+def why_skipped(name: str, paced: bool, engines: int) -> str | None:
+    """None if path ``name`` can take a workload of this shape, else why it sits that workload out."""
+    if name == "litellm" and paced:
+        return (
+            "LiteLLM forwards about 2,000 tokens/s here (see sse-c64), a tenth of the paced workloads' offered rate: "
+            "the run would measure its queue, for minutes"
+        )
+    if name == "litellm" and engines > 1:
+        return "bench/litellm.yaml maps the model to one engine"
+    return None
+
+
 def baseline_source(rev: str, work: Path) -> Path:
     """The gateway's code at ``rev`` (git archive of services/), to run beside today's in the same benchmark."""
     dest = work / "baseline"
@@ -73,9 +90,10 @@ def baseline_source(rev: str, work: Path) -> Path:
     return dest / "services"
 
 
-def _gateway(upstream: str, work: Path, cpus: Sequence[int] | None, name: str = "gateway") -> Target:
+def _gateway(upstreams: Sequence[str], work: Path, cpus: Sequence[int] | None, name: str, tag: str) -> Target:
     """Today's gateway, or (``gateway@REV``) the one at a git revision, importing its own code first."""
     port = free_port()
+    stem = name.replace("@", "-") + tag
     env = {"PYTHONPATH": str(work / "baseline" / "services")} if "@" in name else None
     args = [
         sys.executable,
@@ -83,15 +101,15 @@ def _gateway(upstream: str, work: Path, cpus: Sequence[int] | None, name: str = 
         "llmwatch.cli",
         "gateway",
         "--upstream",
-        upstream,
+        ",".join(upstreams),  # several: least-in-flight over them
         "--host",
         "127.0.0.1",
         "--port",
         str(port),
         "--log-file",
-        str(work / f"{name.replace('@', '-')}-access.log"),
+        str(work / f"{stem}-access.log"),
     ]
-    proc = Child(pinned(args, cpus), work / f"{name.replace('@', '-')}.log", env=env, cwd=REPO)
+    proc = Child(pinned(args, cpus), work / f"{stem}.log", env=env, cwd=REPO)
     url = f"http://127.0.0.1:{port}"
     return Target(name, url, proc, f"{url}/readyz", 30.0)
 
@@ -116,38 +134,47 @@ def _litellm(upstream: str, work: Path, cpus: Sequence[int] | None) -> Target:
     return Target("litellm", url, proc, f"{url}/health/liveliness", 120.0)
 
 
-def _nginx(upstream_port: int, work: Path, cpus: Sequence[int] | None) -> Target:
+def _nginx(upstream_ports: Sequence[int], work: Path, cpus: Sequence[int] | None, tag: str) -> Target:
     port = free_port()
-    prefix = work / "nginx"
+    prefix = work / f"nginx{tag}"
     prefix.mkdir(exist_ok=True)
     # As root, nginx drops its worker to `nobody`, who could not write under our tmp prefix.
     user = "user root;" if os.geteuid() == 0 else ""
+    servers = [f"server 127.0.0.1:{p};" for p in upstream_ports]
+    if len(servers) > 1:
+        servers.insert(0, "least_conn;")  # as the gateway picks the engine with the fewest requests in flight
     conf = render(
         BENCH / "nginx.conf.template",
         prefix / "nginx.conf",
-        {"user": user, "prefix": str(prefix), "port": str(port), "upstream_port": str(upstream_port)},
+        {"user": user, "prefix": str(prefix), "port": str(port), "servers": "\n        ".join(servers)},
     )
     nginx = shutil.which("nginx") or "nginx"
     args = [nginx, "-p", str(prefix), "-c", str(conf), "-e", str(prefix / "error.log"), "-g", "daemon off;"]
-    proc = Child(pinned(args, cpus), work / "nginx.log")
+    proc = Child(pinned(args, cpus), work / f"nginx{tag}.log")
     url = f"http://127.0.0.1:{port}"
     return Target("nginx", url, proc, f"{url}/health", 15.0)
 
 
-def start_all(names: Sequence[str], upstream_port: int, work: Path, cpus: Sequence[int] | None) -> list[Target]:
-    """Start every named path (direct needs nothing), then wait until each answers; stops them all on failure."""
-    upstream = f"http://127.0.0.1:{upstream_port}"
+def start_all(
+    names: Sequence[str], upstream_ports: Sequence[int], work: Path, cpus: Sequence[int] | None
+) -> list[Target]:
+    """Start every named path in front of the engines on ``upstream_ports`` (direct needs nothing), then wait until
+    each answers; stops them all on failure. With several engines, file names get an ``-xN`` tag."""
+    upstreams = [f"http://127.0.0.1:{p}" for p in upstream_ports]
+    tag = f"-x{len(upstreams)}" if len(upstreams) > 1 else ""
     targets: list[Target] = []
     try:
         for name in names:
             if name == "direct":
-                targets.append(Target("direct", upstream))
+                targets.append(Target("direct", upstreams[0], spread=tuple(upstreams) if tag else ()))
             elif name == "gateway" or name.startswith("gateway@"):
-                targets.append(_gateway(upstream, work, cpus, name))
+                targets.append(_gateway(upstreams, work, cpus, name, tag))
             elif name == "litellm":
-                targets.append(_litellm(upstream, work, cpus))
+                if tag:
+                    raise ValueError(why_skipped(name, False, len(upstreams)))
+                targets.append(_litellm(upstreams[0], work, cpus))
             elif name == "nginx":
-                targets.append(_nginx(upstream_port, work, cpus))
+                targets.append(_nginx(upstream_ports, work, cpus, tag))
             else:
                 raise ValueError(f"unknown path {name!r}; choose from {', '.join(ORDER)}")
         for target in targets:

@@ -1,4 +1,5 @@
-"""``overhead.py --profile``: the gateway under 64 concurrent streams, sampled by py-spy, plus a hot-spot summary.
+"""``overhead.py --profile``: the gateway under one workload's load (``--profile-workload``, default 64 unpaced
+streams), sampled by py-spy, plus a hot-spot summary.
 
 py-spy attaches to the running gateway (``py-spy record --pid``), so it needs ptrace rights: root, or
 CAP_SYS_PTRACE in a container. It is not a project dependency: ``.venv/bin/pip install py-spy``.
@@ -19,7 +20,7 @@ import orjson
 
 from bench.paths import start_all, stop_all
 from bench.procs import thread_cpu
-from bench.runner import WORKLOADS, LoadGen, Plan, measure
+from bench.runner import LoadGen, Plan, Workload, job_for, measure
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def hot_spots(speedscope: dict[str, Any], top: int = 20) -> list[str]:
 
 
 def run(
-    upstream_port: int,
+    upstream_ports: Sequence[int],
+    workload: Workload,
     work: Path,
     out: Path,
     seconds: float,
@@ -70,23 +72,13 @@ def run(
     if spy is None:
         log.error("py-spy not found: .venv/bin/pip install py-spy")
         return 2
-    targets = start_all(["gateway"], upstream_port, work, proxy_cpus)
+    targets = start_all(["gateway"], upstream_ports[: workload.engines], work, proxy_cpus)
     loadgen = LoadGen(work, load_cpus)
     gateway = targets[0]
     assert gateway.proc is not None
     dest = out / ("gateway-profile.speedscope.json" if fmt == "speedscope" else "gateway-profile.svg")
     try:
-        workload = next(w for w in WORKLOADS if w.name == "sse-c64")
-        loadgen.run(
-            {
-                "url": gateway.url,
-                "stream": True,
-                "concurrency": workload.concurrency,
-                "max_tokens": workload.max_tokens,
-                "duration": 1.0,
-                "requests": None,
-            }
-        )  # warm-up
+        loadgen.run(job_for(gateway, workload, 1.0, None))  # warm-up
         cmd = [
             spy,
             "record",
@@ -115,9 +107,10 @@ def run(
         loadgen.close()
         stop_all(targets)
     log.info(
-        "load while profiling: %.0f req/s, %.0f tokens/s, errors %s %s",
+        "load while profiling: %.0f req/s, %.0f tokens/s, %.0f events/s, errors %s %s",
         summary["rps"] or 0,
         summary["tokens_per_s"] or 0,
+        summary["events_per_s"] or 0,
         summary["errors"],
         errors,
     )

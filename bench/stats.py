@@ -10,7 +10,7 @@ Summary = dict[str, float | None]
 
 # How each metric compares with the direct path: latencies as added ms, throughputs as a factor.
 ADDED_MS = ("lat_p50_ms", "lat_p99_ms", "ttft_p50_ms", "ttft_p99_ms")
-FACTOR = ("rps", "tokens_per_s")
+FACTOR = ("rps", "tokens_per_s", "events_per_s")
 
 
 def median_of(reps: Sequence[Summary], key: str) -> float | None:
