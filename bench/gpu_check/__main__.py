@@ -11,7 +11,9 @@ On any CUDA host where `pip install vllm` works (plus this project's `pip instal
 2. starts the engine with docker-compose.yml's flags for it (the `vllm` service; `--set VAR=VALUE` stands for .env),
    and `llmwatch gateway` in front as compose runs it (a keys file, `--warmup`, a metrics listener);
 3. then, in order: correctness through the official `openai` SDK; the KPI sweep (bench/closed_loop.py's `measure`)
-   direct and through the gateway, cells alternated direct, gateway, gateway, direct; the load test's gate
+   direct and through the gateway, cells alternated direct, gateway, gateway, direct (`--gateway-baseline DIR`:
+   also a second gateway from another services/ tree, to compare two versions in one run), each gateway cell with
+   the gateway's CPU per forwarded event; the load test's gate
    (loadtest/, as `make load` runs it) with the card's memory sampled through NVML or nvidia-smi; the engine's
    /metrics idle and after load;
 4. writes DIR/REPORT.md (markdown tables, each step's duration), DIR/gpu-check.json and the load test's report.html,
@@ -69,6 +71,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--gate-seconds", type=int, default=60, help="the gate's run time")
     p.add_argument("--gate-users", type=int, default=64, help="the gate's users (make load's LOAD_USERS)")
     p.add_argument("--skip", default="", help="steps to leave out, comma-separated: correctness,sweep,gate")
+    p.add_argument("--gateway-baseline", type=Path, metavar="DIR",
+                   help="also sweep a gateway run from DIR, a services/ tree (`git archive REV services`)")  # fmt: skip
     p.add_argument("--start-timeout", type=float, default=900, help="seconds the engine may take to start")
     args = p.parse_args(argv)
     try:
@@ -86,6 +90,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--vllm {args.vllm!r}: no such command (pip install vllm, or name the command that runs it)")
     if args.engine == "vllm" and not args.vocab.is_file():
         p.error(f"--vocab {args.vocab} not found (scripts/install-llama-cpp.sh puts it beside llama-server)")
+    if args.gateway_baseline and not (args.gateway_baseline / "llmwatch" / "gateway").is_dir():
+        p.error(f"--gateway-baseline {args.gateway_baseline}: no llmwatch/gateway/ in it (give a services/ tree)")
     if args.engine == "llamacpp" and not (args.gguf and args.gguf.is_file()):
         p.error("--gguf: give the GGUF to serve (scripts/make-gguf.py --arch r1-distill-1.5b --type q4_k_m)")
     if args.engine == "llamacpp" and not args.llama_server.is_file():
@@ -137,14 +143,21 @@ def main(argv: list[str] | None = None) -> int:
             keys.chmod(0o600)
             access_log = args.out / "access.log"
             access_log.unlink(missing_ok=True)
-            gateway = Child([
-                sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", engine_url, "--host", "127.0.0.1",
-                "--port", str(gateway_port), "--log-file", str(access_log), "--no-log-stdout",
-                "--api-keys", str(keys), "--warmup", "2", "--metrics-port", str(metrics_port),
-            ], args.out / "gateway.log")  # fmt: skip
-            children.append(gateway)
-            # /readyz is on the management listener, as in compose (--metrics-port).
-            gateway.wait_http(f"http://127.0.0.1:{metrics_port}/readyz", 600)
+            gateways: dict[str, tuple[str, int]] = {}
+            for name, src in [("gateway", None), *([("baseline", args.gateway_baseline)] if args.gateway_baseline
+                                                   else [])]:  # fmt: skip
+                port, mport = (gateway_port, metrics_port) if name == "gateway" else (free_port(), free_port())
+                log = access_log if name == "gateway" else args.out / f"access-{name}.log"
+                env = {"PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])} if src else None
+                child = Child([
+                    sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", engine_url, "--host", "127.0.0.1",
+                    "--port", str(port), "--log-file", str(log), "--no-log-stdout",
+                    "--api-keys", str(keys), "--warmup", "2", "--metrics-port", str(mport),
+                ], args.out / f"{name}.log", env=env)  # fmt: skip
+                children.append(child)
+                # /readyz is on the management listener, as in compose (--metrics-port).
+                child.wait_http(f"http://127.0.0.1:{mport}/readyz", 600)
+                gateways[name] = (f"http://127.0.0.1:{port}", child.pid)
             time.sleep(1.0)  # let the engine's gauges settle after the warm-up before the idle capture
             if gpu:
                 facts["gpu_engine_bytes"] = gpu[1]()
@@ -157,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             with rec.step(f"KPI sweep at {','.join(map(str, args.streams))} streams"):
                 # One cell at the largest concurrency first, not measured: CUDA graphs and caches for that size.
                 asyncio.run(measure(engine_url, max(args.streams), max(args.streams), 16))
-                sweep(rec, engine_url, gateway_url, key, args)
+                sweep(rec, engine_url, gateways, key, args)
         if "gate" not in args.skip:
             with rec.step(f"load-test gate at {args.gate_rate:g} req/s"):
                 gate(rec, gateway_url, key, args, sampler)

@@ -13,8 +13,13 @@ def fmt(value: float | None, digits: int = 0) -> str:
 
 def mean_cell(cells: list[dict[str, Any]]) -> dict[str, float]:
     keys = ("ttft_ms_p50", "ttft_ms_p99", "itl_ms_p50", "tpot_ms_p50", "stream_tok_s_median", "aggregate_tok_s",
-            "req_s")  # fmt: skip
-    return {k: sum(c[k] for c in cells) / len(cells) for k in keys}
+            "req_s", "proxy_cpu_us_per_event", "proxy_cpu_share")  # fmt: skip
+    return {k: sum(c[k] for c in cells) / len(cells) for k in keys if all(k in c for c in cells)}
+
+
+def _proxies(row: dict[str, Any]) -> list[str]:
+    """The gateway paths of a sweep row: today's gateway, and a baseline when one ran."""
+    return [p for p in ("gateway", "baseline") if p in row]
 
 
 def report_markdown(data: dict[str, Any]) -> str:
@@ -52,26 +57,33 @@ def report_markdown(data: dict[str, Any]) -> str:
             "| tok/s total | req/s |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]  # fmt: skip
         for row in data["sweep"]:
-            for path in ("direct", "gateway"):
+            for path in ["direct", *_proxies(row)]:
                 m = mean_cell(row[path])
                 lines.append(
                     f"| {row['streams']} | {path} | {2 * row['requests_per_cell']} | {fmt(m['ttft_ms_p50'])} "
                     f"| {fmt(m['ttft_ms_p99'])} | {fmt(m['itl_ms_p50'], 2)} | {fmt(m['tpot_ms_p50'], 2)} "
                     f"| {fmt(m['stream_tok_s_median'])} | {fmt(m['aggregate_tok_s'])} | {fmt(m['req_s'], 2)} |"
                 )
-        lines += ["", "Gateway / direct (1.00x = no cost); drift = the second direct cell / the first (tok/s total).",
-                  "", "| streams | ITL p50 | TTFT p50 | TTFT p99 | tok/s total | req/s | direct drift |",
-                  "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        lines += ["", "Gateway / direct (1.00x = no cost); drift = the second direct cell / the first (tok/s total); "
+                  "the gateway process's CPU per forwarded event and its share of one core.", "",
+                  "| streams | path | ITL p50 | TTFT p50 | TTFT p99 | tok/s total | req/s | direct drift "
+                  "| gateway CPU µs/event | gateway CPU |",
+                  "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
         for row in data["sweep"]:
-            g, d = mean_cell(row["gateway"]), mean_cell(row["direct"])
+            d = mean_cell(row["direct"])
             d1, d2 = row["direct"]
-
-            def x(key: str, g: dict[str, float] = g, d: dict[str, float] = d) -> str:
-                return f"{g[key] / d[key]:.2f}x" if d[key] else "–"
-
             drift = d2["aggregate_tok_s"] / d1["aggregate_tok_s"]
-            lines.append(f"| {row['streams']} | {x('itl_ms_p50')} | {x('ttft_ms_p50')} | {x('ttft_ms_p99')} "
-                         f"| {x('aggregate_tok_s')} | {x('req_s')} | {drift:.2f}x |")  # fmt: skip
+            for path in _proxies(row):
+                g = mean_cell(row[path])
+
+                def x(key: str, g: dict[str, float] = g, d: dict[str, float] = d) -> str:
+                    return f"{g[key] / d[key]:.2f}x" if d[key] else "–"
+
+                share = g.get("proxy_cpu_share")
+                lines.append(f"| {row['streams']} | {path} | {x('itl_ms_p50')} | {x('ttft_ms_p50')} "
+                             f"| {x('ttft_ms_p99')} | {x('aggregate_tok_s')} | {x('req_s')} | {drift:.2f}x "
+                             f"| {fmt(g.get('proxy_cpu_us_per_event'), 1)} "
+                             f"| {fmt(None if share is None else 100 * share)}% |")  # fmt: skip
     g = data["gate"]
     if g:
         s = g["summary"]

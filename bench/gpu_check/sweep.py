@@ -1,4 +1,5 @@
-"""The KPI sweep: closed-loop cells alternated direct, gateway, gateway, direct at each concurrency."""
+"""The KPI sweep: closed-loop cells alternated direct, gateway, gateway, direct at each concurrency (with a baseline
+gateway: direct, gateway, baseline, baseline, gateway, direct), each gateway cell with its CPU per forwarded event."""
 
 from __future__ import annotations
 
@@ -10,22 +11,37 @@ from loadtest import prompts as load_prompts
 
 from bench.closed_loop import measure
 from bench.gpu_check.record import Record, say
+from bench.procs import cpu_seconds
+
+# Events of one streamed answer besides its tokens: vLLM's role chunk, the usage chunk and `data: [DONE]`.
+EXTRA_EVENTS = 3
 
 
-def sweep(rec: Record, direct: str, gateway: str, key: str, args: argparse.Namespace) -> None:
-    """Cells alternated direct, gateway, gateway, direct at each concurrency; the same prompts and answer length."""
+def sweep(rec: Record, direct: str, gateways: dict[str, tuple[str, int]], key: str, args: argparse.Namespace) -> None:
+    """Cells alternated (direct, each gateway, then back) at each concurrency; the same prompts and answer length.
+
+    ``gateways``: path name -> (URL, pid); a gateway cell records its process's CPU seconds per forwarded event.
+    """
     prompt_list = [p.messages for p in load_prompts.load()]
     auth = {"Authorization": f"Bearer {key}"}
+    paths = ["direct", *gateways]
     for n in args.streams:
         requests = max(args.min_requests, n * args.requests_per_stream)
-        cells: dict[str, list[dict[str, Any]]] = {"direct": [], "gateway": []}
-        for path in ("direct", "gateway", "gateway", "direct"):
-            url, headers = (direct, None) if path == "direct" else (gateway, auth)
+        cells: dict[str, list[dict[str, Any]]] = {p: [] for p in paths}
+        for path in [*paths, *reversed(paths)]:
+            url, headers = (direct, None) if path == "direct" else (gateways[path][0], auth)
+            pid = gateways[path][1] if path != "direct" else None
+            before = cpu_seconds(pid) if pid else 0.0
             cell = asyncio.run(measure(url, n, requests, args.max_tokens, prompt_list, headers))
+            if pid:
+                events = cell["requests"] * (cell["completion_tokens"] + EXTRA_EVENTS)
+                cell["proxy_cpu_us_per_event"] = (cpu_seconds(pid) - before) / events * 1e6
+                cell["proxy_cpu_share"] = (cpu_seconds(pid) - before) / cell["seconds"]
             cells[path].append(cell)
+            cpu = f", gateway CPU {cell['proxy_cpu_us_per_event']:.1f} us/event" if pid else ""
             say(
                 f"   {n:>4} streams {path:<8} TTFT p50 {cell['ttft_ms_p50']:.0f} ms, ITL p50 "
                 f"{cell['itl_ms_p50']:.2f} ms, {cell['aggregate_tok_s']:.0f} tok/s, {cell['req_s']:.2f} req/s "
-                f"({cell['seconds']:.1f} s)"
+                f"({cell['seconds']:.1f} s){cpu}"
             )
         rec.data["sweep"].append({"streams": n, "requests_per_cell": requests, **cells})

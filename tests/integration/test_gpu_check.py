@@ -105,7 +105,7 @@ def test_the_llamacpp_mode_runs_the_gpu_q4_command_on_the_llama_server_built_her
     args = [
         sys.executable, "-m", "bench.gpu_check", "--engine", "llamacpp", "--gguf", str(tiny_model()),
         "--llama-server", str(llama_binary("llama-server")), "--out", str(out), "--streams", "1",
-        "--min-requests", "2", "--max-tokens", "8", "--skip", "gate",
+        "--min-requests", "2", "--max-tokens", "8", "--skip", "gate", "--gateway-baseline", str(REPO / "services"),
     ]  # fmt: skip
     done = subprocess.run(args, capture_output=True, text=True, timeout=240, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -114,6 +114,12 @@ def test_the_llamacpp_mode_runs_the_gpu_q4_command_on_the_llama_server_built_her
     assert {c["check"] for c in data["checks"]} == {c for c in CHECKS if not c.startswith("model_not_found")}
     assert all(c["ok"] for c in data["checks"]) and "model_not_found" in data["facts"]["not_checked"]
     assert "build 11312" in data["facts"]["engine_version"]
+    # --gateway-baseline: a second gateway in the same alternation, both with their CPU per forwarded event
+    (row,) = data["sweep"]
+    assert [len(row[p]) for p in ("direct", "gateway", "baseline")] == [2, 2, 2]
+    # (a few requests take less CPU than /proc's 10 ms ticks show: the value is there, its size is the GPU's to tell)
+    assert all(cell["proxy_cpu_us_per_event"] >= 0 for p in ("gateway", "baseline") for cell in row[p])
+    assert "| 1 | baseline |" in (out / "REPORT.md").read_text()
 
 
 @pytest.mark.parametrize(
@@ -123,6 +129,7 @@ def test_the_llamacpp_mode_runs_the_gpu_q4_command_on_the_llama_server_built_her
         (["--engine", "llamacpp"], "--gguf"),
         (["--engine", "sim", "--set", "NOEQUALS"], "--set"),
         (["--engine", "sim", "--skip", "everything"], "--skip"),
+        (["--engine", "sim", "--gateway-baseline", "/nonexistent"], "--gateway-baseline"),
     ],
 )
 def test_bad_flags_are_one_error_naming_the_flag_and_exit_2(tmp_path: Path, flags: list[str], named: str) -> None:
