@@ -10,7 +10,7 @@ tar -xf payload.tar -C /root/p && rm -f chunk0 chunk1 chunk2 chunk3 payload.tar
 xz -dc /root/p/vllm-pkg.tar.xz | tar -x -C /tmp/site
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /root/p/deps/*.whl 2>&1 | grep -v -i "warning" | tail -5
 export PYTHONPATH=/tmp/site
-python3 -c "import vllm, openai, locust, fastapi, uvicorn, pydantic_settings, orjson, pythonjsonlogger, prometheus_client, gguf, pynvml; print('vllm', vllm.__version__, 'openai', openai.__version__, 'locust', locust.__version__)"
+python3 -c "import vllm, openai, locust, fastapi, uvicorn, pydantic_settings, orjson, prometheus_client, gguf, pynvml; print('vllm', vllm.__version__, 'openai', openai.__version__, 'locust', locust.__version__)"
 python3 -c "import vllm.entrypoints.openai.api_server" 2>&1 | tail -3
 echo INSTALL-OK
 # The llama.cpp CUDA build and the Q4_K_M GGUF, in the background at the lowest priority (nice 19) while the first

@@ -1,0 +1,94 @@
+"""The access log's writer (gateway/access_log.py): the standard library's rotation to the byte, every line once and
+in order, and a failing destination that costs its lines a message on stderr, never the writer."""
+
+from __future__ import annotations
+
+import io
+import logging
+import logging.handlers
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from llmwatch.gateway.access_log import AccessLog
+
+pytestmark = pytest.mark.unit
+
+LINES = [{"request_id": f"r{i:04d}", "pad": "x" * (i % 37), "n": None, "ok": True, "ms": 1.5, "tools": []}
+         for i in range(500)]  # fmt: skip
+
+
+class _OneJsonLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return orjson.dumps(record.msg).decode()
+
+
+@pytest.mark.parametrize(("max_bytes", "backups"), [(2000, 3), (2000, 0), (0, 3), (150, 2)])
+def test_rotation_is_the_standard_librarys_to_the_byte(tmp_path: Path, max_bytes: int, backups: int) -> None:
+    """Filebeat and operators know RotatingFileHandler's files: the same names, the same lines in each."""
+    stdlib = logging.handlers.RotatingFileHandler(tmp_path / "std.log", maxBytes=max_bytes, backupCount=backups)
+    stdlib.setFormatter(_OneJsonLine())
+    for line in LINES:
+        stdlib.emit(logging.makeLogRecord({"msg": line}))
+    stdlib.close()
+    log = AccessLog(tmp_path / "ours.log", max_bytes, backups, stream=None)
+    log.start()
+    for line in LINES:
+        log.write(line)
+    log.stop()
+    for suffix in ["", *(f".{i}" for i in range(1, backups + 2))]:
+        std, ours = tmp_path / f"std.log{suffix}", tmp_path / f"ours.log{suffix}"
+        assert std.exists() == ours.exists(), suffix
+        if std.exists():
+            assert std.read_bytes() == ours.read_bytes(), suffix
+
+
+def test_every_line_once_in_order_from_many_threads(tmp_path: Path) -> None:
+    out = io.StringIO()
+    log = AccessLog(tmp_path / "a.log", stream=out)
+    log.start()
+
+    def writer(k: int) -> None:
+        for i in range(2000):
+            log.write({"writer": k, "i": i})
+
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.stop()  # drains: every accepted line is written when stop returns
+    for text in (out.getvalue(), (tmp_path / "a.log").read_text()):
+        lines = [orjson.loads(x) for x in text.splitlines()]
+        assert len(lines) == 8000
+        for k in range(4):
+            assert [x["i"] for x in lines if x["writer"] == k] == list(range(2000))
+
+
+def test_a_value_of_an_unexpected_type_is_text_not_a_lost_line(tmp_path: Path) -> None:
+    log = AccessLog(tmp_path / "a.log", stream=None)
+    log.start()
+    log.write({"path": tmp_path, "n": 1})
+    log.stop()
+    assert orjson.loads((tmp_path / "a.log").read_text()) == {"path": str(tmp_path), "n": 1}
+
+
+class _Broken(io.StringIO):
+    def write(self, text: str) -> Any:
+        raise OSError(28, "No space left on device")
+
+
+def test_a_failing_destination_costs_a_message_not_the_writer(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = AccessLog(tmp_path / "a.log", stream=_Broken())
+    log.start()
+    log.write({"i": 1})
+    log.write({"i": 2})
+    log.stop()
+    assert [orjson.loads(x)["i"] for x in (tmp_path / "a.log").read_text().splitlines()] == [1, 2]
+    err = capsys.readouterr().err
+    assert "access log" in err and "No space left on device" in err
