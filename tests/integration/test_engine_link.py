@@ -256,7 +256,7 @@ async def _relay_all(link: EngineLink, write_now: Callable[[bytes], bool] | None
 
     answer = await link.send("POST", "/v1/chat/completions", [], b"{}")
     try:
-        await answer.relay(lambda piece: piece, write_now or now, send)
+        await answer.relay(lambda piece, now: piece, write_now or now, send)
     finally:
         link.release(answer)
     return got
@@ -332,7 +332,7 @@ async def test_a_client_that_stops_reading_pauses_the_engine_read() -> None:
     async with engine(flood) as eng:
         link = _link(eng.url, read_timeout=0.3)
         answer = await link.send("GET", "/", [], b"")
-        task = asyncio.create_task(answer.relay(lambda piece: piece, slow_now, send))
+        task = asyncio.create_task(answer.relay(lambda piece, now: piece, slow_now, send))
         await asyncio.wait_for(blocked.wait(), 10)
         await asyncio.sleep(0.6)  # past the read timeout: a paused read is the client's doing, not the engine's
         assert sent < 16_000_000, "the engine could not write much more than the socket buffers hold"
@@ -353,7 +353,7 @@ async def test_cancelling_the_relay_closes_the_connection() -> None:
 
         async def relay() -> None:
             try:
-                await answer.relay(lambda piece: piece, lambda out: True, _never)
+                await answer.relay(lambda piece, now: piece, lambda out: True, _never)
             finally:
                 link.release(answer)  # as relay.py does
 
@@ -371,7 +371,7 @@ async def test_what_feed_raises_reaches_the_relaying_task() -> None:
     class Boom(Exception):
         pass
 
-    def feed(piece: bytes) -> bytes:
+    def feed(piece: bytes, now: float) -> bytes:
         raise Boom
 
     async with engine(_sse_engine(events=5, every=0.01)) as eng:
@@ -445,3 +445,22 @@ async def test_idle_connections_are_closed_after_the_idle_time() -> None:
         await asyncio.wait_for(eng.closed.wait(), 5)
         assert (link.open_connections, link.idle_connections) == (0, 0)
         await link.close()
+
+
+async def test_each_piece_is_fed_with_the_time_it_arrived() -> None:
+    async with engine(_sse_engine(events=5, every=0.05)) as eng:
+        link = _link(eng.url)
+        answer = await link.send("GET", "/", [], b"")
+        await asyncio.sleep(0.2)  # the first event arrived with the head, before the body is asked for
+        asked = time.perf_counter()
+        times: list[float] = []
+
+        def feed(piece: bytes, now: float) -> bytes:
+            times.append(now)
+            return b""
+
+        await answer.relay(feed, lambda out: True, _never)
+        link.release(answer)
+        assert len(times) == 5 and times == sorted(times)
+        assert times[0] < asked - 0.1, "an early piece keeps its arrival time, not the time it was fed"
+        assert times[-1] - times[0] > 0.15, "the later ones arrived 50 ms apart"

@@ -22,8 +22,9 @@ from typing import cast
 import httptools
 from yarl import URL
 
-# Called with each decoded body piece; returns the bytes to forward to the client now (b"": nothing).
-Feed = Callable[[bytes], bytes]
+# Called with each decoded body piece and when its bytes arrived (time.perf_counter); returns the bytes to forward to
+# the client now (b"": nothing).
+Feed = Callable[[bytes, float], bytes]
 # Writes to the client at once; False: nothing written, only `Send` can (the client's buffer is full).
 WriteNow = Callable[[bytes], bool]
 Send = Callable[[bytes], Awaitable[None]]
@@ -88,7 +89,7 @@ class Answer(asyncio.Protocol):
         self._active = False
         self._feed: Feed | None = None
         self._write_now: WriteNow = _refuse
-        self._early: list[bytes] = []
+        self._early: list[tuple[bytes, float]] = []  # body pieces parsed before `relay`, with their arrival
         self._early_bytes = 0
         self._queued: list[bytes] = []
         self._paused = False
@@ -164,13 +165,13 @@ class Answer(asyncio.Protocol):
             return
         feed = self._feed
         if feed is None:  # the caller has not asked for the body yet
-            self._early.append(piece)
+            self._early.append((piece, self._last))
             self._early_bytes += len(piece)
             if self._early_bytes > _EARLY_BYTES:
                 self._pause()
             return
         try:
-            out = feed(piece)
+            out = feed(piece, self._last)
             if out:
                 if self._queued:
                     self._queued.append(out)
@@ -221,8 +222,10 @@ class Answer(asyncio.Protocol):
         if self._early:
             early, self._early = self._early, []
             self._early_bytes = 0
-            for piece in early:
+            last = self._last
+            for piece, self._last in early:  # each piece fed with the time it arrived
                 self.on_body(piece)
+            self._last = last
             if not self._queued:
                 self._resume()
         queued = self._queued
@@ -247,7 +250,7 @@ class Answer(asyncio.Protocol):
         chunks: list[bytes] = []
         size = 0
 
-        def collect(piece: bytes) -> bytes:
+        def collect(piece: bytes, now: float) -> bytes:
             nonlocal size
             size += len(piece)
             if size > limit:

@@ -87,11 +87,12 @@ class Relay:
     ) -> None:
         scanner = SSEScanner(acct.on_chunk, strip, self._max_sse_line)
         await sink.start(answer.status, client_headers(answer.headers, rid))
-        scan, clock = scanner.feed, time.perf_counter
+        scan = scanner.feed
 
-        def feed(piece: bytes) -> bytes:
-            # Called from the engine connection's data_received: no task wake-up per event.
-            out = scan(piece, clock())
+        def feed(piece: bytes, now: float) -> bytes:
+            # Called from the engine connection's data_received (``now``: when the bytes arrived): no task wake-up
+            # per event.
+            out = scan(piece, now)
             if scanner.done and sink.watching:
                 # The client has its answer: closing now (SDKs do, at [DONE]) is not a disconnect, even if the
                 # engine's end of the body is still on its way.
@@ -99,7 +100,7 @@ class Relay:
             return out
 
         await answer.relay(feed, sink.write_now, sink.send_body)
-        tail = scanner.flush(clock())
+        tail = scanner.flush(time.perf_counter())
         if scanner.malformed:
             acct.anomalies.append("chunk")
         if acct.stream_error is not None:
