@@ -464,3 +464,17 @@ async def test_each_piece_is_fed_with_the_time_it_arrived() -> None:
         assert len(times) == 5 and times == sorted(times)
         assert times[0] < asked - 0.1, "an early piece keeps its arrival time, not the time it was fed"
         assert times[-1] - times[0] > 0.15, "the later ones arrived 50 ms apart"
+
+
+async def test_an_answer_to_head_has_no_body() -> None:
+    async def head_ok(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n")
+        await writer.drain()
+
+    async with engine(head_ok) as eng:
+        link = _link(eng.url, read_timeout=2.0)
+        answer = await link.send("HEAD", "/v1/models", [], b"")
+        body = await asyncio.wait_for(answer.read_body(1 << 20), 1.0)
+        link.release(answer)
+        assert (answer.status, answer.content_length, body) == (200, 99999999, b"")
+        assert link.open_connections == 0, "not reused: the parser could not be told there was no body"

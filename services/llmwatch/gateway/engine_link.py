@@ -80,6 +80,7 @@ class Answer(asyncio.Protocol):
         self.content_type = b""
         self.content_length: int | None = None
         self._chunked = False
+        self._head_request = False
         self._head_bytes = 0
         self.head_done = False
         self.complete = False
@@ -159,6 +160,12 @@ class Answer(asyncio.Protocol):
         self.status = self._parser.get_status_code()
         self.head_done = True
         self._wake()
+        if self._head_request:
+            # An answer to HEAD has no body whatever its Content-Length says (RFC 9110 9.3.2); httptools cannot be
+            # told so, so the parser stops here and the connection is not reused.
+            self.complete = True
+            self._stop_timer()
+            raise _Stop
 
     def on_body(self, piece: bytes) -> None:
         if self.failure is not None:
@@ -193,6 +200,7 @@ class Answer(asyncio.Protocol):
         """Write the request and start the answer's read timeout."""
         self._begin()
         self._active = True
+        self._head_request = method == "HEAD"
         self._read_timeout = read_timeout
         self._last = time.perf_counter()
         self._timer = self._loop.call_later(read_timeout, self._check_silence)
@@ -245,7 +253,7 @@ class Answer(asyncio.Protocol):
 
     async def read_body(self, limit: int) -> bytes:
         """The whole body; BodyTooLarge once it passes ``limit`` bytes (reading stops there)."""
-        if self.content_length is not None and self.content_length > limit:
+        if self.content_length is not None and self.content_length > limit and not self._head_request:
             raise BodyTooLarge
         chunks: list[bytes] = []
         size = 0
