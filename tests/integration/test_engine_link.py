@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -478,3 +479,44 @@ async def test_an_answer_to_head_has_no_body() -> None:
         link.release(answer)
         assert (answer.status, answer.content_length, body) == (200, 99999999, b"")
         assert link.open_connections == 0, "not reused: the parser could not be told there was no body"
+
+
+@pytest.mark.parametrize("seed", range(4))
+async def test_any_split_of_the_answer_and_any_client_pace_relay_the_body_in_order(seed: int) -> None:
+    rng = random.Random(seed)
+    events = [b"data: %d %s\n\n" % (i, b"x" * rng.randrange(0, 3000)) for i in range(300)]
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n"
+    wire = head + _chunked(events)
+
+    async def split(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        pos = 0
+        while pos < len(wire):
+            step = rng.choice((1, 7, 100, 1500, 20_000))
+            writer.write(wire[pos : pos + step])
+            pos += step
+            await writer.drain()
+            if rng.random() < 0.05:
+                await asyncio.sleep(0.002)
+
+    got: list[bytes] = []
+
+    def write_now(out: bytes) -> bool:
+        if rng.random() < 0.2:
+            return False  # the client's buffer is full this time
+        got.append(out)
+        return True
+
+    async def send(out: bytes) -> None:
+        await asyncio.sleep(0.001 * rng.random())
+        got.append(out)
+
+    async with engine(split) as eng:
+        link = _link(eng.url)
+        for _ in range(2):
+            got.clear()
+            answer = await link.send("GET", "/", [], b"")
+            await answer.relay(lambda piece, now: piece, write_now, send)
+            link.release(answer)
+            assert b"".join(got) == b"".join(events)
+        assert eng.connections == 1
+        await link.close()
