@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
+import subprocess
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 import uvloop
@@ -520,3 +523,42 @@ async def test_any_split_of_the_answer_and_any_client_pace_relay_the_body_in_ord
             assert b"".join(got) == b"".join(events)
         assert eng.connections == 1
         await link.close()
+
+
+@pytest.fixture
+def tls_files(tmp_path: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+@pytest.mark.parametrize("trusted", [True, False])
+async def test_https_engines_are_verified(
+    tls_files: tuple[Path, Path], trusted: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cert, key = tls_files
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(cert, key)
+    if trusted:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # what an operator's CA bundle would do
+    eng = Engine(_ok)
+    port = free_port()
+    server = await asyncio.start_server(eng.serve, "127.0.0.1", port, ssl=server_tls)
+    try:
+        link = _link(f"https://127.0.0.1:{port}")
+        if trusted:
+            for _ in range(2):
+                answer, body = await _get(link)
+                assert (answer.status, body) == (200, b"{}")
+            assert eng.connections == 1
+        else:
+            with pytest.raises(LinkUnreachable, match="CERTIFICATE_VERIFY_FAILED"):
+                await link.send("GET", "/", [], b"")
+        await link.close()
+    finally:
+        server.close()

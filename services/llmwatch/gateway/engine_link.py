@@ -472,6 +472,8 @@ class EngineLink:
                 lambda: Answer(self), self.host, self.port, ssl=self._ssl,
                 server_hostname=self.host if self._ssl is not None else None,
             )  # fmt: skip
+        except ssl.SSLError as exc:
+            raise LinkUnreachable(f"TLS failed ({exc.reason or exc})") from None
         except OSError as exc:
             raise LinkUnreachable(os.strerror(exc.errno) if exc.errno else str(exc)) from None
         return conn
