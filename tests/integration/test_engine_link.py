@@ -562,3 +562,18 @@ async def test_https_engines_are_verified(
         await link.close()
     finally:
         server.close()
+
+
+async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
+    async def hints(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"HTTP/1.1 103 Early Hints\r\nLink: </x>; rel=preload\r\n\r\n")
+        await writer.drain()
+        await _ok(head, reader, writer)
+
+    async with engine(hints) as eng:
+        link = _link(eng.url)
+        for _ in range(2):
+            answer, body = await _get(link)
+            assert (answer.status, answer.headers[0][0].lower(), body) == (200, b"content-type", b"{}")
+        assert eng.connections == 1
+        await link.close()

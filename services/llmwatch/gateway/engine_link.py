@@ -81,6 +81,7 @@ class Answer(asyncio.Protocol):
         self.content_length: int | None = None
         self._chunked = False
         self._head_request = False
+        self._interim = False
         self._head_bytes = 0
         self.head_done = False
         self.complete = False
@@ -157,7 +158,13 @@ class Answer(asyncio.Protocol):
             self._chunked = b"chunked" in value.lower()
 
     def on_headers_complete(self) -> None:
-        self.status = self._parser.get_status_code()
+        status = self._parser.get_status_code()
+        if status < 200:
+            # An interim answer (103 Early Hints, an unasked-for 100 Continue): the final one follows.
+            self._interim = True
+            self.headers, self.content_type, self.content_length, self._chunked = [], b"", None, False
+            return
+        self.status = status
         self.head_done = True
         self._wake()
         if self._head_request:
@@ -190,6 +197,9 @@ class Answer(asyncio.Protocol):
             self._fail(exc)
 
     def on_message_complete(self) -> None:
+        if self._interim:
+            self._interim = False
+            return
         self.complete = True
         self.keep_alive = self._parser.should_keep_alive()
         self._stop_timer()
