@@ -577,3 +577,34 @@ async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
             assert (answer.status, answer.headers[0][0].lower(), body) == (200, b"content-type", b"{}")
         assert eng.connections == 1
         await link.close()
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+async def test_a_kept_alive_connection_closed_under_a_request_is_retried_only_when_idempotent(method: str) -> None:
+    answered: dict[int, int] = {}
+
+    async def closes_on_second(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        conn = id(writer)
+        answered[conn] = answered.get(conn, 0) + 1
+        if len(answered) == 1 and answered[conn] == 2:
+            writer.close()  # the engine's keep-alive ran out just as the request came: nothing answered
+            return
+        await _ok(head, reader, writer)
+
+    async with engine(closes_on_second) as eng:
+        link = _link(eng.url)
+        await _get(link)
+        answer_or_error: Answer | LinkClosed
+        try:
+            answer_or_error = await link.send(method, "/", [], b"{}" if method == "POST" else b"")
+        except LinkClosed as exc:
+            answer_or_error = exc
+        if method == "GET":
+            assert isinstance(answer_or_error, Answer) and answer_or_error.status == 200
+            assert await answer_or_error.read_body(100) == b"{}"
+            link.release(answer_or_error)
+            assert eng.connections == 2, "resent once, on a fresh connection"
+        else:
+            assert isinstance(answer_or_error, LinkClosed), "a POST may have been acted on: not resent"
+            assert eng.connections == 1
+        await link.close()

@@ -33,7 +33,8 @@ IDLE_SECONDS = 60.0  # an idle pooled connection is closed after this long
 MAX_HEAD_BYTES = 64 * 1024  # the engine's status line and headers together
 _EARLY_BYTES = 64 * 1024  # body bytes parsed before the caller reads the body: reading pauses past this
 _NO_BODY_STATUS = frozenset({204, 304})
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS"})
+_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 9.2.2: safe to resend
+_NO_CONTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "DELETE"})  # without a body, no Content-Length: 0
 
 
 class LinkError(Exception):
@@ -219,7 +220,7 @@ class Answer(asyncio.Protocol):
             if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
                 raise ValueError(f"a header for the engine holds a line break: {name}")
             lines.append(f"{name}: {value}\r\n")
-        if body or method not in _IDEMPOTENT:
+        if body or method not in _NO_CONTENT:
             lines.append(f"Content-Length: {len(body)}\r\n")
         lines.append("\r\n")
         head = "".join(lines).encode("latin-1")
