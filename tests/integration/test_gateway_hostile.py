@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 SCHEMA = json.loads((REPO / "services/llmwatch/gateway/access-log.schema.json").read_text())
 POST = "/v1/chat/completions"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "2+2?"}], "max_tokens": 50}
-# What a vLLM needs, and nothing else: what the gateway's allow-list sends (aiohttp adds Host and Content-Length).
+# What a vLLM needs, and nothing else: what the gateway's allow-list sends (engine_link.py adds Host, Content-Length).
 ENGINE_HEADERS = {"host", "content-length", "content-type", "accept", "user-agent", "x-request-id", "traceparent",
                   "tracestate"}  # fmt: skip
 

@@ -1,41 +1,41 @@
-"""One mapping from aiohttp's exceptions to error types (gateway/link_errors.py), for the proxy and the warm-up."""
+"""One mapping from the engine link's failures to error types (gateway/link_errors.py), for the proxy and the
+warm-up."""
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
 
+from llmwatch.gateway.engine_link import LinkClosed, LinkError, LinkTimeout, LinkUnreachable
 from llmwatch.gateway.link_errors import link_error, link_error_type
 
 pytestmark = pytest.mark.unit
 
-
-def _connector_error() -> aiohttp.ClientConnectorError:
-    key = aiohttp.client_reqrep.ConnectionKey("127.0.0.1", 9, False, True, None, None, None)
-    return aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "Connection refused"))
+BASE = "http://engine:8000"
 
 
 @pytest.mark.parametrize(
     ("exc", "started", "expected"),
     [
-        (TimeoutError(), False, "upstream_timeout"),
-        (TimeoutError(), True, "upstream_timeout"),
-        (aiohttp.ServerTimeoutError("sock_read"), True, "upstream_timeout"),
-        (aiohttp.ConnectionTimeoutError("connect"), False, "upstream_timeout"),
-        (_connector_error(), False, "upstream_unreachable"),
-        (aiohttp.ServerDisconnectedError(), False, "upstream_disconnect"),
-        (aiohttp.ClientPayloadError("cut"), True, "upstream_stream_broken"),
+        (LinkTimeout("connect"), False, "upstream_timeout"),
+        (LinkTimeout("read"), True, "upstream_timeout"),
+        (LinkUnreachable("Connection refused"), False, "upstream_unreachable"),
+        (LinkClosed("closed the connection before its answer was complete"), False, "upstream_disconnect"),
+        (LinkClosed("closed the connection before its answer was complete"), True, "upstream_stream_broken"),
+        (LinkClosed("sent an answer that is not valid HTTP/1.1"), True, "upstream_stream_broken"),
     ],
 )
-def test_client_library_exceptions_map_to_one_error_type(
-    exc: TimeoutError | aiohttp.ClientError, started: bool, expected: str
-) -> None:
+def test_link_failures_map_to_one_error_type(exc: LinkError, started: bool, expected: str) -> None:
     assert link_error_type(exc, started) == expected
-    error = link_error(exc, "http://engine:8000", started)
+    error = link_error(exc, BASE, started)
     assert error.error_type == expected
-    assert "http://engine:8000" in error.log_message and "http://engine:8000" not in error.message
+    assert BASE in error.log_message and BASE not in error.message
 
 
 def test_the_messages_say_what_to_change() -> None:
-    assert "--read-timeout" in link_error(TimeoutError(), None, False).message
-    assert "Connection refused" in link_error(_connector_error(), None, False).message
+    before = link_error(LinkTimeout("read"), None, False).message
+    assert "did not answer within" in before and "--read-timeout" in before
+    assert "sent nothing for" in link_error(LinkTimeout("read"), None, True).message
+    unreachable = link_error(LinkUnreachable("Connection refused"), None, False).message
+    assert "Connection refused" in unreachable and "--upstream" in unreachable
+    broken = link_error(LinkClosed("sent an answer that is not valid HTTP/1.1"), None, True).message
+    assert "not valid HTTP/1.1" in broken and "engine's log" in broken

@@ -1,14 +1,14 @@
-"""Failures of the link to an engine, in one place: what aiohttp raises while the gateway talks to an engine, and the
-error type each becomes. The proxy and the warm-up both relay through relay.py, which maps with this."""
+"""Failures of the link to an engine, in one place: what the engine link (engine_link.py) raises while the gateway
+talks to an engine, and the error type each becomes. The proxy and the warm-up both relay through relay.py, which
+maps with this."""
 
 from __future__ import annotations
 
-import aiohttp
-
+from llmwatch.gateway.engine_link import LinkClosed, LinkError, LinkTimeout, LinkUnreachable
 from llmwatch.gateway.errors import ErrorTypeName, GatewayError
 
-# What aiohttp raises while connecting, sending or reading: its own errors, and TimeoutError from its timers.
-LINK_ERRORS = (TimeoutError, aiohttp.ClientError)
+# What the engine link raises while connecting, sending or reading (an end-to-end limit arrives as a cancellation).
+LINK_ERRORS = (LinkError,)
 
 
 def engine_error(error_type: ErrorTypeName, base: str | None, what: str) -> GatewayError:
@@ -16,17 +16,16 @@ def engine_error(error_type: ErrorTypeName, base: str | None, what: str) -> Gate
     return GatewayError(error_type, f"The engine {what}", log_message=f"The engine at {base} {what}")
 
 
-def link_error_type(exc: TimeoutError | aiohttp.ClientError, started: bool) -> ErrorTypeName:
-    """The error type of a client-library exception; ``started``: the answer's head had reached the client."""
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        # aiohttp's own timers (connect, sock_read); an end-to-end limit arrives as a cancellation instead.
+def link_error_type(exc: LinkError, started: bool) -> ErrorTypeName:
+    """The error type of a link failure; ``started``: the answer's head had reached the client."""
+    if isinstance(exc, LinkTimeout):
         return "upstream_timeout"
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, LinkUnreachable):
         return "upstream_unreachable"
     return "upstream_stream_broken" if started else "upstream_disconnect"
 
 
-def link_error(exc: TimeoutError | aiohttp.ClientError, base: str | None, started: bool) -> GatewayError:
+def link_error(exc: LinkError, base: str | None, started: bool) -> GatewayError:
     """The gateway's answer to a failed link: its type (link_error_type) and a message that says what to check."""
     error_type = link_error_type(exc, started)
     if error_type == "upstream_timeout":
@@ -35,6 +34,8 @@ def link_error(exc: TimeoutError | aiohttp.ClientError, base: str | None, starte
             error_type, base, f"{what} the gateway's timeout; raise --read-timeout/--connect-timeout or check the "
             "engine's queue.",
         )  # fmt: skip
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return engine_error(error_type, base, f"cannot be reached: {exc.strerror}.")
-    return engine_error(error_type, base, f"closed the connection ({type(exc).__name__}).")
+    if error_type == "upstream_unreachable":
+        return engine_error(error_type, base, f"cannot be reached: {exc}; check --upstream and that the engine runs.")
+    if isinstance(exc, LinkClosed):
+        return engine_error(error_type, base, f"{exc}; check the engine's log.")
+    return engine_error(error_type, base, f"failed: {exc}; check the engine's log.")

@@ -1,5 +1,5 @@
-"""Upstream engines: one pooled aiohttp session each, least-in-flight choice, background /health probes, and
-warm-up (when configured) each time one turns healthy."""
+"""Upstream engines: one pool of connections each (engine_link.py), least-in-flight choice, background /health
+probes through that same pool, and warm-up (when configured) each time one turns healthy."""
 
 from __future__ import annotations
 
@@ -8,20 +8,23 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-import aiohttp
+import orjson
 
+from llmwatch.gateway.engine_link import BodyTooLarge, EngineLink, LinkError
 from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.settings import PoolConfig
 
 log = logging.getLogger(__name__)
 
+MAX_PROBE_BYTES = 1024 * 1024  # a /health or /v1/models answer larger than this fails the probe
+
 
 class Upstream:
-    __slots__ = ("base", "healthy", "in_flight", "models", "probed", "session", "warm", "warming")
+    __slots__ = ("base", "healthy", "in_flight", "link", "models", "probed", "warm", "warming")
 
-    def __init__(self, base: str, session: aiohttp.ClientSession) -> None:
+    def __init__(self, base: str, link: EngineLink) -> None:
         self.base = base.rstrip("/")
-        self.session = session
+        self.link = link
         self.in_flight = 0
         self.healthy = True  # optimistic until the first probe says otherwise
         self.probed = False
@@ -43,27 +46,22 @@ class UpstreamPool:
     def __init__(self, config: PoolConfig, metrics: GatewayMetrics) -> None:
         self._bases = list(config.upstreams)
         self._metrics = metrics
-        self._timeout = aiohttp.ClientTimeout(total=None, connect=config.connect_timeout, sock_read=config.read_timeout)
+        self._connect_timeout = config.connect_timeout
+        self._read_timeout = config.read_timeout
         self._max_connections = config.max_connections
         self._health_interval = config.health_interval
-        self._probe_headers = {"Authorization": config.upstream_auth} if config.upstream_auth else {}
+        self._probe_headers = [("Authorization", config.upstream_auth)] if config.upstream_auth else []
         self.upstreams: list[Upstream] = []
         self._next = 0
         self._probe_task: asyncio.Task[None] | None = None
         self._warm_up: WarmUp | None = None
 
     async def start(self, warm_up: WarmUp | None = None) -> None:
-        """Open a session per upstream and start probing; ``warm_up`` runs each time one turns healthy."""
+        """Open a connection pool per upstream and start probing; ``warm_up`` runs each time one turns healthy."""
         self._warm_up = warm_up
         for base in self._bases:
-            connector = aiohttp.TCPConnector(limit=self._max_connections, keepalive_timeout=60, ttl_dns_cache=60)
-            session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._timeout,
-                auto_decompress=False,
-                skip_auto_headers=("Accept-Encoding", "User-Agent", "Content-Type"),
-            )
-            self.upstreams.append(Upstream(base, session))
+            link = EngineLink(base, self._max_connections, self._connect_timeout, self._read_timeout)
+            self.upstreams.append(Upstream(base, link))
         await self.probe_once()
         self._probe_task = asyncio.create_task(self._probe_forever(self._health_interval))
 
@@ -77,7 +75,7 @@ class UpstreamPool:
                 upstream.warming.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await upstream.warming
-            await upstream.session.close()
+            await upstream.link.close()
 
     def pick(self) -> Upstream:
         """The ready upstream with the fewest requests in flight; ties go round-robin."""
@@ -108,21 +106,28 @@ class UpstreamPool:
             await asyncio.sleep(interval)
             await self.probe_once()
 
+    async def _get(self, upstream: Upstream, path: str, headers: list[tuple[str, str]]) -> tuple[int, bytes]:
+        """A probe's GET through the upstream's pool: its status and body, within max(1 s, the connect timeout)."""
+        link = upstream.link
+        async with asyncio.timeout(max(1.0, self._connect_timeout)):
+            answer = await link.send("GET", link.prefix + path, headers, b"")
+            try:
+                return answer.status, await answer.read_body(MAX_PROBE_BYTES)
+            finally:
+                link.release(answer)
+
     async def _probe(self, upstream: Upstream) -> None:
-        timeout = aiohttp.ClientTimeout(total=max(1.0, self._timeout.connect or 1.0))
         try:
-            async with upstream.session.get(upstream.base + "/health", timeout=timeout) as resp:
-                healthy = resp.status == 200
+            status, _ = await self._get(upstream, "/health", [])
+            healthy = status == 200
             if healthy and not upstream.models:
-                async with upstream.session.get(
-                    upstream.base + "/v1/models", timeout=timeout, headers=self._probe_headers
-                ) as resp:
-                    if resp.status == 200:
-                        body = await resp.json(content_type=None)
-                        upstream.models = {m["id"] for m in body.get("data", []) if isinstance(m, dict) and "id" in m}
-                        for model in upstream.models:
-                            self._metrics.prime(model)
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+                status, data = await self._get(upstream, "/v1/models", self._probe_headers)
+                if status == 200:
+                    body = orjson.loads(data)
+                    upstream.models = {m["id"] for m in body.get("data", []) if isinstance(m, dict) and "id" in m}
+                    for model in upstream.models:
+                        self._metrics.prime(model)
+        except (LinkError, BodyTooLarge, TimeoutError, ValueError, AttributeError, TypeError) as exc:
             log.debug("probe of %s failed: %s", upstream.base, exc)
             healthy = False
         if healthy != upstream.healthy:
