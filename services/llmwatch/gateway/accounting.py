@@ -93,6 +93,23 @@ class CompletionAccounting:
                 self.finish_reason = checked_finish_reason(reason, self.anomalies)  # null on nearly every chunk
         return False
 
+    def on_plain_delta(self, reasoning: bool) -> bool:
+        """Account a plain one-field delta recognised on the wire (delta_template.py) as on_chunk would, when its
+        text is not needed: no text kept, no JSON answer to judge, first-token and answer times already taken, and
+        no inline-<think> question open. False: on_chunk must have the parsed event."""
+        if self._keep_text:
+            return False
+        if reasoning:
+            if not self._parser_seen:
+                return False
+            self.reasoning_deltas += 1
+        else:
+            if self.answer_at is None or self._json is not None or not (self._parser_seen or self.inline_done):
+                return False
+            self.answer_deltas += 1
+        self._chunks += 1
+        return True
+
     def _on_reasoning(self, text: str, now: float) -> None:
         self._parser_seen = True
         if self.first_token_at is None:

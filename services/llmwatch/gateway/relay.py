@@ -85,7 +85,7 @@ class Relay:
     async def _stream(
         self, answer: Answer, sink: Sink, facts: RequestFacts, acct: CompletionAccounting, strip: bool, rid: bytes
     ) -> None:
-        scanner = SSEScanner(acct.on_chunk, strip, self._max_sse_line)
+        scanner = SSEScanner(acct.on_chunk, strip, self._max_sse_line, acct.on_plain_delta)
         await sink.start(answer.status, client_headers(answer.headers, rid))
         scan = scanner.feed
 

@@ -11,6 +11,8 @@ from collections.abc import Callable
 
 import orjson
 
+from llmwatch.gateway.delta_template import DeltaTemplate
+
 DONE = b"[DONE]"
 DEFAULT_MAX_LINE = 1024 * 1024
 
@@ -21,13 +23,22 @@ class EventTooLarge(Exception):
 
 # Called with each event's parsed JSON object; returns True when the event is usage-only.
 OnChunk = Callable[[dict[str, object], float], bool]
+# Called for an event the stream's DeltaTemplate recognised (True: reasoning); False: it wants the parsed event.
+OnPlain = Callable[[bool], bool]
 
 
 class SSEScanner:
-    __slots__ = ("_buf", "_data", "_data_bytes", "_hold", "_max_line", "_on_chunk", "_strip", "done", "malformed")
+    # fmt: off
+    __slots__ = ("_buf", "_data", "_data_bytes", "_hold", "_max_line", "_on_chunk", "_on_plain", "_strip", "_template",
+                 "done", "malformed")
+    # fmt: on
 
-    def __init__(self, on_chunk: OnChunk, strip_usage: bool, max_line: int = DEFAULT_MAX_LINE) -> None:
+    def __init__(
+        self, on_chunk: OnChunk, strip_usage: bool, max_line: int = DEFAULT_MAX_LINE, on_plain: OnPlain | None = None
+    ) -> None:
         self._on_chunk = on_chunk
+        self._on_plain = on_plain  # with it, plain token events are counted from their bytes (delta_template.py)
+        self._template = DeltaTemplate() if on_plain is not None else None
         self._strip = strip_usage
         self._max_line = max_line  # also bounds an event's data lines and, in strip mode, its held bytes
         self._data_bytes = 0
@@ -100,6 +111,11 @@ class SSEScanner:
         if data == DONE:
             self.done = True
             return True
+        template = self._template
+        if template is not None and self._on_plain is not None:
+            reasoning = template.match(data)
+            if reasoning is not None and self._on_plain(reasoning):
+                return True
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
@@ -113,4 +129,6 @@ class SSEScanner:
             # engine's fault, forwarded as it came and counted as an anomaly, never the end of the request.
             self.malformed += 1
             return True
+        if template is not None:
+            template.learn(data, obj)
         return not (usage_only and self._strip)
