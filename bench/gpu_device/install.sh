@@ -15,6 +15,7 @@ python3 -c "import vllm.entrypoints.openai.api_server" 2>&1 | tail -3
 echo INSTALL-OK
 # The llama.cpp CUDA build and the Q4_K_M GGUF, in the background at the lowest priority (nice 19) while the first
 # vLLM run measures (its engine is batch 4, far from CPU-bound); the llama.cpp run waits for LLAMA-READY.
+[ "${BUILD_LLAMA:-1}" = 1 ] || { echo "llama build skipped (BUILD_LLAMA=0)"; exit 0; }
 rm -rf /root/code-snap && mkdir /root/code-snap && cp -r scripts services bench /root/code-snap/
 cp bench/gpu_device/build-llama.sh /root/
 setsid nohup nice -n 19 bash /root/build-llama.sh /root/code-snap > /root/llama-bg.log 2>&1 < /dev/null &
