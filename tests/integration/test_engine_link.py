@@ -1,5 +1,6 @@
-"""The gateway's HTTP/1.1 client for its engines (gateway/engine_link.py), against scripted engines on 127.0.0.1:
-keep-alive reuse, the pool's limit, the three ways a body ends, the read timeout, backpressure and cancellation."""
+"""The gateway's HTTP/1.1 client for its engines (gateway/engine_link.py, engine_answer.py), against scripted engines on
+127.0.0.1: keep-alive reuse, the pool's limit, the three ways a body ends, the read timeout, backpressure and
+cancellation."""
 
 from __future__ import annotations
 
@@ -16,14 +17,8 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from llmwatch.gateway.engine_link import (
-    Answer,
-    BodyTooLarge,
-    EngineLink,
-    LinkClosed,
-    LinkTimeout,
-    LinkUnreachable,
-)
+from llmwatch.gateway.engine_answer import Answer, BodyTooLarge, LinkClosed, LinkTimeout, LinkUnreachable
+from llmwatch.gateway.engine_link import EngineLink
 from tests.support import free_port
 
 # pytest-asyncio 1.x warns that overriding event_loop_policy is deprecated (its replacement is a conftest-wide hook).

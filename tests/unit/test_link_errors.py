@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from llmwatch.gateway.engine_link import LinkClosed, LinkError, LinkTimeout, LinkUnreachable
+from llmwatch.gateway.engine_answer import LinkClosed, LinkError, LinkTimeout, LinkUnreachable
 from llmwatch.gateway.link_errors import link_error, link_error_type
 
 pytestmark = pytest.mark.unit

@@ -1,10 +1,10 @@
-"""Failures of the link to an engine, in one place: what the engine link (engine_link.py) raises while the gateway
+"""Failures of the link to an engine, in one place: what the engine link (engine_answer.py) raises while the gateway
 talks to an engine, and the error type each becomes. The proxy and the warm-up both relay through relay.py, which
 maps with this."""
 
 from __future__ import annotations
 
-from llmwatch.gateway.engine_link import LinkClosed, LinkError, LinkTimeout, LinkUnreachable
+from llmwatch.gateway.engine_answer import LinkClosed, LinkError, LinkTimeout, LinkUnreachable
 from llmwatch.gateway.errors import ErrorTypeName, GatewayError
 
 # What the engine link raises while connecting, sending or reading (an end-to-end limit arrives as a cancellation).

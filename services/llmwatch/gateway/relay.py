@@ -12,7 +12,7 @@ import orjson
 from yarl import URL
 
 from llmwatch.gateway.accounting import CompletionAccounting
-from llmwatch.gateway.engine_link import Answer, BodyTooLarge
+from llmwatch.gateway.engine_answer import Answer, BodyTooLarge
 from llmwatch.gateway.errors import engine_error_type, error_message_of
 from llmwatch.gateway.facts import RequestFacts
 from llmwatch.gateway.headers import client_headers

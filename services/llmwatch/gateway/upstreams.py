@@ -10,7 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from llmwatch.gateway.engine_link import BodyTooLarge, EngineLink, LinkError
+from llmwatch.gateway.engine_answer import BodyTooLarge, LinkError
+from llmwatch.gateway.engine_link import EngineLink
 from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.settings import PoolConfig
 
