@@ -8,7 +8,7 @@ import sys
 
 import uvicorn
 import uvloop
-from prometheus_client import CollectorRegistry, disable_created_metrics
+from prometheus_client import CollectorRegistry, ProcessCollector, disable_created_metrics
 
 from llmwatch.config import parse_cli
 from llmwatch.gateway.app import create_app, listener_app
@@ -26,6 +26,7 @@ def main(argv: list[str]) -> int:
     disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created series double the exposition and no dashboard reads them
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     registry = CollectorRegistry()
+    ProcessCollector(registry=registry)  # process_cpu_seconds_total: the gateway's CPU, for sizing (operations.md)
     app = create_app(config, registry)
     protocol = guarded_protocol(settings.header_timeout, settings.max_header_bytes, app.metrics.header_rejections)
     trusted = settings.forwarded_allow_ips
