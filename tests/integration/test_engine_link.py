@@ -142,12 +142,19 @@ async def test_the_request_on_the_wire_is_as_given_plus_host_and_length() -> Non
         await link.close()
 
 
-async def test_the_pool_opens_at_most_max_connections() -> None:
-    gate = asyncio.Event()
+def _answer_after(gate: asyncio.Event) -> Handler:
+    """An engine handler that answers 200 `{}` once ``gate`` is set."""
 
     async def held(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await gate.wait()
         await _ok(head, reader, writer)
+
+    return held
+
+
+async def test_the_pool_opens_at_most_max_connections() -> None:
+    gate = asyncio.Event()
+    held = _answer_after(gate)
 
     async with engine(held) as eng:
         link = _link(eng.url, max_connections=2)
@@ -164,10 +171,7 @@ async def test_the_pool_opens_at_most_max_connections() -> None:
 
 async def test_a_waiting_request_times_out_within_the_connect_timeout() -> None:
     gate = asyncio.Event()
-
-    async def held(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await gate.wait()
-        await _ok(head, reader, writer)
+    held = _answer_after(gate)
 
     async with engine(held) as eng:
         link = EngineLink(eng.url, 1, connect_timeout=0.2, read_timeout=5.0)
