@@ -579,7 +579,7 @@ async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
-async def test_a_kept_alive_connection_closed_under_a_request_is_retried_only_when_idempotent(method: str) -> None:
+async def test_a_kept_alive_connection_closed_under_a_request_is_retried_once(method: str) -> None:
     answered: dict[int, int] = {}
 
     async def closes_on_second(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -598,12 +598,58 @@ async def test_a_kept_alive_connection_closed_under_a_request_is_retried_only_wh
             answer_or_error = await link.send(method, "/", [], b"{}" if method == "POST" else b"")
         except LinkClosed as exc:
             answer_or_error = exc
-        if method == "GET":
-            assert isinstance(answer_or_error, Answer) and answer_or_error.status == 200
-            assert await answer_or_error.read_body(100) == b"{}"
-            link.release(answer_or_error)
-            assert eng.connections == 2, "resent once, on a fresh connection"
-        else:
-            assert isinstance(answer_or_error, LinkClosed), "a POST may have been acted on: not resent"
-            assert eng.connections == 1
+        # Not one byte came back: the engine never took the request up, so a POST is resent too.
+        assert isinstance(answer_or_error, Answer) and answer_or_error.status == 200
+        assert await answer_or_error.read_body(100) == b"{}"
+        link.release(answer_or_error)
+        assert eng.connections == 2, "resent once, on a fresh connection"
+        await link.close()
+
+
+async def test_a_connection_is_not_kept_after_an_error_answer() -> None:
+    """An engine that refused a request may not have read all of it: the next request gets a fresh connection."""
+
+    async def refuses_first(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if b"/bad" in head:
+            writer.write(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            return
+        await _ok(head, reader, writer)
+
+    async with engine(refuses_first) as eng:
+        link = _link(eng.url)
+        answer, _ = await _get(link, "/bad")
+        assert answer.status == 400
+        answer, _ = await _get(link, "/good")
+        assert answer.status == 200 and eng.connections == 2
+        answer, _ = await _get(link, "/good")
+        assert eng.connections == 2, "a 200 answer's connection is kept"
+        await link.close()
+
+
+async def test_a_request_is_resent_at_most_once_and_never_after_bytes_of_an_answer() -> None:
+    async def cuts_mid_head(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if b"/cut" in head:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Le")  # some bytes, then gone: the engine took the request up
+            await writer.drain()
+            writer.close()
+            return
+        await _ok(head, reader, writer)
+
+    async with engine(cuts_mid_head) as eng:
+        link = _link(eng.url)
+        await _get(link)
+        with pytest.raises(LinkClosed):
+            await link.send("POST", "/cut", [], b"{}")
+        assert eng.connections == 1, "bytes of an answer came back: not resent"
+        await link.close()
+
+    async def always_drops(head: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.close()
+
+    async with engine(always_drops) as eng:
+        link = _link(eng.url)
+        with pytest.raises(LinkClosed):
+            await link.send("GET", "/", [], b"")
+        assert eng.connections == 1, "a fresh connection that fails is not resent"
         await link.close()

@@ -276,9 +276,11 @@ class Answer(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
+        # Not after an error answer: an engine that refused a request (a prompt over its context, say) may not have
+        # read all of it, and llama.cpp's server was seen to drop such a connection under the next request.
         return (
             self.complete and self.keep_alive and self.failure is None and not self.closed and not self._queued
-            and self._transport is not None and not self._transport.is_closing()
+            and self.status < 400 and self._transport is not None and not self._transport.is_closing()
         )  # fmt: skip
 
     def finish(self) -> None:

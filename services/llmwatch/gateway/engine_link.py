@@ -16,7 +16,6 @@ from yarl import URL
 from llmwatch.gateway.engine_answer import Answer, LinkClosed, LinkTimeout, LinkUnreachable
 
 IDLE_SECONDS = 60.0  # an idle pooled connection is closed after this long
-_IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})  # RFC 9110 9.2.2: safe to resend
 
 
 class EngineLink:
@@ -62,6 +61,7 @@ class EngineLink:
     async def send(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> Answer:
         """Send a request (``target``: the path and query, already encoded) and wait for the answer's head. The
         caller reads the body from the Answer and must hand it back with `release`, whatever happens."""
+        retried = False
         while True:
             try:
                 async with asyncio.timeout(self._connect_timeout):
@@ -72,10 +72,14 @@ class EngineLink:
                 conn.send(method, target, headers, body, self._read_timeout)
                 await conn.head()
             except LinkClosed:
-                stale = conn.reused and conn.received == 0
+                stale = conn.reused and conn.received == 0 and not retried
                 self.release(conn)
-                if stale and method in _IDEMPOTENT:
-                    continue  # a kept-alive connection the engine had closed: once more on a fresh one
+                if stale:
+                    # A kept-alive connection the engine had closed, whatever the method: not one byte of an answer
+                    # came back, so the engine never took the request up (browsers resend on the same rule). Once
+                    # more, on a connection that is not a reused one if the pool has to open one.
+                    retried = True
+                    continue
                 raise
             except BaseException:
                 self.release(conn)
