@@ -15,7 +15,9 @@ from yarl import URL
 
 from llmwatch.gateway.engine_answer import Answer, LinkClosed, LinkTimeout, LinkUnreachable
 
-IDLE_SECONDS = 60.0  # an idle pooled connection is closed after this long
+# An idle pooled connection is closed after this long: before the engine closes it (vLLM's uvicorn and llama.cpp's
+# server both keep an idle connection 5 s), so a request rarely meets a connection the engine is closing.
+IDLE_SECONDS = 4.0
 
 
 class EngineLink:
@@ -112,9 +114,10 @@ class EngineLink:
         while True:
             while self._idle:
                 conn = self._idle.pop()
-                if not conn.closed:
+                if not conn.closed and time.monotonic() - conn.idle_since < self._idle_seconds:
                     conn.reused = True
                     return conn
+                conn.close()
                 self._drop()
             if self._open < self._max:
                 self._open += 1
