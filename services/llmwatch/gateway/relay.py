@@ -85,21 +85,16 @@ class Relay:
     async def _stream(
         self, answer: Answer, sink: Sink, facts: RequestFacts, acct: CompletionAccounting, strip: bool, rid: bytes
     ) -> None:
-        scanner = SSEScanner(acct.on_chunk, strip, self._max_sse_line, acct.on_plain_delta)
-        await sink.start(answer.status, client_headers(answer.headers, rid))
-        scan = scanner.feed
-
-        def feed(piece: bytes, now: float) -> bytes:
-            # Called from the engine connection's data_received (``now``: when the bytes arrived): no task wake-up
-            # per event.
-            out = scan(piece, now)
-            if scanner.done and sink.watching:
-                # The client has its answer: closing now (SDKs do, at [DONE]) is not a disconnect, even if the
-                # engine's end of the body is still on its way.
+        def answered() -> None:
+            # The client has its answer: closing now (SDKs do, at [DONE]) is not a disconnect, even if the engine's
+            # end of the body is still on its way.
+            if sink.watching:
                 sink.stop_watching()
-            return out
 
-        await answer.relay(feed, sink.write_now, sink.send_body)
+        scanner = SSEScanner(acct.on_chunk, strip, self._max_sse_line, acct.on_plain_delta, answered)
+        await sink.start(answer.status, client_headers(answer.headers, rid))
+        # The scanner runs inside the engine connection's data_received: no task wake-up per event.
+        await answer.relay(scanner.feed, sink.write_now, sink.send_body)
         tail = scanner.flush(time.perf_counter())
         if scanner.malformed:
             acct.anomalies.append("chunk")

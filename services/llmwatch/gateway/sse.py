@@ -27,18 +27,29 @@ OnChunk = Callable[[dict[str, object], float], bool]
 OnPlain = Callable[[bool], bool]
 
 
+def _parse_all(reasoning: bool) -> bool:
+    return False
+
+
 class SSEScanner:
     # fmt: off
-    __slots__ = ("_buf", "_data", "_data_bytes", "_hold", "_max_line", "_on_chunk", "_on_plain", "_strip", "_template",
-                 "done", "malformed")
+    __slots__ = ("_buf", "_data", "_data_bytes", "_hold", "_max_line", "_on_chunk", "_on_done", "_on_plain", "_strip",
+                 "_template", "done", "malformed")
     # fmt: on
 
     def __init__(
-        self, on_chunk: OnChunk, strip_usage: bool, max_line: int = DEFAULT_MAX_LINE, on_plain: OnPlain | None = None
+        self,
+        on_chunk: OnChunk,
+        strip_usage: bool,
+        max_line: int = DEFAULT_MAX_LINE,
+        on_plain: OnPlain | None = None,
+        on_done: Callable[[], None] | None = None,
     ) -> None:
         self._on_chunk = on_chunk
-        self._on_plain = on_plain  # with it, plain token events are counted from their bytes (delta_template.py)
+        # With on_plain, plain token events are counted from their bytes (delta_template.py).
+        self._on_plain = on_plain or _parse_all
         self._template = DeltaTemplate() if on_plain is not None else None
+        self._on_done = on_done  # called once, at `data: [DONE]`
         self._strip = strip_usage
         self._max_line = max_line  # also bounds an event's data lines and, in strip mode, its held bytes
         self._data_bytes = 0
@@ -59,9 +70,7 @@ class SSEScanner:
             and chunk.find(b"\n") == len(chunk) - 2
             and chunk[-1:] == b"\n"
         ):
-            self._data.append(chunk[6:-2])
-            keep = self._end_event(now)
-            return chunk if keep else b""  # only strip mode ever drops an event
+            return chunk if self._event(chunk[6:-2], now) else b""  # only strip mode ever drops an event
         buf = self._buf + chunk if self._buf else chunk
         strip = self._strip
         out: list[bytes] = []
@@ -108,11 +117,17 @@ class SSEScanner:
         data = self._data[0] if len(self._data) == 1 else b"\n".join(self._data)
         self._data = []
         self._data_bytes = 0
+        return self._event(data, now)
+
+    def _event(self, data: bytes, now: float) -> bool:
+        """Account one event's data; True when it is forwarded."""
         if data == DONE:
             self.done = True
+            if self._on_done is not None:
+                self._on_done()
             return True
         template = self._template
-        if template is not None and self._on_plain is not None:
+        if template is not None:
             reasoning = template.match(data)
             if reasoning is not None and self._on_plain(reasoning):
                 return True
