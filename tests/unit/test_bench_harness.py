@@ -14,7 +14,7 @@ from typing import Any, cast
 
 import pytest
 from bench import vllm_wire
-from bench.loadgen import StreamCheck
+from bench.stream_check import StreamCheck
 from bench.upstream import Ticker, _Conn, _Paced, _tick_ms
 from hypothesis import given, settings
 from hypothesis import strategies as st
