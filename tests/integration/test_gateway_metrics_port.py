@@ -3,6 +3,8 @@ Prometheus and the probes only; the API port then serves neither."""
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -25,6 +27,8 @@ def test_metrics_port_serves_metrics_only_and_stops_with_the_gateway(
     )
     text = httpx.get(metrics_url + "/metrics").text
     assert 'llmwatch_requests_total{kind="chat",model="other",status="404"} 1.0' in text
+    # GatewayCPUHigh's series (prometheus_client's ProcessCollector, from /proc): the gateway's own CPU
+    assert re.search(r"^process_cpu_seconds_total \d", text, re.MULTILINE), "no process_cpu_seconds_total"
     openmetrics = httpx.get(metrics_url + "/metrics", headers={"Accept": "application/openmetrics-text"})
     assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
     assert httpx.get(metrics_url + "/readyz").json()["ready"] is True
