@@ -47,8 +47,10 @@ class DeltaTemplate:
 
     def learn(self, data: bytes, obj: dict[str, Any]) -> None:
         """Take the bytes around the text of ``obj`` (``data`` parsed) when it is a plain event."""
+        if self._learns >= MAX_LEARNS:
+            return
         field = _plain_field(obj)
-        if self._learns >= MAX_LEARNS or field is None or data.count(_DELTA) != 1:
+        if field is None or data.count(_DELTA) != 1:
             return
         start = data.index(_DELTA) + len(_DELTA)
         if not data.startswith(field.encode() + b'":"', start):
