@@ -7,13 +7,14 @@ import io
 import logging
 import logging.handlers
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
-from llmwatch.gateway.access_log import AccessLog
+from llmwatch.gateway.access_log import FLUSH_SECONDS, AccessLog
 
 pytestmark = pytest.mark.unit
 
@@ -66,6 +67,20 @@ def test_every_line_once_in_order_from_many_threads(tmp_path: Path) -> None:
         assert len(lines) == 8000
         for k in range(4):
             assert [x["i"] for x in lines if x["writer"] == k] == list(range(2000))
+
+
+def test_a_line_is_written_within_the_flush_interval_not_only_at_stop(tmp_path: Path) -> None:
+    """Filebeat ships what is on disk: a line must not wait for the next request or for shutdown."""
+    log = AccessLog(tmp_path / "a.log", stream=None)
+    log.start()
+    try:
+        log.write({"i": 1})
+        deadline = time.monotonic() + 20 * FLUSH_SECONDS
+        while time.monotonic() < deadline and not (tmp_path / "a.log").exists():
+            time.sleep(FLUSH_SECONDS / 5)
+        assert (tmp_path / "a.log").read_bytes() == b'{"i":1}\n'
+    finally:
+        log.stop()
 
 
 def test_a_value_of_an_unexpected_type_is_text_not_a_lost_line(tmp_path: Path) -> None:

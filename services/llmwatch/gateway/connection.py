@@ -22,8 +22,11 @@ _CLOSE = (b"connection", b"close")
 FINAL_EVENT_SECONDS = 1.0
 # Set in the request's scope["state"] by the server's protocol when the body's framing (a chunk size) is malformed.
 MALFORMED_BODY = "llmwatch.malformed_body"
+# Set in scope["state"] by the server's protocol: a list of callbacks it calls when the client's connection is lost
+# while this request runs. Without it, a task per request waits on `receive` for the disconnect.
+ON_DISCONNECT = "llmwatch.on_disconnect"
 # What write_now reads of uvicorn's httptools RequestResponseCycle (uvicorn 0.30+); any missing: the ASGI way.
-_CYCLE_FIELDS = ("transport", "flow", "chunked_encoding", "disconnected", "response_complete")
+_CYCLE_FIELDS = ("transport", "flow", "chunked_encoding", "disconnected", "response_complete", "more_body")
 
 
 class ClientGone(Exception):
@@ -31,7 +34,9 @@ class ClientGone(Exception):
 
 
 class ClientConnection:
-    __slots__ = ("_cycle", "_finished", "_receive", "_send", "_state", "_watcher", "body_read", "gone", "started")
+    __slots__ = (
+        "_cycle", "_finished", "_receive", "_send", "_state", "_task", "_watcher", "body_read", "gone", "started"
+    )  # fmt: skip
 
     def __init__(self, receive: Any, send: Any, state: dict[str, Any] | None = None) -> None:
         self._receive = receive
@@ -39,14 +44,29 @@ class ClientConnection:
         self._cycle = _uvicorn_cycle(send)
         self._state = state if state is not None else {}
         self._watcher: asyncio.Task[None] | None = None
+        self._task: asyncio.Task[Any] | None = None  # cancelled when the client goes, once watching
         self._finished = False
         self.started = False
         self.gone = False
         self.body_read = False  # the whole request body arrived; before that, an answer closes the connection
 
-    async def read_body(self, limit: int, content_length: bytes | None) -> bytes:
+    async def read_body(self, limit: int, content_length: bytes | None, within: float) -> bytes:
+        """The whole body, at most ``limit`` bytes, arrived within ``within`` seconds (408 otherwise)."""
         if content_length is not None and content_length.isdigit() and int(content_length) > limit:
             raise _too_large(limit)
+        cycle = self._cycle
+        if cycle is not None and not cycle.more_body:
+            return await self._read_body(limit)  # uvicorn holds all of it already: reading cannot wait, no timer
+        try:
+            async with asyncio.timeout(within):
+                return await self._read_body(limit)
+        except TimeoutError:
+            raise GatewayError(
+                "body_timeout", f"The request body did not arrive within {within:g} s; send it faster, or raise the "
+                "gateway's --body-timeout.",
+            ) from None  # fmt: skip
+
+    async def _read_body(self, limit: int) -> bytes:
         chunks: list[bytes] = []
         size = 0
         more = True
@@ -72,21 +92,30 @@ class ClientConnection:
     def watch_disconnect(self) -> None:
         """From here on, a client disconnect cancels the current task (and with it the upstream request)."""
         task = asyncio.current_task()
-        if task is not None:
-            self._watcher = asyncio.create_task(self._watch(task))
+        if task is None:
+            return
+        self._task = task
+        callbacks = self._state.get(ON_DISCONNECT)
+        if callbacks is not None:
+            callbacks.append(self._lost)
+        else:
+            self._watcher = asyncio.create_task(self._watch())
 
-    async def _watch(self, task: asyncio.Task[Any]) -> None:
+    async def _watch(self) -> None:
         while True:
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 break
-        if not self._finished:
+        self._lost()
+
+    def _lost(self) -> None:
+        if not self._finished and self._task is not None:
             self.gone = True
-            task.cancel()
+            self._task.cancel()
 
     @property
     def watching(self) -> bool:
-        return self._watcher is not None and not self._finished
+        return self._task is not None and not self._finished
 
     def stop_watching(self) -> None:
         self._finished = True

@@ -127,14 +127,7 @@ class Proxy:
         if generation:
             facts.kind = "chat"  # until the body says otherwise; a malformed request still counts as user traffic
         with self._limits.hold(key_name):
-            try:
-                async with asyncio.timeout(self._body_timeout):
-                    body = await conn.read_body(self._max_body, h.get(b"content-length"))
-            except TimeoutError:
-                raise GatewayError(
-                    "body_timeout", f"The request body did not arrive within {self._body_timeout:g} s; send it "
-                    "faster, or raise the gateway's --body-timeout.",
-                ) from None  # fmt: skip
+            body = await conn.read_body(self._max_body, h.get(b"content-length"), self._body_timeout)
             strip = False
             if generation:
                 body, strip = prepare_generation(body, facts, h, self._keep_text, self._always_usage)

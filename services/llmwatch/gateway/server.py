@@ -9,7 +9,9 @@ ends, and grows the value with `bytes +=` meanwhile, so an endless header line w
 unbounded memory before any per-header count saw it. Two more mends to uvicorn's protocol, so that every request
 gets its line: a client that closes a connection with pipelined requests disconnects all of them (uvicorn only
 tells the last one parsed, and never starts the queued ones), and a malformed chunk size in a body being read is
-marked on the request, so the gateway logs a 400 rather than a client disconnect.
+marked on the request, so the gateway logs a 400 rather than a client disconnect. And one saving: the running
+request hears of a lost connection from connection_lost itself (ON_DISCONNECT), not from a task of its own that
+waits on `receive` (a task per request was a twentieth of a non-streamed request's CPU).
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import uvicorn
 from prometheus_client import Counter
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
-from llmwatch.gateway.connection import MALFORMED_BODY
+from llmwatch.gateway.connection import MALFORMED_BODY, ON_DISCONNECT
 
 _CLOSE = b"\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
 _REPLIES = {
@@ -54,6 +56,8 @@ def guarded_protocol(header_timeout: float, max_header_bytes: int, rejected: Cou
             if running is not None and not running.response_complete:
                 running.disconnected = True
                 running.message_event.set()
+                for callback in running.scope["state"].get(ON_DISCONNECT, ()):
+                    callback()
             for cycle, app in reversed(queued):  # the pipeline is appended on the left
                 cycle.disconnected = True
                 cycle.message_event.set()
@@ -61,6 +65,7 @@ def guarded_protocol(header_timeout: float, max_header_bytes: int, rejected: Cou
 
         def _start_asgi_task(self, cycle: RequestResponseCycle, app: Any) -> None:
             self._running = cycle
+            cycle.scope["state"][ON_DISCONNECT] = []  # the request's connection registers here (connection.py)
             super()._start_asgi_task(cycle, app)
 
         def data_received(self, data: bytes) -> None:
