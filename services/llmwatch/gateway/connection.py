@@ -109,9 +109,14 @@ class ClientConnection:
         self._lost()
 
     def _lost(self) -> None:
-        if not self._finished and self._task is not None:
+        if not self._finished and self._task is not None and not self.gone:
             self.gone = True
             self._task.cancel()
+
+    def uncancel(self) -> None:
+        """Take back the cancellation a disconnect caused, once the request has handled it."""
+        if self.gone and self._task is not None and self._task.cancelling():
+            self._task.uncancel()
 
     @property
     def watching(self) -> bool:

@@ -13,10 +13,17 @@ MAX_LOGGED_CHARS = 200
 MAX_ERROR_MESSAGE_CHARS = 300
 
 
+_last_second: list[tuple[int, str]] = [(-1, "")]  # the second formatted last: most lines share it
+
+
 def iso_utc_ms(epoch: float) -> str:
     """2026-11-25T09:30:00.123Z"""
     whole = int(epoch)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)) + f".{int((epoch - whole) * 1000):03d}Z"
+    second, text = _last_second[0]
+    if second != whole:
+        text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _last_second[0] = (whole, text)
+    return f"{text}.{int((epoch - whole) * 1000):03d}Z"
 
 
 def log_line(o: Outcome, content_chars: int) -> dict[str, Any]:

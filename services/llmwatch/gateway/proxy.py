@@ -12,9 +12,8 @@ import logging
 import time
 from typing import Any
 
-from yarl import URL
-
 from llmwatch.gateway.connection import ClientConnection, ClientGone
+from llmwatch.gateway.deadline import Deadline
 from llmwatch.gateway.errors import GatewayError
 from llmwatch.gateway.facts import RequestFacts
 from llmwatch.gateway.headers import upstream_headers
@@ -64,24 +63,25 @@ class Proxy:
         )
         conn = ClientConnection(receive, send, scope.get("state"))
         self._metrics.in_flight.inc()
+        deadline = Deadline(self._max_seconds)
         try:
-            async with asyncio.timeout(self._max_seconds) as deadline:
+            try:
                 await self._serve(scope, path, conn, facts)
+            finally:
+                deadline.disarm()
         except GatewayError as exc:
             facts.fail(exc.error_type, exc.log_message)
             await conn.send_error(exc, facts.request_id)
         except ClientGone:
             facts.fail("client_disconnect", "client closed the connection")
         except asyncio.CancelledError:
-            if not conn.gone:
+            if not (conn.gone or deadline.expired):
                 raise
-            task = asyncio.current_task()
-            if task is not None:
-                task.uncancel()
-            facts.fail("client_disconnect", "client closed the connection")
-        except TimeoutError:
-            if not deadline.expired():
-                raise
+            deadline.uncancel()
+            if conn.gone:
+                conn.uncancel()
+                facts.fail("client_disconnect", "client closed the connection")
+                return
             error = GatewayError(
                 "stream_too_long", f"The request ran past the gateway's limit of {self._max_seconds:g} s end to "
                 "end; lower max_tokens, or raise --max-stream-seconds.",
@@ -137,8 +137,10 @@ class Proxy:
             conn.watch_disconnect()
             upstream.in_flight += 1
             try:
-                target = upstream.base + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
-                await self._relay.exchange(upstream, URL(target, encoded=True), headers, body, conn, facts, strip)
+                target = (
+                    upstream.link.prefix + path.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+                )
+                await self._relay.exchange(upstream, target, headers, body, conn, facts, strip)
             finally:
                 upstream.in_flight -= 1
 

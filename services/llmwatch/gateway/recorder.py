@@ -34,6 +34,7 @@ class OutcomeRecorder:
         self._pool = pool
         self._content_chars = content_chars
         self._children: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._requests: dict[tuple[str, str, int], Any] = {}  # as many as the metric has series
         self._learned: set[str] = set()
 
     def record(self, facts: RequestFacts) -> Outcome:
@@ -95,7 +96,10 @@ class OutcomeRecorder:
             )
             self._children[key] = children
         duration, ttft, tpot, prompt, completion, reasoning, empty = children
-        m.requests.labels(model, o.kind, str(o.status)).inc()
+        requests = self._requests.get((model, o.kind, o.status))
+        if requests is None:
+            requests = self._requests[model, o.kind, o.status] = m.requests.labels(model, o.kind, str(o.status))
+        requests.inc()
         # The request's id as an exemplar: Grafana links a latency dot to this request's line in Kibana.
         exemplar = {"request_id": o.request_id} if len(o.request_id) <= MAX_EXEMPLAR_ID else None
         duration.observe(o.duration, exemplar)

@@ -9,7 +9,6 @@ import time
 from typing import Protocol
 
 import orjson
-from yarl import URL
 
 from llmwatch.gateway.accounting import CompletionAccounting
 from llmwatch.gateway.engine_answer import Answer, BodyTooLarge
@@ -48,19 +47,20 @@ class Relay:
     async def exchange(
         self,
         upstream: Upstream,
-        url: URL,
+        target: str,
         headers: list[tuple[str, str]],
         body: bytes,
         sink: Sink,
         facts: RequestFacts,
         strip: bool,
     ) -> None:
-        """Send the request and relay the answer; a failure of the engine or the link raises GatewayError."""
+        """Send the request for ``target`` (the path and query on the engine, its base URL's path first) and relay
+        the answer; a failure of the engine or the link raises GatewayError."""
         rid = facts.request_id.encode("latin-1")
         link = upstream.link
         answer: Answer | None = None
         try:
-            answer = await link.send(facts.method, url.raw_path_qs, headers, body)
+            answer = await link.send(facts.method, target, headers, body)
             facts.status = answer.status
             if facts.acct is not None and answer.content_type == b"text/event-stream" and answer.status < 400:
                 await self._stream(answer, sink, facts, facts.acct, strip, rid)

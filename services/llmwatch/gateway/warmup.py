@@ -15,7 +15,6 @@ import os
 import time
 
 import orjson
-from yarl import URL
 
 from llmwatch.gateway.accounting import CompletionAccounting
 from llmwatch.gateway.errors import GatewayError
@@ -119,8 +118,8 @@ class Warmer:
             payload["model"] = model
         headers = [*self._headers, ("X-Request-Id", facts.request_id)]
         try:
-            url = URL(upstream.base + PATH, encoded=True)
-            await self._relay.exchange(upstream, url, headers, orjson.dumps(payload), Discard(), facts, strip=False)
+            target = upstream.link.prefix + PATH
+            await self._relay.exchange(upstream, target, headers, orjson.dumps(payload), Discard(), facts, strip=False)
         except GatewayError as exc:
             facts.fail(exc.error_type, exc.log_message)
         except asyncio.CancelledError:
