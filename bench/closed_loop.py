@@ -23,6 +23,10 @@ PROMPT = (
 )
 
 
+class RequestFailed(Exception):
+    """The server answered a request with an error status, or its stream carried no tokens or no usage."""
+
+
 def chat_body(messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]:
     """A streamed chat request that generates exactly ``max_tokens`` tokens, whatever the (random) weights say."""
     return {
@@ -48,7 +52,7 @@ async def one_request(
     usage: dict[str, Any] = {}
     async with client.stream("POST", url + "/v1/chat/completions", json=body, headers=headers) as resp:
         if resp.status_code != 200:
-            raise SystemExit(f"engine_kpis: HTTP {resp.status_code}: {(await resp.aread())[:300]!r}")
+            raise RequestFailed(f"HTTP {resp.status_code}: {(await resp.aread())[:300]!r}")
         async for line in resp.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
                 continue
@@ -59,7 +63,7 @@ async def one_request(
                 if delta.get("content") or delta.get("reasoning_content") or delta.get("reasoning"):
                     times.append(time.perf_counter())
     if not times or not usage:
-        raise SystemExit("engine_kpis: a stream carried no tokens or no usage")
+        raise RequestFailed("a stream carried no tokens or no usage")
     tokens = int(usage["completion_tokens"])
     first, last = times[0], times[-1]
     tpot = (last - first) / (tokens - 1) if tokens > 1 and last > first else None
@@ -79,21 +83,29 @@ async def measure(
 ) -> dict[str, Any]:  # fmt: skip
     """``streams`` clients each send streamed requests back to back (closed loop) until ``requests`` are done.
 
-    The prompts are taken in turn; aggregate tok/s and req/s are totals over the cell's wall time.
+    The prompts are taken in turn; aggregate tok/s and req/s are totals over the cell's wall time, of the requests
+    that succeeded. A failed request is counted in ``errors`` (the first one's message in ``first_error``) and its
+    client goes on with the next: one failure does not end the cell. RequestFailed when every request failed.
     """
     results: list[dict[str, Any]] = []
+    failures: list[str] = []
     todo = iter(range(requests))
 
     async def client_loop(client: httpx.AsyncClient) -> None:
         for i in todo:
             messages = prompts[i % len(prompts)] if prompts else None
-            results.append(await one_request(client, url, max_tokens, messages, headers))
+            try:
+                results.append(await one_request(client, url, max_tokens, messages, headers))
+            except (RequestFailed, httpx.HTTPError) as exc:
+                failures.append(f"{type(exc).__name__}: {exc}"[:300])
 
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(client) for _ in range(streams)))
         wall = time.perf_counter() - started
+    if not results:
+        raise RequestFailed(f"all {len(failures)} requests failed; the first: {failures[0]}")
     ttfts = [1000 * r["ttft_s"] for r in results]
     itls = [1000 * g for r in results for g in r["itl_s"]]
     tpots = [1000 * r["tpot_s"] for r in results if r["tpot_s"]]
@@ -111,4 +123,6 @@ async def measure(
         "stream_tok_s_median": statistics.median(r["stream_tok_s"] for r in results),
         "aggregate_tok_s": sum(r["completion_tokens"] for r in results) / wall,
         "req_s": len(results) / wall,
+        "errors": len(failures),
+        "first_error": failures[0] if failures else None,
     }

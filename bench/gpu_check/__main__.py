@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
                 gate(rec, gateway_url, key, args, sampler)
         with rec.step("engine /metrics, after load"):
             (args.out / "metrics-after-load.txt").write_text(httpx.get(engine_url + "/metrics", timeout=10).text)
-        failed = not all(c["ok"] for c in rec.data["checks"])
+        errors = sum(c.get("errors", 0) for row in rec.data["sweep"] for p in row.values() if isinstance(p, list)
+                     for c in p)  # fmt: skip
+        failed = not all(c["ok"] for c in rec.data["checks"]) or errors > 0
     except Exception as exc:  # a step failed: its record says why; stop everything and write what ran
         say(f"gpu_check: stopped at a failed step: {type(exc).__name__}: {exc}")
         failed = True

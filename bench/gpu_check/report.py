@@ -17,6 +17,13 @@ def mean_cell(cells: list[dict[str, Any]]) -> dict[str, float]:
     return {k: sum(c[k] for c in cells) / len(cells) for k in keys if all(k in c for c in cells)}
 
 
+def _errors(cells: list[dict[str, Any]]) -> str:
+    """Failed requests of a row's cells, with the first one's message."""
+    count = sum(c.get("errors", 0) for c in cells)
+    first = next((c["first_error"] for c in cells if c.get("first_error")), None)
+    return f"{count} ({first[:120].replace('|', '/')})" if count and first else str(count)
+
+
 def _proxies(row: dict[str, Any]) -> list[str]:
     """The gateway paths of a sweep row: today's gateway, and a baseline when one ran."""
     return [p for p in ("gateway", "baseline") if p in row]
@@ -54,7 +61,8 @@ def report_markdown(data: dict[str, Any]) -> str:
         lines += [
             "", "## KPI sweep (closed loop; each row the mean of its two cells, run direct, gateway, gateway, direct)",
             "", "| streams | path | requests | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | TPOT p50 ms | tok/s per stream "
-            "| tok/s total | req/s |", "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| tok/s total | req/s | errors |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]  # fmt: skip
         for row in data["sweep"]:
             for path in ["direct", *_proxies(row)]:
@@ -62,7 +70,8 @@ def report_markdown(data: dict[str, Any]) -> str:
                 lines.append(
                     f"| {row['streams']} | {path} | {2 * row['requests_per_cell']} | {fmt(m['ttft_ms_p50'])} "
                     f"| {fmt(m['ttft_ms_p99'])} | {fmt(m['itl_ms_p50'], 2)} | {fmt(m['tpot_ms_p50'], 2)} "
-                    f"| {fmt(m['stream_tok_s_median'])} | {fmt(m['aggregate_tok_s'])} | {fmt(m['req_s'], 2)} |"
+                    f"| {fmt(m['stream_tok_s_median'])} | {fmt(m['aggregate_tok_s'])} | {fmt(m['req_s'], 2)} "
+                    f"| {_errors(row[path])} |"
                 )
         lines += ["", "Gateway / direct (1.00x = no cost); drift = the second direct cell / the first (tok/s total); "
                   "the gateway process's CPU per forwarded event and its share of one core.", "",

@@ -39,6 +39,8 @@ def sweep(rec: Record, direct: str, gateways: dict[str, tuple[str, int]], key: s
                 cell["proxy_cpu_share"] = (cpu_seconds(pid) - before) / cell["seconds"]
             cells[path].append(cell)
             cpu = f", gateway CPU {cell['proxy_cpu_us_per_event']:.1f} us/event" if pid else ""
+            if cell["errors"]:
+                cpu += f"; {cell['errors']} failed, the first: {cell['first_error']}"
             say(
                 f"   {n:>4} streams {path:<8} TTFT p50 {cell['ttft_ms_p50']:.0f} ms, ITL p50 "
                 f"{cell['itl_ms_p50']:.2f} ms, {cell['aggregate_tok_s']:.0f} tok/s, {cell['req_s']:.2f} req/s "
