@@ -10,6 +10,11 @@ tar -xf payload.tar -C /root/p && rm -f chunk0 chunk1 chunk2 chunk3 payload.tar
 xz -dc /root/p/vllm-pkg.tar.xz | tar -x -C /tmp/site
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site /root/p/deps/*.whl 2>&1 | grep -v -i "warning" | tail -5
 export PYTHONPATH=/tmp/site
+# xgrammar 0.2.9 passes extra_lib_paths= to apache-tvm-ffi's load_lib_module, which the tvm-ffi 0.1.10 wheel in the
+# payload does not take, and vLLM's API server imports xgrammar at start. Without the argument it loads its library
+# from its own folder: vLLM 0.26.0 served with this on the lent H100 (2026-12-06).
+grep -rl "extra_lib_paths" /tmp/site/xgrammar | xargs -r sed -i 's/, *extra_lib_paths=package_paths//'
+
 python3 -c "import vllm, openai, locust, fastapi, uvicorn, pydantic_settings, orjson, prometheus_client, gguf, pynvml; print('vllm', vllm.__version__, 'openai', openai.__version__, 'locust', locust.__version__)"
 python3 -c "import vllm.entrypoints.openai.api_server" 2>&1 | tail -3
 echo INSTALL-OK
