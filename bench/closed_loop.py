@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
+import multiprocessing
 import statistics
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import httpx
@@ -77,33 +80,33 @@ async def one_request(
     }
 
 
+# One client process keeps up with 64 streams at an H100's 16,000 tok/s; at 256 streams a single one was the limit
+# (vLLM held 5 to 11 requests while 256 were "in flight": docs/gpu-check.md). More streams get more processes.
+STREAMS_PER_PROCESS = 64
+
+
 async def measure(
     url: str, streams: int, requests: int, max_tokens: int, prompts: list[list[dict[str, str]]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None, processes: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """``streams`` clients each send streamed requests back to back (closed loop) until ``requests`` are done.
 
     The prompts are taken in turn; aggregate tok/s and req/s are totals over the cell's wall time, of the requests
     that succeeded. A failed request is counted in ``errors`` (the first one's message in ``first_error``) and its
     client goes on with the next: one failure does not end the cell. RequestFailed when every request failed.
+
+    The streams are spread over ``processes`` client processes (default: one per STREAMS_PER_PROCESS streams), which
+    start together once all are ready; ``client_cpu_max_share`` is the busiest one's share of its core, so a cell
+    whose client was the limit shows it (near 1.0).
     """
-    results: list[dict[str, Any]] = []
-    failures: list[str] = []
-    todo = iter(range(requests))
-
-    async def client_loop(client: httpx.AsyncClient) -> None:
-        for i in todo:
-            messages = prompts[i % len(prompts)] if prompts else None
-            try:
-                results.append(await one_request(client, url, max_tokens, messages, headers))
-            except (RequestFailed, httpx.HTTPError) as exc:
-                failures.append(f"{type(exc).__name__}: {exc}"[:300])
-
-    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
-    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
-        started = time.perf_counter()
-        await asyncio.gather(*(client_loop(client) for _ in range(streams)))
-        wall = time.perf_counter() - started
+    processes = processes or max(1, math.ceil(streams / STREAMS_PER_PROCESS))
+    if processes == 1:
+        parts = [await _client(url, streams, range(requests), max_tokens, prompts, headers)]
+    else:
+        parts = _in_processes(url, streams, requests, max_tokens, prompts, headers, processes)
+    results = [r for part in parts for r in part["results"]]
+    failures = [f for part in parts for f in part["failures"]]
+    wall = max(p["ended"] for p in parts) - min(p["started"] for p in parts)
     if not results:
         raise RequestFailed(f"all {len(failures)} requests failed; the first: {failures[0]}")
     ttfts = [1000 * r["ttft_s"] for r in results]
@@ -125,4 +128,75 @@ async def measure(
         "req_s": len(results) / wall,
         "errors": len(failures),
         "first_error": failures[0] if failures else None,
+        "client_processes": processes,
+        "client_cpu_max_share": max(p["cpu"] / max(p["ended"] - p["started"], 1e-9) for p in parts),
     }
+
+
+async def _client(
+    url: str, streams: int, indices: Sequence[int], max_tokens: int, prompts: list[list[dict[str, str]]] | None,
+    headers: dict[str, str] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """One process's share: ``streams`` closed-loop clients over the requests numbered ``indices``."""
+    results: list[dict[str, Any]] = []
+    failures: list[str] = []
+    todo = iter(indices)
+
+    async def client_loop(client: httpx.AsyncClient) -> None:
+        for i in todo:
+            messages = prompts[i % len(prompts)] if prompts else None
+            try:
+                results.append(await one_request(client, url, max_tokens, messages, headers))
+            except (RequestFailed, httpx.HTTPError) as exc:
+                failures.append(f"{type(exc).__name__}: {exc}"[:300])
+
+    limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
+    async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
+        cpu, started = time.process_time(), time.monotonic()  # CLOCK_MONOTONIC: comparable across processes
+        await asyncio.gather(*(client_loop(client) for _ in range(streams)))
+        ended = time.monotonic()
+    return {"results": results, "failures": failures, "started": started, "ended": ended,
+            "cpu": time.process_time() - cpu}  # fmt: skip
+
+
+def _in_processes(
+    url: str, streams: int, requests: int, max_tokens: int, prompts: list[list[dict[str, str]]] | None,
+    headers: dict[str, str] | None, processes: int,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """Worker w takes every processes-th request from w (so the prompts still come in turn) and its share of the
+    streams; all start when all are ready (spawned: each imports httpx first)."""
+    ctx = multiprocessing.get_context("spawn")
+    ready, out = ctx.Queue(), ctx.Queue()
+    go = ctx.Event()
+    workers = []
+    for w in range(processes):
+        share = streams // processes + (1 if w < streams % processes else 0)
+        args = (url, share, range(w, requests, processes), max_tokens, prompts, headers, ready, go, out)
+        workers.append(ctx.Process(target=_worker, args=args, daemon=True))
+    for worker in workers:
+        worker.start()
+    try:
+        for _ in workers:
+            ready.get(timeout=120)
+        go.set()
+        return [out.get(timeout=3600) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+            if worker.is_alive():
+                worker.kill()
+
+
+def _worker(
+    url: str, streams: int, indices: range, max_tokens: int, prompts: list[list[dict[str, str]]] | None,
+    headers: dict[str, str] | None, ready: Any, go: Any, out: Any,
+) -> None:  # fmt: skip
+    ready.put(True)
+    go.wait()
+    try:
+        part = asyncio.run(_client(url, streams, indices, max_tokens, prompts, headers))
+    except Exception as exc:  # the parent must hear of it, not wait for ever
+        now = time.monotonic()
+        part = {"results": [], "failures": [f"{type(exc).__name__}: {exc}"[:300]], "started": now, "ended": now,
+                "cpu": 0.0}  # fmt: skip
+    out.put(part)

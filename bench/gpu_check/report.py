@@ -24,6 +24,13 @@ def _errors(cells: list[dict[str, Any]]) -> str:
     return f"{count} ({first[:120].replace('|', '/')})" if count and first else str(count)
 
 
+def _client_cpu(cells: list[dict[str, Any]]) -> str:
+    """The busiest measuring client process's share of its core over a row's cells: near 100%, the client was the
+    limit, not the path."""
+    shares = [c["client_cpu_max_share"] for c in cells if "client_cpu_max_share" in c]
+    return f"{100 * max(shares):.0f}% ({cells[0]['client_processes']} proc.)" if shares else "–"
+
+
 def _proxies(row: dict[str, Any]) -> list[str]:
     """The gateway paths of a sweep row: today's gateway, and a baseline when one ran."""
     return [p for p in ("gateway", "baseline") if p in row]
@@ -61,8 +68,8 @@ def report_markdown(data: dict[str, Any]) -> str:
         lines += [
             "", "## KPI sweep (closed loop; each row the mean of its two cells, run direct, gateway, gateway, direct)",
             "", "| streams | path | requests | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | TPOT p50 ms | tok/s per stream "
-            "| tok/s total | req/s | errors |",
-            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| tok/s total | req/s | errors | client CPU |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]  # fmt: skip
         for row in data["sweep"]:
             for path in ["direct", *_proxies(row)]:
@@ -71,9 +78,11 @@ def report_markdown(data: dict[str, Any]) -> str:
                     f"| {row['streams']} | {path} | {2 * row['requests_per_cell']} | {fmt(m['ttft_ms_p50'])} "
                     f"| {fmt(m['ttft_ms_p99'])} | {fmt(m['itl_ms_p50'], 2)} | {fmt(m['tpot_ms_p50'], 2)} "
                     f"| {fmt(m['stream_tok_s_median'])} | {fmt(m['aggregate_tok_s'])} | {fmt(m['req_s'], 2)} "
-                    f"| {_errors(row[path])} |"
+                    f"| {_errors(row[path])} | {_client_cpu(row[path])} |"
                 )
-        lines += ["", "Gateway / direct (1.00x = no cost); drift = the second direct cell / the first (tok/s total); "
+        lines += ["", "Client CPU: the busiest measuring client process's share of its core; near 100% means the "
+                  "client, not the path, set the pace (more streams get more client processes).",
+                  "", "Gateway / direct (1.00x = no cost); drift = the second direct cell / the first (tok/s total); "
                   "the gateway process's CPU per forwarded event and its share of one core.", "",
                   "| streams | path | ITL p50 | TTFT p50 | TTFT p99 | tok/s total | req/s | direct drift "
                   "| gateway CPU µs/event | gateway CPU |",

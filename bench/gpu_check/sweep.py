@@ -39,6 +39,7 @@ def sweep(rec: Record, direct: str, gateways: dict[str, tuple[str, int]], key: s
                 cell["proxy_cpu_share"] = (cpu_seconds(pid) - before) / cell["seconds"]
             cells[path].append(cell)
             cpu = f", gateway CPU {cell['proxy_cpu_us_per_event']:.1f} us/event" if pid else ""
+            cpu += f", client {cell['client_processes']} process(es), busiest at {cell['client_cpu_max_share']:.0%}"
             if cell["errors"]:
                 cpu += f"; {cell['errors']} failed, the first: {cell['first_error']}"
             say(

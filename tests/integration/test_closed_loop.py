@@ -29,3 +29,12 @@ def test_a_cell_where_every_request_failed_is_an_error(sim_url: str) -> None:
     _faults(sim_url, error_rate=1.0)
     with pytest.raises(RequestFailed, match="all 8 requests failed"):
         asyncio.run(measure(sim_url, 2, 8, 8))
+
+
+def test_streams_spread_over_client_processes_keep_every_request(sim_url: str) -> None:
+    """At 256 streams one client process was the limit on the lent GPU; several must still run each request once."""
+    cell = asyncio.run(measure(sim_url, 6, 30, 8, processes=2))
+    assert cell["client_processes"] == 2
+    assert cell["requests"] == 30 and cell["errors"] == 0
+    assert cell["completion_tokens"] == 8 and cell["aggregate_tok_s"] > 0
+    assert 0 < cell["client_cpu_max_share"] <= 1.5  # one core's share, with timer noise
