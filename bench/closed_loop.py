@@ -83,6 +83,7 @@ async def one_request(
 # One client process keeps up with 64 streams at an H100's 16,000 tok/s; at 256 streams a single one was the limit
 # (vLLM held 5 to 11 requests while 256 were "in flight": docs/gpu-check.md). More streams get more processes.
 STREAMS_PER_PROCESS = 64
+_UNANSWERED = "without sending a response"  # httpx: the connection closed before any byte of an answer
 
 
 async def measure(
@@ -145,10 +146,18 @@ async def _client(
     async def client_loop(client: httpx.AsyncClient) -> None:
         for i in todo:
             messages = prompts[i % len(prompts)] if prompts else None
-            try:
-                results.append(await one_request(client, url, max_tokens, messages, headers))
-            except (RequestFailed, httpx.HTTPError) as exc:
-                failures.append(f"{type(exc).__name__}: {exc}"[:300])
+            for resend in (True, False):
+                try:
+                    results.append(await one_request(client, url, max_tokens, messages, headers))
+                except httpx.RemoteProtocolError as exc:
+                    # A kept-alive connection the server closed as the request went out (llama-server's httplib
+                    # closes after a few requests): nothing was answered, so resend once, as HTTP clients do.
+                    if resend and _UNANSWERED in str(exc):
+                        continue
+                    failures.append(f"{type(exc).__name__}: {exc}"[:300])
+                except (RequestFailed, httpx.HTTPError) as exc:
+                    failures.append(f"{type(exc).__name__}: {exc}"[:300])
+                break
 
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
     async with httpx.AsyncClient(timeout=httpx.Timeout(600.0), limits=limits) as client:
