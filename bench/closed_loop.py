@@ -154,9 +154,9 @@ async def _client(
                     # closes after a few requests): nothing was answered, so resend once, as HTTP clients do.
                     if resend and _UNANSWERED in str(exc):
                         continue
-                    failures.append(f"{type(exc).__name__}: {exc}"[:300])
+                    failures.append(_failure(exc))
                 except (RequestFailed, httpx.HTTPError) as exc:
-                    failures.append(f"{type(exc).__name__}: {exc}"[:300])
+                    failures.append(_failure(exc))
                 break
 
     limits = httpx.Limits(max_connections=streams, max_keepalive_connections=streams)
@@ -166,6 +166,11 @@ async def _client(
         ended = time.monotonic()
     return {"results": results, "failures": failures, "started": started, "ended": ended,
             "cpu": time.process_time() - cpu}  # fmt: skip
+
+
+def _failure(exc: BaseException) -> str:
+    """How a failed request is reported in a cell's ``first_error``."""
+    return f"{type(exc).__name__}: {exc}"[:300]
 
 
 def _in_processes(
@@ -206,6 +211,6 @@ def _worker(
         part = asyncio.run(_client(url, streams, indices, max_tokens, prompts, headers))
     except Exception as exc:  # the parent must hear of it, not wait for ever
         now = time.monotonic()
-        part = {"results": [], "failures": [f"{type(exc).__name__}: {exc}"[:300]], "started": now, "ended": now,
+        part = {"results": [], "failures": [_failure(exc)], "started": now, "ended": now,
                 "cpu": 0.0}  # fmt: skip
     out.put(part)
