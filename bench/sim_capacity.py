@@ -21,6 +21,7 @@ from pathlib import Path
 from bench.procs import cpu_seconds
 from llmwatch.processes import free_port, running
 from llmwatch.vllm.gpus import GPUS
+from llmwatch.vllm.model import SERVE_FLAGS
 
 _USAGE = re.compile(rb'"completion_tokens":(\d+)')
 
@@ -90,8 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         str(args.max_num_seqs),
         "--max-num-batched-tokens",
         "16384",
-        "--reasoning-parser",
-        "deepseek_r1",
+        *SERVE_FLAGS,
         "--log-level",
         "WARNING",
     ]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from llmwatch.processes import Child, free_port
 from llmwatch.vllm.gpus import GPUS
+from llmwatch.vllm.model import SERVE_FLAGS
 
 REPO = Path(__file__).resolve().parents[1]
 WARMUP_SECONDS = 8  # the ramp (users / 5 per second) and connection set-up
@@ -40,9 +41,8 @@ def measure(
     access = work / "access.log"
     sim = Child([
         sys.executable, "-m", "llmwatch.cli", "sim", "--host", "127.0.0.1", "--port", str(sim_port),
-        "--startup-seconds", "0", "--warmup-requests", "0", "--gpu-profile", "h100", "--reasoning-parser",
-        "deepseek_r1", "--max-num-seqs", str(streams + 8), "--speed", f"{sim_speed(streams, tok_s):.6f}",
-        "--log-level", "WARNING",
+        "--startup-seconds", "0", "--warmup-requests", "0", "--gpu-profile", "h100", *SERVE_FLAGS,
+        "--max-num-seqs", str(streams + 8), "--speed", f"{sim_speed(streams, tok_s):.6f}", "--log-level", "WARNING",
     ], work / "sim.log")  # fmt: skip
     gateway = Child([
         sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", f"http://127.0.0.1:{sim_port}", "--host",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from llmwatch.vllm.model import SERVE_FLAGS
 from tests.support import Child, Gateway, GatewayFactory, free_port, llmwatch_cmd, running, sim_cmd
 from tests.support.compose import filled_env_text
 
@@ -25,7 +26,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: rank.get(f"{item.path.parent.name}/{item.path.name}", len(rank)))
 
 
-SIM_FLAGS = ("--enable-admin", "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100")
+SIM_FLAGS = ("--enable-admin", *SERVE_FLAGS, "--gpu-profile", "h100")
 
 
 @contextlib.contextmanager

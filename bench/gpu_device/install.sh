@@ -1,6 +1,7 @@
 #!/bin/bash
 # Device side, once per machine: assemble the payload, unpack vLLM and the wheels into /tmp/site, check imports.
 set -e
+repo=$PWD
 sum=$(cut -d" " -f1 .gpu/payload.sha256)
 cd /root/up
 cat chunk0 chunk1 chunk2 chunk3 > payload.tar
@@ -21,7 +22,7 @@ echo INSTALL-OK
 # The llama.cpp CUDA build and the Q4_K_M GGUF, in the background at the lowest priority (nice 19) while the first
 # vLLM run measures (its engine is batch 4, far from CPU-bound); the llama.cpp run waits for LLAMA-READY.
 [ "${BUILD_LLAMA:-1}" = 1 ] || { echo "llama build skipped (BUILD_LLAMA=0)"; exit 0; }
-rm -rf /root/code-snap && mkdir /root/code-snap && cp -r scripts services bench /root/code-snap/
-cp bench/gpu_device/build-llama.sh /root/
+rm -rf /root/code-snap && mkdir /root/code-snap && cp -r "$repo"/scripts "$repo"/services "$repo"/bench /root/code-snap/
+cp "$repo"/bench/gpu_device/build-llama.sh /root/
 setsid nohup nice -n 19 bash /root/build-llama.sh /root/code-snap > /root/llama-bg.log 2>&1 < /dev/null &
 echo "llama build started in the background"

@@ -35,6 +35,7 @@ from llmwatch.duration import PATTERN as _DURATION
 from llmwatch.duration import duration, seconds
 from llmwatch.prom import Prometheus
 from llmwatch.render import engine_sizing
+from llmwatch.vllm.model import SERVE_FLAGS
 from tests.fakes.im import (
     DINGTALK_SECRET,
     FEISHU_SECRET,
@@ -256,7 +257,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             local.start(name, args, ready, **kw)
 
         start(sim_cmd(
-            ports.engine, "--gpu-profile", "h100", "--reasoning-parser", "deepseek_r1", "--enable-admin",
+            ports.engine, "--gpu-profile", "h100", *SERVE_FLAGS, "--enable-admin",
             "--max-num-seqs", "16",
         ), "sim", f"{url['engine']}/health")  # fmt: skip
         start(llmwatch_cmd(

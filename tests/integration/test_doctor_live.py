@@ -30,6 +30,7 @@ import yaml
 from llmwatch.demo.localstack import LocalStack, Ports, local_prometheus_config
 from llmwatch.prom import Prometheus, Sample
 from llmwatch.render import engine_sizing
+from llmwatch.vllm.model import SERVE_FLAGS
 from tests.fakes.dcgm import FakeDcgm, Gpu
 from tests.support import (
     REPO,
@@ -54,7 +55,7 @@ CARD_MIB = 24564  # an RTX 4090: FB_USED + FB_FREE as dcgm-exporter reports it
 # The engine's batch here is 4, not the stack's default: the rules Prometheus gets it rendered from the sizing
 # template, and the doctor on the Prometheus without rules is told, as its text asks an operator to.
 MAX_NUM_SEQS = "4"
-SIM_FLAGS = ("--gpu-profile", "rtx4090", "--reasoning-parser", "deepseek_r1", "--enable-admin", "--max-num-seqs",
+SIM_FLAGS = ("--gpu-profile", "rtx4090", *SERVE_FLAGS, "--enable-admin", "--max-num-seqs",
              MAX_NUM_SEQS)  # fmt: skip
 
 

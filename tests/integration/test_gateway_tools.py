@@ -13,6 +13,7 @@ import httpx
 import jsonschema
 import pytest
 
+from llmwatch.vllm.model import SERVE_FLAGS
 from tests.support import REPO, Gateway, GatewayFactory, free_port, running, sim_cmd, total
 from tests.support.vllm_chunks import MODEL
 
@@ -47,8 +48,16 @@ ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 def tool_sim(tmp_path: Path) -> Iterator[str]:
     """The simulator with vLLM's tool flags on and every auto request answered with a tool call."""
     port = free_port()
-    args = sim_cmd(port, "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100", "--speed", "20",
-                   "--enable-auto-tool-choice", "--tool-call-share", "1")  # fmt: skip
+    args = sim_cmd(port, *SERVE_FLAGS, "--gpu-profile", "h100", "--speed", "20", "--tool-call-share", "1")
+    with running(args, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):
+        yield f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture
+def toolless_sim(tmp_path: Path) -> Iterator[str]:
+    """The simulator started as vLLM is by default: no --enable-auto-tool-choice, no --tool-call-parser."""
+    port = free_port()
+    args = sim_cmd(port, "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100", "--speed", "20")
     with running(args, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"
 
@@ -134,9 +143,9 @@ def test_auto_tool_calls_from_the_simulator(start_gateway: GatewayFactory, tool_
 )  # fmt: skip
 @pytest.mark.parametrize("stream", [True, False])
 def test_required_and_named_tool_choice(
-    start_gateway: GatewayFactory, sim_url: str, choice: Any, finish: str, name: str, stream: bool
+    start_gateway: GatewayFactory, tool_sim: str, choice: Any, finish: str, name: str, stream: bool
 ) -> None:
-    gw = start_gateway(sim_url)  # no auto tool choice on this engine: required and named still call
+    gw = start_gateway(tool_sim)
     resp = _chat(gw, {"tools": [WEATHER, CLOCK], "tool_choice": choice, "stream": stream})
     assert resp.status_code == 200, resp.text
     if not stream:
@@ -150,10 +159,13 @@ def test_required_and_named_tool_choice(
     assert line["finish_reason"] == finish
 
 
-def test_auto_tool_choice_without_the_flag_is_refused_like_vllm(start_gateway: GatewayFactory, sim_url: str) -> None:
-    gw = start_gateway(sim_url)
-    resp = _chat(gw, {"tools": [WEATHER]})
-    assert resp.status_code == 400 and "--enable-auto-tool-choice" in resp.json()["error"]["message"]
+@pytest.mark.parametrize("choice", ["auto", "required", {"type": "function", "function": {"name": "get_weather"}}])
+def test_tool_choice_without_the_flags_is_refused_like_vllm(
+    start_gateway: GatewayFactory, toolless_sim: str, choice: Any
+) -> None:
+    gw = start_gateway(toolless_sim)
+    resp = _chat(gw, {"tools": [WEATHER], "tool_choice": choice})
+    assert resp.status_code == 400 and "--tool-call-parser to be set" in resp.json()["error"]["message"]
     line = _line(gw, 0)
     assert line["answer_kind"] is None and line["tool_calls"] is None and line["completion_tokens"] is None
 

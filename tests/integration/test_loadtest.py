@@ -17,6 +17,7 @@ import yaml
 
 from llmwatch.demo.localstack import LocalStack
 from llmwatch.prom import Prometheus
+from llmwatch.vllm.model import SERVE_FLAGS
 from tests.support import REPO, free_port, llmwatch_cmd, need_binary, running, sim_cmd, wait_until
 from tests.support.locust_run import run_locust
 
@@ -48,7 +49,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """Simulator (rtx3060 modelled 8x faster, 16 sequences, admin on) behind a gateway."""
     tmp = tmp_path_factory.mktemp("loadtest-stack")
     sim_port, gw_port = free_port(), free_port()
-    sim = sim_cmd(sim_port, "--reasoning-parser", "deepseek_r1", "--gpu-profile", "rtx3060", "--speed", "8",
+    sim = sim_cmd(sim_port, *SERVE_FLAGS, "--gpu-profile", "rtx3060", "--speed", "8",
                   "--max-num-seqs", "16", "--enable-admin")  # fmt: skip
     gateway = llmwatch_cmd(
         "gateway", "--upstream", f"http://127.0.0.1:{sim_port}", "--host", "127.0.0.1", "--port", str(gw_port),

@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, CliApp
 
 from llmwatch.cli import SUBCOMMANDS
 from llmwatch.gateway.auth import parse_api_keys
+from llmwatch.vllm.model import SERVE_FLAGS
 from tests.support import REPO
 from tests.support.compose import OPEN_WEBUI_PERSISTENT, compose, filled_env_text, required_messages
 
@@ -62,7 +63,7 @@ LISTEN = {
 ONE_SHOT_RESTART = {"no", "on-failure"}
 VLLM_FLAGS = {
     "--served-model-name", "--host", "--port", "--dtype", "--gpu-memory-utilization", "--max-model-len",
-    "--max-num-seqs", "--max-num-batched-tokens", "--reasoning-parser",
+    "--max-num-seqs", "--max-num-batched-tokens", "--reasoning-parser", "--tool-call-parser",
 }  # fmt: skip
 _PROBE_PORT = re.compile(r"(?:127\.0\.0\.1|localhost)[:/](\d+)")
 
@@ -150,12 +151,17 @@ def test_vllm_command(rendered: dict[str, Rendered], env_file: Path, tmp_path: P
     # The image's entrypoint is `vllm serve`, which takes the model positionally (`--model` is deprecated there).
     model, *command = rendered["gpu"]["vllm"]["command"]
     assert model == "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B" and "--model" not in command
+    sim_command = rendered["sim"]["sim"]["command"]
+    for engine in (command, sim_command):  # the one set of parser flags (bare --enable-auto-tool-choice among them)
+        text = " ".join(engine)
+        assert " ".join(SERVE_FLAGS) in text, text
+    command = [c for c in command if c != "--enable-auto-tool-choice"]
+    sim_command = [c for c in sim_command if c != "--enable-auto-tool-choice"]
     args = dict(zip(command[::2], command[1::2], strict=False))
     assert args["--reasoning-parser"] == "deepseek_r1" and args["--dtype"] == "half"
     assert "--disable-log-requests" not in command, "removed in vLLM 0.33"
     assert set(args) == VLLM_FLAGS, "vLLM flags this project relies on (the image itself cannot be run here)"
     # The simulator takes vLLM's own flag names, so both engines get the same knobs with the same values.
-    sim_command = rendered["sim"]["sim"]["command"]
     sim_args = dict(zip(sim_command[2::2], sim_command[3::2], strict=True))
     for flag, value in sim_args.items():
         assert flag == "--gpu-profile" or args.get(flag) == value, f"sim {flag} {value} differs from vllm"

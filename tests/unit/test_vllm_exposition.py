@@ -20,17 +20,12 @@ from tests.support import REPO
 FIXTURES = REPO / "tests" / "fixtures"
 IDLE = FIXTURES / "vllm-0.26.0-metrics-idle.txt"
 AFTER_LOAD = FIXTURES / "vllm-0.26.0-metrics-after-load.txt"
-# The captures come from a GPU run (bench/gpu_check writes metrics-idle.txt and metrics-after-load.txt; prepend
+# The captures come from GPU runs (bench/gpu_check writes metrics-idle.txt and metrics-after-load.txt; prepend
 # one line `# vLLM 0.26.0 ... captured DATE on GPU, not edited`). The idle one is taken after the gateway's warm-up
-# requests, so its histograms have samples; the first GPU run stopped before its load, so only it is committed, and
-# the after-load capture joins it when a run gets that far.
-CAPTURES = [p for p in (IDLE, AFTER_LOAD) if p.exists()]
-LATEST = CAPTURES[-1] if CAPTURES else AFTER_LOAD
-pytestmark = [
-    pytest.mark.unit,
-    pytest.mark.skipif(not IDLE.exists(),
-                       reason="vLLM 0.26.0's /metrics capture is not in tests/fixtures yet (docs/gpu-check.md)"),
-]  # fmt: skip
+# requests, so its histograms have samples; the after-load one after 19,566 requests.
+CAPTURES = [IDLE, AFTER_LOAD]
+LATEST = AFTER_LOAD
+pytestmark = pytest.mark.unit
 # Families the simulator has because vLLM 0.33 (the version compose pins) registers them, and 0.26.0 does not. The
 # simulator's spec is checked against the 0.33 wheel's names elsewhere (services/llmwatch/simulator/metric_spec.py).
 ONLY_IN_033: dict[str, str] = {

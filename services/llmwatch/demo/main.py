@@ -36,6 +36,7 @@ from llmwatch.demo.traffic import burst
 from llmwatch.doctor.main import main as doctor_main
 from llmwatch.prom import Prometheus, QueryError, Unreachable
 from llmwatch.render import engine_sizing
+from llmwatch.vllm.model import SERVE_FLAGS
 
 
 class DemoSettings(BaseSettings):
@@ -76,7 +77,7 @@ def start_engine(demo: Demo) -> None:
     s, p = demo.settings, demo.settings.ports
     demo.stack.start("sim", llmwatch(
         "sim", "--host", "127.0.0.1", "--port", str(p.engine), "--gpu-profile", s.gpu_profile,
-        "--max-num-seqs", str(s.max_num_seqs), "--reasoning-parser", "deepseek_r1", "--enable-admin",
+        "--max-num-seqs", str(s.max_num_seqs), *SERVE_FLAGS, "--enable-admin",
     ), f"http://127.0.0.1:{p.engine}/health", timeout=60)  # fmt: skip
     demo.notes.append(f"engine (simulator)  http://127.0.0.1:{p.engine}/v1   faults: POST /admin/faults")
 

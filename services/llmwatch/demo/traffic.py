@@ -1,6 +1,6 @@
 """A short, mixed burst of traffic through the gateway: chat streams, non-streamed chats, Open WebUI-style tasks, and
-agent requests answered with tool calls (tool_choice required or a named function, which vLLM serves without a tool
-parser)."""
+agent requests answered with tool calls (tool_choice required or a named function, served through structured outputs
+by an engine started with the stack's tool flags, llmwatch.vllm.model.SERVE_FLAGS)."""
 
 from __future__ import annotations
 

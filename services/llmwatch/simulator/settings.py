@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings
 
 from llmwatch.config import settings_config
@@ -31,9 +31,12 @@ class SimSettings(BaseSettings, FaultSettings):
         "", description="deepseek_r1 puts thinking in `reasoning`; empty leaves it inline before </think>."
     )
     enable_auto_tool_choice: bool = Field(
-        False, description="Answer tool_choice auto (vLLM flag; vLLM also needs --tool-call-parser). Required and "
-        "named tool_choice work without it, as in vLLM.",
+        False, description="Serve tool calls (vLLM flag, with --tool-call-parser): auto, required and a named "
+        "function. Without both, vLLM refuses every tool_choice but none with a 400.",
     )  # fmt: skip
+    tool_call_parser: Literal["", "hermes"] = Field(
+        "", description="The tool-call parser (vLLM flag; hermes is the one that starts for this model's vocabulary)."
+    )
     tool_call_share: float = Field(
         0.5, ge=0, le=1, description="Share of tool_choice auto requests answered with a tool call (seeded)."
     )
@@ -45,3 +48,9 @@ class SimSettings(BaseSettings, FaultSettings):
     speed: float = Field(1.0, gt=0, description="Time scale: 2 runs the modelled card twice as fast.")
     enable_admin: bool = Field(False, description="Serve GET/POST /admin/faults (404 otherwise).")
     log_level: str = Field("INFO", description="Python log level.")
+
+    @model_validator(mode="after")
+    def _auto_tools_need_a_parser(self) -> SimSettings:
+        if self.enable_auto_tool_choice and not self.tool_call_parser:  # vLLM's check at start (cli_args.py)
+            raise ValueError("--enable-auto-tool-choice requires --tool-call-parser")
+        return self

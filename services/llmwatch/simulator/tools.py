@@ -1,9 +1,11 @@
 """Tool calls and JSON answers, as vLLM gives them: which requests get one, and the tokens that carry it.
 
-vLLM (vllm/entrypoints/openai/chat_completion/serving.py) calls a tool when `tools` are offered and `tool_choice`
-is "required" or names a function (always, through structured outputs), or is "auto" (the default with tools) and
-the model chose to; the simulator chooses with a seeded share (--tool-call-share). Auto needs
---enable-auto-tool-choice, as vLLM's does. Arguments are valid JSON for the function's `parameters` schema.
+vLLM calls a tool when `tools` are offered and `tool_choice` is "required" or names a function (always, through
+structured outputs), or is "auto" (the default with tools) and the model chose to; the simulator chooses with a
+seeded share (--tool-call-share). All three need --enable-auto-tool-choice and --tool-call-parser: without a parser
+vLLM refuses every tool_choice but "none" with a 400 (vllm/renderers/online_renderer.py, 0.26.0 and 0.33.0; the
+lent H100's vLLM 0.26.0 answered the load test's required and named prompts so). Arguments are valid JSON for the
+function's `parameters` schema.
 `response_format` json_object / json_schema makes the answer a JSON text. The finish reason the client sees is
 "tool_calls" for auto and required, "stop" for a named function; the engine's own counters keep "stop".
 """
@@ -22,6 +24,7 @@ from llmwatch.simulator.protocol import ApiError, bad_request
 from llmwatch.simulator.textgen import THINK_END, Generation
 
 AUTO_NEEDS_FLAG = '"auto" tool choice requires --enable-auto-tool-choice and --tool-call-parser to be set'
+FORCED_NEEDS_PARSER = "tool_choice={} requires --tool-call-parser to be set"  # {}: "required" or function "NAME"
 _PIECE = re.compile(r'"[^"]{0,12}"?|[^"]{1,6}')  # argument fragments of a few characters, as a parser streams them
 
 
@@ -75,8 +78,10 @@ def _functions(tools: Any) -> dict[str, dict[str, Any]]:
     return out
 
 
-def choose_tool(body: dict[str, Any], rng: random.Random, share: float, auto_enabled: bool) -> tuple[str, str] | None:
-    """(function name, finish reason) when this request answers with a tool call; ApiError as vLLM refuses."""
+def choose_tool(body: dict[str, Any], rng: random.Random, share: float, tools_on: bool) -> tuple[str, str] | None:
+    """(function name, finish reason) when this request answers with a tool call; ApiError as vLLM refuses.
+
+    ``tools_on``: the engine runs with --enable-auto-tool-choice and a --tool-call-parser."""
     functions = _functions(body.get("tools"))
     choice = body.get("tool_choice")
     if isinstance(choice, dict):
@@ -84,14 +89,18 @@ def choose_tool(body: dict[str, Any], rng: random.Random, share: float, auto_ena
         name = function.get("name") if isinstance(function, dict) else None
         if name not in functions:
             raise bad_request(f"Tool '{name}' has not been passed in `tools`.", "tool_choice")
+        if not tools_on:
+            raise ApiError(400, FORCED_NEEDS_PARSER.format(f'function "{name}"'), "BadRequestError")
         return str(name), "stop"
     if not functions or choice == "none":
         return None
     if choice == "required":
+        if not tools_on:
+            raise ApiError(400, FORCED_NEEDS_PARSER.format('"required"'), "BadRequestError")
         return next(iter(functions)), "tool_calls"
     if choice not in (None, "auto"):
         raise bad_request(f"Invalid tool_choice {choice!r}.", "tool_choice")
-    if not auto_enabled:
+    if not tools_on:
         raise ApiError(400, AUTO_NEEDS_FLAG, "BadRequestError")
     if rng.random() >= share:
         return None

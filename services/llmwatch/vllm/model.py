@@ -8,6 +8,11 @@ K and V for every layer and KV head.
 from __future__ import annotations
 
 MODEL_ID = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
+# The parsers every engine of the stack starts with (docker-compose.yml's vllm and sim, deploy/k8s, the demo, the
+# benches): the thinking in `reasoning`, and tool calls. vLLM serves no tool_choice but "none" without a tool-call
+# parser and auto tool choice, not even "required" or a named function (docs/open-webui.md); hermes is the parser
+# that starts with this model's vocabulary.
+SERVE_FLAGS = ("--reasoning-parser", "deepseek_r1", "--enable-auto-tool-choice", "--tool-call-parser", "hermes")
 
 NUM_LAYERS = 28
 HIDDEN_SIZE = 1536
