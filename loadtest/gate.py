@@ -89,7 +89,7 @@ def finish(environment: Environment) -> int:
     summary: dict[str, Any] = {
         "host": environment.host,
         "model": options.model or None,
-        "slo_file": str(options.slo),
+        "slo_file": shown_path(Path(options.slo)),
         "mode": {
             "rate": options.rate or None,
             "late_arrivals": sum(late.values()),
@@ -137,3 +137,11 @@ def finish(environment: Environment) -> int:
     sys.stdout.write(report.text(summary) + f"\nreport: {out / 'report.html'}   summary: {out / 'summary.json'}\n")
     sys.stdout.flush()
     return 0 if summary["passed"] else 1
+
+
+def shown_path(path: Path) -> str:
+    """``path`` as a report shows it: relative to the working directory when inside it, so no machine paths."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
