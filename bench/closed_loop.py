@@ -80,9 +80,9 @@ async def one_request(
     }
 
 
-# One client process keeps up with 64 streams at an H100's 16,000 tok/s; at 256 streams a single one was the limit
-# (vLLM held 5 to 11 requests while 256 were "in flight": docs/gpu-check.md). More streams get more processes.
-STREAMS_PER_PROCESS = 64
+# One client process carried 64 streams at an H100's 16,000 tok/s at 96-97% of its core, so near its limit; 4 of them
+# at 256 streams ran at 33% each (docs/gpu-check.md). 32 streams a process leaves it half a core of room.
+STREAMS_PER_PROCESS = 32
 _UNANSWERED = "without sending a response"  # httpx: the connection closed before any byte of an answer
 
 
