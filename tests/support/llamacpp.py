@@ -39,10 +39,11 @@ def tiny_model() -> Path:
     if not path.is_file():
         llama_binary("llama-server")
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(".partial")
+        # One partial file per process: parallel test workers may all find the model missing on a fresh cache.
+        partial = path.with_name(f"{path.stem}.{os.getpid()}.partial")
         args = [sys.executable, str(maker), "--arch", "tiny", "--type", "f16", "--out", str(partial)]
         subprocess.run(args, check=True, timeout=300)
-        partial.rename(path)
+        os.replace(partial, path)
     return path
 
 

@@ -202,6 +202,8 @@ def main(argv: list[str]) -> int:
     demo = Demo(settings, LocalStack(settings.run_dir.resolve()))
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C stops the demo even where it was started with SIGINT ignored (a shell's background job, a CI step).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for number, (name, step) in enumerate(STEPS, 1):
             say(f"[{number}/{len(STEPS)}] {name}")
