@@ -30,10 +30,11 @@ def tree(pid: int) -> list[int]:
     return pids
 
 
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process tree (all threads, live descendants), from /proc/<pid>/stat."""
+def cpu_seconds(pid: int, descendants: bool = True) -> float:
+    """utime + stime of a process tree (all threads, live descendants; only ``pid``'s threads without
+    ``descendants``), from /proc/<pid>/stat."""
     total = 0
-    for p in tree(pid):
+    for p in tree(pid) if descendants else [pid]:
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             with rec.step(f"KPI sweep at {','.join(map(str, args.streams))} streams"):
                 # One cell at the largest concurrency first, not measured: CUDA graphs and caches for that size.
                 asyncio.run(measure(engine_url, max(args.streams), max(args.streams), 16))
-                sweep(rec, engine_url, gateways, key, args)
+                sweep(rec, engine_url, gateways, key, args, engine.pid)
         if "gate" not in args.skip:
             with rec.step(f"load-test gate at {args.gate_rate:g} req/s"):
                 gate(rec, gateway_url, key, args, sampler)

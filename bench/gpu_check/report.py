@@ -13,8 +13,13 @@ def fmt(value: float | None, digits: int = 0) -> str:
 
 def mean_cell(cells: list[dict[str, Any]]) -> dict[str, float]:
     keys = ("ttft_ms_p50", "ttft_ms_p99", "itl_ms_p50", "tpot_ms_p50", "stream_tok_s_median", "aggregate_tok_s",
-            "req_s", "proxy_cpu_us_per_event", "proxy_cpu_share")  # fmt: skip
+            "req_s", "proxy_cpu_us_per_event", "proxy_cpu_share", "engine_front_cpu_share")  # fmt: skip
     return {k: sum(c[k] for c in cells) / len(cells) for k in keys if all(k in c for c in cells)}
+
+
+def _share(share: float | None) -> str:
+    """A share of one core as a percentage."""
+    return "–" if share is None else f"{fmt(100 * share)}%"
 
 
 def _errors(cells: list[dict[str, Any]]) -> str:
@@ -68,8 +73,8 @@ def report_markdown(data: dict[str, Any]) -> str:
         lines += [
             "", "## KPI sweep (closed loop; each row the mean of its two cells, run direct, gateway, gateway, direct)",
             "", "| streams | path | requests | TTFT p50 ms | TTFT p99 ms | ITL p50 ms | TPOT p50 ms | tok/s per stream "
-            "| tok/s total | req/s | errors | client CPU |",
-            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| tok/s total | req/s | errors | client CPU | engine front CPU |",
+            "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]  # fmt: skip
         for row in data["sweep"]:
             for path in ["direct", *_proxies(row)]:
@@ -78,10 +83,12 @@ def report_markdown(data: dict[str, Any]) -> str:
                     f"| {row['streams']} | {path} | {2 * row['requests_per_cell']} | {fmt(m['ttft_ms_p50'])} "
                     f"| {fmt(m['ttft_ms_p99'])} | {fmt(m['itl_ms_p50'], 2)} | {fmt(m['tpot_ms_p50'], 2)} "
                     f"| {fmt(m['stream_tok_s_median'])} | {fmt(m['aggregate_tok_s'])} | {fmt(m['req_s'], 2)} "
-                    f"| {_errors(row[path])} | {_client_cpu(row[path])} |"
+                    f"| {_errors(row[path])} | {_client_cpu(row[path])} | {_share(m.get('engine_front_cpu_share'))} |"
                 )
         lines += ["", "Client CPU: the busiest measuring client process's share of its core; near 100% means the "
-                  "client, not the path, set the pace (more streams get more client processes).",
+                  "client, not the path, set the pace (more streams get more client processes). Engine front CPU: "
+                  "the engine's own process (vLLM's API server; not its engine-core child) as a share of one core; "
+                  "near 100% means that process, not the GPU, set the pace.",
                   "", "Gateway / direct (1.00x = no cost); drift = the second direct cell / the first (tok/s total); "
                   "the gateway process's CPU per forwarded event and its share of one core.", "",
                   "| streams | path | ITL p50 | TTFT p50 | TTFT p99 | tok/s total | req/s | direct drift "
@@ -101,7 +108,7 @@ def report_markdown(data: dict[str, Any]) -> str:
                 lines.append(f"| {row['streams']} | {path} | {x('itl_ms_p50')} | {x('ttft_ms_p50')} "
                              f"| {x('ttft_ms_p99')} | {x('aggregate_tok_s')} | {x('req_s')} | {drift:.2f}x "
                              f"| {fmt(g.get('proxy_cpu_us_per_event'), 1)} "
-                             f"| {fmt(None if share is None else 100 * share)}% |")  # fmt: skip
+                             f"| {_share(share)} |")  # fmt: skip
     g = data["gate"]
     if g:
         s = g["summary"]

@@ -1,5 +1,7 @@
 """The KPI sweep: closed-loop cells alternated direct, gateway, gateway, direct at each concurrency (with a baseline
-gateway: direct, gateway, baseline, baseline, gateway, direct), each gateway cell with its CPU per forwarded event."""
+gateway: direct, gateway, baseline, baseline, gateway, direct), each gateway cell with its CPU per forwarded event,
+and every cell with the engine's front process's share of a core (vLLM's API server; its engine core is a child
+process and not counted), the one vLLM process that can saturate a CPU core before the GPU is busy."""
 
 from __future__ import annotations
 
@@ -17,10 +19,13 @@ from bench.procs import cpu_seconds
 EXTRA_EVENTS = 3
 
 
-def sweep(rec: Record, direct: str, gateways: dict[str, tuple[str, int]], key: str, args: argparse.Namespace) -> None:
+def sweep(
+    rec: Record, direct: str, gateways: dict[str, tuple[str, int]], key: str, args: argparse.Namespace, engine_pid: int
+) -> None:
     """Cells alternated (direct, each gateway, then back) at each concurrency; the same prompts and answer length.
 
     ``gateways``: path name -> (URL, pid); a gateway cell records its process's CPU seconds per forwarded event.
+    ``engine_pid``: the engine's own process (not its children), whose share of a core every cell records.
     """
     prompt_list = [p.messages for p in load_prompts.load()]
     auth = {"Authorization": f"Bearer {key}"}
@@ -32,7 +37,10 @@ def sweep(rec: Record, direct: str, gateways: dict[str, tuple[str, int]], key: s
             url, headers = (direct, None) if path == "direct" else (gateways[path][0], auth)
             pid = gateways[path][1] if path != "direct" else None
             before = cpu_seconds(pid) if pid else 0.0
+            engine_before = cpu_seconds(engine_pid, descendants=False)
             cell = asyncio.run(measure(url, n, requests, args.max_tokens, prompt_list, headers))
+            engine_cpu = cpu_seconds(engine_pid, descendants=False) - engine_before
+            cell["engine_front_cpu_share"] = engine_cpu / cell["seconds"]
             if pid:
                 events = cell["requests"] * (cell["completion_tokens"] + EXTRA_EVENTS)
                 cell["proxy_cpu_us_per_event"] = (cpu_seconds(pid) - before) / events * 1e6
@@ -40,6 +48,7 @@ def sweep(rec: Record, direct: str, gateways: dict[str, tuple[str, int]], key: s
             cells[path].append(cell)
             cpu = f", gateway CPU {cell['proxy_cpu_us_per_event']:.1f} us/event" if pid else ""
             cpu += f", client {cell['client_processes']} process(es), busiest at {cell['client_cpu_max_share']:.0%}"
+            cpu += f", engine front process at {cell['engine_front_cpu_share']:.0%}"
             if cell["errors"]:
                 cpu += f"; {cell['errors']} failed, the first: {cell['first_error']}"
             say(

@@ -7,6 +7,7 @@ through the openai SDK, the alternated sweep, the Locust gate, the /metrics capt
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -68,8 +69,11 @@ def test_sweep_alternates_cells_with_fixed_length_answers(
             assert cell["requests"] == row["requests_per_cell"] == 4
             assert cell["completion_tokens"] == 16, cell
             assert 0 < cell["ttft_ms_p50"] <= cell["ttft_ms_p99"] and cell["itl_ms_p50"] is not None
+            assert 0 <= cell["engine_front_cpu_share"] <= (os.cpu_count() or 1), cell
+    # The simulator is one process, front and engine: it worked (cells of 30 ms can fall between /proc's 10 ms ticks).
+    assert sum(c["engine_front_cpu_share"] for row in data["sweep"] for c in row["direct"] + row["gateway"]) > 0
     report = (out / "REPORT.md").read_text()
-    assert "| 4 | gateway | 8 |" in report and "direct drift" in report
+    assert "| 4 | gateway | 8 |" in report and "direct drift" in report and "| engine front CPU |" in report
     assert "random weights, exact architecture" in report and "reasoning only" in report
 
 
