@@ -58,6 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--profile-seconds", type=float, default=10.0, help="how long --profile samples")
     p.add_argument("--profile-format", choices=("speedscope", "flamegraph"), default="speedscope")
     p.add_argument("--profile-workload", default="sse-c64", help="the load --profile puts on the gateway")
+    p.add_argument("--profile-native", action="store_true", help="--profile with C frames (py-spy --native)")
     return p.parse_args(argv)
 
 
@@ -117,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                 upstream.wait_http(f"http://127.0.0.1:{port}/health", 15.0)
             if args.profile:
                 seconds, fmt = args.profile_seconds, args.profile_format
-                return profile.run(ports, workloads[0], work, args.out, seconds, fmt, proxy_cpus, load_cpus)
+                return profile.run(
+                    ports, workloads[0], work, args.out, seconds, fmt, proxy_cpus, load_cpus, args.profile_native
+                )
             if args.baseline:
                 paths.baseline_source(args.baseline, work)
                 wanted.append(f"gateway@{args.baseline}")

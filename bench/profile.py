@@ -67,6 +67,7 @@ def run(
     fmt: str,
     proxy_cpus: Sequence[int] | None,
     load_cpus: Sequence[int] | None,
+    native: bool = False,
 ) -> int:
     spy = _py_spy()
     if spy is None:
@@ -93,6 +94,7 @@ def run(
             "--output",
             str(dest),
             "--subprocesses",
+            *(["--native"] if native else []),  # C frames too: uvloop, the syscalls, httptools, orjson
         ]
         log.info("profiling: %s", " ".join(cmd))
         spy_proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
