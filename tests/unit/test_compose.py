@@ -171,6 +171,52 @@ def test_vllm_command(rendered: dict[str, Rendered], env_file: Path, tmp_path: P
     assert json.loads(result.stdout)["services"]["vllm"]["command"][-3:] == ["--enforce-eager", "--quantization", "awq"]
 
 
+# vLLM 0.33.0 (the image compose pins), vllm/tool_parsers/__init__.py `_TOOL_PARSERS_TO_REGISTER`: the names
+# --tool-call-parser takes. hermes is there in 0.26.0 (the lent GPU's) too.
+VLLM_TOOL_PARSERS = frozenset({
+    "dots", "deepseek_v3", "deepseek_v31", "deepseek_v32", "deepseek_v4", "deepseek_v41", "cohere_command3",
+    "cohere_command4", "ernie45", "glm45", "glm47", "ling3", "granite", "granite4", "hermes", "hf", "beam",
+    "poolside_v1", "hunyuan_a13b", "hy_v3", "hy_v4", "internlm", "jamba", "lfm2", "kimi_k2", "kimi_k3", "k2_horizon",
+    "llama3_json", "llama4_json", "llama4_pythonic", "longcat", "mimo", "minimax_m2", "minimax_m3", "minicpm5",
+    "mistral", "olmo3", "plamo3", "muse", "muse_glimmer", "musespark1x", "openai", "phi4_mini_json", "pythonic",
+    "qwen3_coder", "qwen3_json", "qwen3_xml", "seed_oss", "step3", "step3p5", "step5", "inkling", "xlam",
+    "gigachat3", "functiongemma", "gemma4", "apertus",
+})  # fmt: skip
+
+
+def vllm_tool_parser(command: list[str]) -> str | None:
+    """The tool parser vLLM 0.33.0 serves with for ``command``, by its own rules; TypeError where it would not start.
+
+    - vllm/entrypoints/common/cli_args.py `validate_parsed_serve_args`: "--enable-auto-tool-choice requires
+      --tool-call-parser";
+    - vllm/parser/parser_manager.py `get_tool_parser` (called as the chat server is built): no parser unless both
+      flags are given; an unregistered name stops the start;
+    - vllm/renderers/online_renderer.py: without a parser every tool_choice but "none" is a 400, "required" and a
+      named function included (what the lent H100's vLLM 0.26.0 did to the load test's tool prompts).
+    """
+    auto = "--enable-auto-tool-choice" in command
+    name = command[command.index("--tool-call-parser") + 1] if "--tool-call-parser" in command else None
+    if auto and not name:
+        raise TypeError("Error: --enable-auto-tool-choice requires --tool-call-parser")
+    if not auto or name is None:
+        return None
+    if name not in VLLM_TOOL_PARSERS:
+        raise TypeError(f"Error: --enable-auto-tool-choice requires tool_parser:'{name}' which has not been registered")
+    return name
+
+
+def test_vllm_serves_tool_calls_by_its_own_start_rules(rendered: dict[str, Rendered]) -> None:
+    """The load test's tool prompts and agents need a parser: vLLM must start with one, and with a registered one."""
+    _, *command = rendered["gpu"]["vllm"]["command"]
+    assert vllm_tool_parser(command) == "hermes"
+    # The rules as vLLM applies them, so a half-edited command fails here rather than on a GPU host.
+    assert vllm_tool_parser(["--tool-call-parser", "hermes"]) is None  # a parser without auto: none is built
+    with pytest.raises(TypeError, match="requires --tool-call-parser"):
+        vllm_tool_parser(["--enable-auto-tool-choice"])
+    with pytest.raises(TypeError, match="has not been registered"):
+        vllm_tool_parser(["--enable-auto-tool-choice", "--tool-call-parser", "deepseek_r1"])
+
+
 def test_gpu_q4_profile_is_the_cpu_engine_on_the_gpu(rendered: dict[str, Rendered], env_file: Path) -> None:
     """llama-gpu runs the `cpu` profile's llama-server flags (one shared definition) in the CUDA image of the same
     llama.cpp release, with every layer offloaded, after the model job; GPU monitoring is on without an .env edit."""
