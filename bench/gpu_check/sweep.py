@@ -43,8 +43,9 @@ def sweep(
             cell["engine_front_cpu_share"] = engine_cpu / cell["seconds"]
             if pid:
                 events = cell["requests"] * (cell["completion_tokens"] + EXTRA_EVENTS)
-                cell["proxy_cpu_us_per_event"] = (cpu_seconds(pid) - before) / events * 1e6
-                cell["proxy_cpu_share"] = (cpu_seconds(pid) - before) / cell["seconds"]
+                proxy_cpu = cpu_seconds(pid) - before
+                cell["proxy_cpu_us_per_event"] = proxy_cpu / events * 1e6
+                cell["proxy_cpu_share"] = proxy_cpu / cell["seconds"]
             cells[path].append(cell)
             cpu = f", gateway CPU {cell['proxy_cpu_us_per_event']:.1f} us/event" if pid else ""
             cpu += f", client {cell['client_processes']} process(es), busiest at {cell['client_cpu_max_share']:.0%}"

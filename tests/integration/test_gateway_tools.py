@@ -47,17 +47,18 @@ ASK = [{"role": "user", "content": "What is the weather in Paris?"}]
 @pytest.fixture
 def tool_sim(tmp_path: Path) -> Iterator[str]:
     """The simulator with vLLM's tool flags on and every auto request answered with a tool call."""
-    port = free_port()
-    args = sim_cmd(port, *SERVE_FLAGS, "--gpu-profile", "h100", "--speed", "20", "--tool-call-share", "1")
-    with running(args, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):
-        yield f"http://127.0.0.1:{port}"
+    yield from _sim(tmp_path, *SERVE_FLAGS, "--tool-call-share", "1")
 
 
 @pytest.fixture
 def toolless_sim(tmp_path: Path) -> Iterator[str]:
     """The simulator started as vLLM is by default: no --enable-auto-tool-choice, no --tool-call-parser."""
+    yield from _sim(tmp_path, "--reasoning-parser", "deepseek_r1")
+
+
+def _sim(tmp_path: Path, *flags: str) -> Iterator[str]:
     port = free_port()
-    args = sim_cmd(port, "--reasoning-parser", "deepseek_r1", "--gpu-profile", "h100", "--speed", "20")
+    args = sim_cmd(port, *flags, "--gpu-profile", "h100", "--speed", "20")
     with running(args, tmp_path / "sim.log", f"http://127.0.0.1:{port}/health"):
         yield f"http://127.0.0.1:{port}"
 

@@ -141,7 +141,8 @@ class Routes:
         s = sim.settings
         is_chat = isinstance(body, ChatRequest)
         extra = (body.model_extra or {}) if is_chat else {}
-        chosen = choose_tool(extra, sim.rng, s.tool_call_share, s.enable_auto_tool_choice)  # a parser too: SimSettings
+        # SimSettings refuses --enable-auto-tool-choice without --tool-call-parser, so this flag means both.
+        chosen = choose_tool(extra, sim.rng, s.tool_call_share, s.enable_auto_tool_choice)
         max_tokens, param = body.output_limit()
         decision = sim.admit(body.model, prompt_tokens, max_tokens, param, request.headers.get(FORCE_HEADER))
         base = sim.request_base_id(request.headers.get("X-Request-Id"), body.request_id)

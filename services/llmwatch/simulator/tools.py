@@ -89,14 +89,12 @@ def choose_tool(body: dict[str, Any], rng: random.Random, share: float, tools_on
         name = function.get("name") if isinstance(function, dict) else None
         if name not in functions:
             raise bad_request(f"Tool '{name}' has not been passed in `tools`.", "tool_choice")
-        if not tools_on:
-            raise ApiError(400, FORCED_NEEDS_PARSER.format(f'function "{name}"'), "BadRequestError")
+        _need_parser(tools_on, f'function "{name}"')
         return str(name), "stop"
     if not functions or choice == "none":
         return None
     if choice == "required":
-        if not tools_on:
-            raise ApiError(400, FORCED_NEEDS_PARSER.format('"required"'), "BadRequestError")
+        _need_parser(tools_on, '"required"')
         return next(iter(functions)), "tool_calls"
     if choice not in (None, "auto"):
         raise bad_request(f"Invalid tool_choice {choice!r}.", "tool_choice")
@@ -105,6 +103,12 @@ def choose_tool(body: dict[str, Any], rng: random.Random, share: float, tools_on
     if rng.random() >= share:
         return None
     return next(iter(functions)), "tool_calls"
+
+
+def _need_parser(tools_on: bool, choice: str) -> None:
+    """vLLM's 400 for a forced tool choice (``choice``: "required" or function "NAME") on an engine without a parser."""
+    if not tools_on:
+        raise ApiError(400, FORCED_NEEDS_PARSER.format(choice), "BadRequestError")
 
 
 def json_answer(body: dict[str, Any], text: str) -> str | None:
