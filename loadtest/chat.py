@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 
 from llmwatch.gateway.sse import SSEScanner
+from llmwatch.vllm.model import R1_SAMPLING
 from loadtest import prompts
 
 PATH = "/v1/chat/completions"
@@ -18,7 +19,7 @@ def request_body(model: str, prompt: prompts.Prompt, max_tokens: int) -> bytes:
     """The JSON body: streamed with a usage chunk, R1's sampling, the prompt's own fields; max_tokens when > 0."""
     body: dict[str, Any] = {
         "model": model, "messages": prompt.messages, "stream": True,
-        "stream_options": {"include_usage": True}, **prompts.R1_SAMPLING, **prompt.fields,
+        "stream_options": {"include_usage": True}, **R1_SAMPLING, **prompt.fields,
     }  # fmt: skip
     if max_tokens > 0:
         body["max_tokens"] = max_tokens

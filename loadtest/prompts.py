@@ -1,6 +1,6 @@
 """The prompt set (loadtest/prompts.jsonl): one JSON object per line, with id, tags and the chat messages.
 
-Every request uses DeepSeek's recommended settings for R1 (temperature 0.6, top-p 0.95, no system prompt); the
+Every request uses DeepSeek's recommended settings for R1 (llmwatch.vllm.model.R1_SAMPLING, no system prompt); the
 math prompts end with its directive "Please reason step by step, and put your final answer within \\boxed{}".
 A prompt may also carry request fields for agents: `tools` with `tool_choice` (tag `tools`) or `response_format`
 (tag `json`); they are sent as they are.
@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_FILE = Path(__file__).resolve().with_name("prompts.jsonl")
-R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}
 REQUEST_FIELDS = ("tools", "tool_choice", "response_format")  # sent with the prompt's messages when present
 R1_MATH_DIRECTIVE = "Please reason step by step, and put your final answer within \\boxed{}."
 

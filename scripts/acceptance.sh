@@ -227,7 +227,8 @@ fi
 # ---- alert-drill ---------------------------------------------------------------------------------------------------
 # GatewayEmptyResponses has no `for:`; Alertmanager waits group_wait (30 s) before it notifies the relay, whose
 # log target writes the message to its log.
-relay_got_it() { dc logs --no-color relay 2>/dev/null | grep -q 'FIRING.*GatewayEmptyResponses'; }
+# grep reads to the end (not -q): an early exit would kill `dc logs` with SIGPIPE, a failure under pipefail.
+relay_got_it() { dc logs --no-color relay 2>/dev/null | grep 'FIRING.*GatewayEmptyResponses' >/dev/null; }
 if wait_for 300 relay_got_it; then
   result alert-drill 0 "GatewayEmptyResponses reached the relay (docker compose logs relay)"
 else

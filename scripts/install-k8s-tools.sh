@@ -31,7 +31,9 @@ with zipfile.ZipFile(sys.argv[1]) as layer, layer.open("kubectl/kubectl") as src
 os.chmod(sys.argv[2], 0o755)
 PY
   rm -rf "$tmp"
-  "$kubectl_dir/kubectl" version --client | grep -q "v$KUBECTL_VERSION"
+  # Not `| grep -q`: grep would stop reading at the match and kubectl's next write would die of SIGPIPE (status 141
+  # under pipefail, seen on a fresh install).
+  [[ "$("$kubectl_dir/kubectl" version --client)" == *"v$KUBECTL_VERSION"* ]]
 fi
 ln -sf "$kubectl_dir/kubectl" "$venv/bin/kubectl"
 

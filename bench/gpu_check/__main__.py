@@ -9,7 +9,7 @@ On any CUDA host where `pip install vllm` works (plus this project's `pip instal
    file, no download); vLLM loads it with `--load-format dummy`: random weights, so the text is noise and the model
    never writes `</think>` (every answer is reasoning only), but every cost is the real model's;
 2. starts the engine with docker-compose.yml's flags for it (the `vllm` service; `--set VAR=VALUE` stands for .env),
-   and `llmwatch gateway` in front as compose runs it (a keys file, `--warmup`, a metrics listener);
+   and `llmwatch gateway` in front as compose runs it (a keys file, `--warmup`, `--warmup-batch`, a metrics port);
 3. then, in order: correctness through the official `openai` SDK; the KPI sweep (bench/closed_loop.py's `measure`)
    direct and through the gateway, cells alternated direct, gateway, gateway, direct (`--gateway-baseline DIR`:
    also a second gateway from another services/ tree, to compare two versions in one run), each gateway cell with
@@ -152,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
                 child = Child([
                     sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", engine_url, "--host", "127.0.0.1",
                     "--port", str(port), "--log-file", str(log), "--no-log-stdout",
-                    "--api-keys", str(keys), "--warmup", "2", "--metrics-port", str(mport),
+                    "--api-keys", str(keys), "--warmup", "2", "--warmup-batch", "17", "--metrics-port", str(mport),
                 ], args.out / f"{name}.log", env=env)  # fmt: skip
                 children.append(child)
                 # /readyz is on the management listener, as in compose (--metrics-port).

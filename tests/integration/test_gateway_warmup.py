@@ -7,10 +7,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from typing import Any
 
+import orjson
 import pytest
 from aiohttp import web
 
+from llmwatch.gateway.warmup import MAX_TOKENS
+from llmwatch.vllm.model import R1_SAMPLING
 from tests.support.inprocess import MODEL, InProcessGateway, eventually, gateway, serving, simulator
 
 pytestmark = pytest.mark.integration
@@ -109,4 +113,72 @@ async def test_a_warmup_that_times_out_is_an_upstream_timeout_as_for_users() -> 
         user = await gw.client.post("/v1/chat/completions", json=CHAT)
         assert (user.status_code, user.json()["error"]["code"]) == (504, "upstream_timeout")
         assert gw.sample("llmwatch_upstream_errors_total", upstream=url, error_type="upstream_timeout") >= 2
+        release.set()
+
+
+def _recording_engine(bodies: list[dict[str, Any]], peak: list[int]) -> web.Application:
+    """Healthy, serving MODEL; records each generation's body and the most generations it held at once (each is held
+    0.2 s, so ones sent together overlap), and answers with a one-token stream and its usage."""
+    in_flight = 0
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response()
+
+    async def models(_: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
+
+    async def chat(request: web.Request) -> web.StreamResponse:
+        nonlocal in_flight
+        bodies.append(await request.json())
+        in_flight += 1
+        peak[0] = max(peak[0], in_flight)
+        await asyncio.sleep(0.2)
+        in_flight -= 1
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": MODEL}
+        await response.write(b"data: " + orjson.dumps({**chunk, "choices": [
+            {"index": 0, "delta": {"content": "2"}, "finish_reason": "length"}]}) + b"\n\n")  # fmt: skip
+        await response.write(b"data: " + orjson.dumps({**chunk, "choices": [], "usage": {
+            "prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}) + b"\n\ndata: [DONE]\n\n")  # fmt: skip
+        return response
+
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+async def test_warmup_batch_samples_many_generations_at_once_before_users() -> None:
+    """--warmup-batch: vLLM compiles its top-p kernel the first time 8+ sampled streams decode together (a 2.1 s stall
+    of every stream on the lent H100); the batch is that moment, before the upstream counts as ready."""
+    bodies: list[dict[str, Any]] = []
+    peak = [0]
+    async with serving(_recording_engine(bodies, peak)) as url, gateway(url, warmup=1, warmup_batch=17) as gw:
+        await _ready(gw)
+        assert len(bodies) == 18, "one sequential warm-up request, then the batch"
+        first, batch = bodies[0], bodies[1:]
+        assert "top_p" not in first and first["max_tokens"] == MAX_TOKENS
+        assert peak[0] == 17, "the batch's requests were in the engine at once"
+        assert sorted(b["max_tokens"] for b in batch) == list(range(MAX_TOKENS, MAX_TOKENS + 17)), (
+            "answers end a token apart, so the decoding batch shrinks through every size"
+        )
+        assert all((b["temperature"], b["top_p"]) == (R1_SAMPLING["temperature"], R1_SAMPLING["top_p"]) for b in batch)
+        warmups = [line for line in gw.log.lines if line["kind"] == "warmup"]
+        assert len(warmups) == 18 and all(line["status"] == 200 for line in warmups)
+        assert gw.sample("llmwatch_requests_total", kind="warmup") == 18
+
+
+async def test_warmup_batch_past_the_timeout_lets_users_in_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="llmwatch.gateway.warmup")
+    release = asyncio.Event()
+    engine = _hanging_engine(release)
+    async with serving(engine) as url, gateway(url, warmup_batch=4, warmup_timeout=0.5) as gw:
+        started = time.monotonic()
+        await _ready(gw)
+        assert time.monotonic() - started < 5
+        assert any("the batch of 4 did not end" in r.getMessage() for r in caplog.records)
+        assert gw.sample("llmwatch_warmup_timeouts_total") == 1
+        await eventually(lambda: sum(line["kind"] == "warmup" for line in gw.log.lines) == 4, 5, "4 warm-up lines")
         release.set()

@@ -136,7 +136,6 @@ def test_prompt_set_covers_short_long_english_chinese_and_r1_math() -> None:
         assert [m["role"] for m in prompt.messages] == ["user"], "R1: no system prompt"
         if "math" in prompt.tags:
             assert prompt.messages[0]["content"].endswith(prompts.R1_MATH_DIRECTIVE)
-    assert prompts.R1_SAMPLING["temperature"] == 0.6
 
 
 def test_bad_prompt_file_names_the_line(tmp_path: Path) -> None:

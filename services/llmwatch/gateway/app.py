@@ -89,9 +89,11 @@ def create_app(
     reporter = OutcomeRecorder(metrics, log, pool, config.content_chars)
     relay = Relay(config.max_response_bytes, config.max_sse_line_bytes)
     warm_up = None
-    if config.warmup_requests:
+    if config.warmup_requests or config.warmup_batch:
         auth = config.pool.upstream_auth
-        warm_up = Warmer(config.warmup_requests, config.warmup_timeout, relay, reporter, metrics, auth)
+        warm_up = Warmer(
+            config.warmup_requests, config.warmup_batch, config.warmup_timeout, relay, reporter, metrics, auth
+        )
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

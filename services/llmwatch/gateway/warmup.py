@@ -5,6 +5,13 @@ Each one is logged (`kind: warmup`) and counted under that kind, apart from user
 upstream through the proxy's relay (relay.py: the same accounting, limits and error types), with no allow-list and no
 client limits. Failures are retried until --warmup-timeout, after which the upstream
 takes traffic anyway, with a warning and llmwatch_warmup_timeouts_total.
+
+Then --warmup-batch requests at once, sampled as R1 is (top-p): vLLM filters top-p/top-k with a Triton kernel once 8
+or more rows are sampled together (vllm/v1/sample/ops/topk_topp_sampler.py, 0.26.0), compiled at its first use. On
+the lent H100 that compile stalled every stream for 2.1 s, the first time eight users overlapped. The batch's answers
+end one token apart (MAX_TOKENS + i), so the batch shrinks through every size on its way down: Triton compiles one
+variant for sizes divisible by 16 and one for the rest, and 17 requests meet both. A batch request is not retried:
+the sequential ones already showed the engine answers.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.recorder import OutcomeRecorder
 from llmwatch.gateway.relay import Relay
 from llmwatch.gateway.upstreams import Upstream
+from llmwatch.vllm.model import R1_SAMPLING
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +70,7 @@ class Warmer:
     def __init__(
         self,
         requests: int,
+        batch: int,
         timeout: float,
         relay: Relay,
         reporter: OutcomeRecorder,
@@ -69,6 +78,7 @@ class Warmer:
         upstream_auth: str | None,
     ) -> None:
         self._requests = requests
+        self._batch = batch
         self._timeout = timeout
         self._relay = relay
         self._reporter = reporter
@@ -78,21 +88,17 @@ class Warmer:
             self._headers.append(("Authorization", upstream_auth))
 
     async def __call__(self, upstream: Upstream) -> None:
-        """Send the warm-up requests, retrying failures, within the timeout; returns when ready to serve."""
+        """Send the warm-up requests, retrying failures, then the batch, within the timeout; returns when ready to
+        serve."""
         deadline = time.monotonic() + self._timeout
         done = failures = 0
         while done < self._requests:
             left = deadline - time.monotonic()
             if left <= 0:
-                log.warning(
-                    "warm-up of %s did not finish within %g s (%d of %d requests succeeded); sending it user traffic "
-                    "anyway: check the engine's log, or raise --warmup-timeout",
-                    upstream.base, self._timeout, done, self._requests,
-                )  # fmt: skip
-                self._metrics.warmup_timeouts.labels(upstream.base).inc()
+                self._timed_out(upstream, f"{done} of {self._requests} requests succeeded")
                 return
             try:
-                ok = await asyncio.wait_for(self._one(upstream), left)
+                ok = await asyncio.wait_for(self._one(upstream, {"max_tokens": MAX_TOKENS}), left)
             except TimeoutError:
                 continue  # the deadline check above reports it
             if ok:
@@ -100,8 +106,21 @@ class Warmer:
             else:
                 await asyncio.sleep(min(RETRY_SECONDS[min(failures, len(RETRY_SECONDS) - 1)], max(0.0, left)))
                 failures += 1
+        if self._batch:
+            batch = [self._one(upstream, {"max_tokens": MAX_TOKENS + i, **R1_SAMPLING}) for i in range(self._batch)]
+            try:
+                await asyncio.wait_for(asyncio.gather(*batch), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                self._timed_out(upstream, f"the batch of {self._batch} did not end")
 
-    async def _one(self, upstream: Upstream) -> bool:
+    def _timed_out(self, upstream: Upstream, how_far: str) -> None:
+        log.warning(
+            "warm-up of %s did not finish within %g s (%s); sending it user traffic anyway: check the engine's log, "
+            "or raise --warmup-timeout", upstream.base, self._timeout, how_far,
+        )  # fmt: skip
+        self._metrics.warmup_timeouts.labels(upstream.base).inc()
+
+    async def _one(self, upstream: Upstream, fields: dict[str, float]) -> bool:
         facts = RequestFacts("POST", PATH, time.perf_counter(), time.time())
         facts.request_id = "warmup-" + os.urandom(8).hex()
         facts.kind, facts.stream, facts.upstream = "warmup", True, upstream.base
@@ -110,7 +129,7 @@ class Warmer:
         facts.acct = CompletionAccounting()
         payload = {
             "messages": [{"role": "user", "content": PROMPT}],
-            "max_tokens": MAX_TOKENS,
+            **fields,
             "stream": True,
             "stream_options": {"include_usage": True},
         }

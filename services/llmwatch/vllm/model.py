@@ -13,6 +13,9 @@ MODEL_ID = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 # parser and auto tool choice, not even "required" or a named function (docs/open-webui.md); hermes is the parser
 # that starts with this model's vocabulary.
 SERVE_FLAGS = ("--reasoning-parser", "deepseek_r1", "--enable-auto-tool-choice", "--tool-call-parser", "hermes")
+# DeepSeek's recommended sampling for R1 (the model card; also its generation_config.json): the load test sends it, and
+# the gateway's warm-up batch samples with it.
+R1_SAMPLING = {"temperature": 0.6, "top_p": 0.95}
 
 NUM_LAYERS = 28
 HIDDEN_SIZE = 1536
