@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -83,8 +84,8 @@ async def test_failing_warmup_is_retried_then_the_upstream_is_used_anyway(caplog
         assert (await gw.client.post("/v1/chat/completions", json=CHAT)).status_code == 500  # the engine fails
 
 
-def _hanging_engine(release: asyncio.Event) -> web.Application:
-    """Healthy and serving MODEL, but silent on every generation until ``release``: past the read timeout."""
+def _engine(chat: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.Application:
+    """Healthy and serving MODEL; ``chat`` answers its generations."""
 
     async def health(_: web.Request) -> web.Response:
         return web.Response()
@@ -92,15 +93,21 @@ def _hanging_engine(release: asyncio.Event) -> web.Application:
     async def models(_: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
 
+    app = web.Application()
+    app.router.add_get("/health", health)
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/chat/completions", chat)
+    return app
+
+
+def _hanging_engine(release: asyncio.Event) -> web.Application:
+    """Silent on every generation until ``release``: past the read timeout."""
+
     async def hang(_: web.Request) -> web.Response:
         await release.wait()
         return web.Response()
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", hang)
-    return app
+    return _engine(hang)
 
 
 async def test_a_warmup_that_times_out_is_an_upstream_timeout_as_for_users() -> None:
@@ -117,15 +124,9 @@ async def test_a_warmup_that_times_out_is_an_upstream_timeout_as_for_users() -> 
 
 
 def _recording_engine(bodies: list[dict[str, Any]], peak: list[int]) -> web.Application:
-    """Healthy, serving MODEL; records each generation's body and the most generations it held at once (each is held
-    0.2 s, so ones sent together overlap), and answers with a one-token stream and its usage."""
+    """Records each generation's body and the most generations it held at once (each is held 0.2 s, so ones sent
+    together overlap), and answers with a one-token stream and its usage."""
     in_flight = 0
-
-    async def health(_: web.Request) -> web.Response:
-        return web.Response()
-
-    async def models(_: web.Request) -> web.Response:
-        return web.json_response({"object": "list", "data": [{"id": MODEL, "object": "model"}]})
 
     async def chat(request: web.Request) -> web.StreamResponse:
         nonlocal in_flight
@@ -143,11 +144,7 @@ def _recording_engine(bodies: list[dict[str, Any]], peak: list[int]) -> web.Appl
             "prompt_tokens": 9, "completion_tokens": 1, "total_tokens": 10}}) + b"\n\ndata: [DONE]\n\n")  # fmt: skip
         return response
 
-    app = web.Application()
-    app.router.add_get("/health", health)
-    app.router.add_get("/v1/models", models)
-    app.router.add_post("/v1/chat/completions", chat)
-    return app
+    return _engine(chat)
 
 
 async def test_warmup_batch_samples_many_generations_at_once_before_users() -> None:
