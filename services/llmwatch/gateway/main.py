@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 
@@ -30,6 +31,7 @@ def main(argv: list[str]) -> int:
     app = create_app(config, registry)
     protocol = guarded_protocol(settings.header_timeout, settings.max_header_bytes, app.metrics.header_rejections)
     trusted = settings.forwarded_allow_ips
+    freeze_startup_objects()
     main_server = uvicorn.Server(
         uvicorn_config(app, settings.host, settings.port, trusted, http=protocol, lifespan="on")
     )
@@ -50,3 +52,12 @@ def main(argv: list[str]) -> int:
 
     uvloop.run(serve_both())
     return 0
+
+
+def freeze_startup_objects() -> None:
+    """Move every object alive now (the modules, the app, pydantic's schemas: about 100,000) out of the collector's
+    sight. They live as long as the process, yet each full collection walked them all: a 59 ms stop of the event loop,
+    and so of every stream, measured at 25,000 events/s (bench sse-rate). Frozen, a collection sees only what serving
+    created (the gc module's advice for long-lived servers)."""
+    gc.collect()
+    gc.freeze()
