@@ -23,5 +23,6 @@ def unfrozen() -> Iterator[None]:
 def test_start_up_objects_are_frozen_before_serving(monkeypatch: pytest.MonkeyPatch, unfrozen: None) -> None:
     frozen_when_serving: list[int] = []
     monkeypatch.setattr(uvicorn.Server, "run", lambda self: frozen_when_serving.append(gc.get_freeze_count()))
+    monkeypatch.setattr(gateway_main, "disable_created_metrics", lambda: None)  # process-wide: other tests need them
     assert gateway_main.main(["--upstream", "http://127.0.0.1:9"]) == 0
     assert frozen_when_serving and frozen_when_serving[0] > 10_000, frozen_when_serving
