@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from llmwatch import thresholds
 from llmwatch.config import parse_cli
+from llmwatch.doctor.checks.path import PATH
 from llmwatch.doctor.diagnose import diagnose, rank
 from llmwatch.doctor.finding import Action, Diagnosis, Evidence, Finding
 from llmwatch.doctor.render import as_text
@@ -96,15 +97,13 @@ def fake_prometheus(
 def test_gateway_alone_lists_the_engine_checks_as_not_checked(tmp_path: Path) -> None:
     report = diagnose(fake_prometheus(["gateway"], tmp_path), "5m")
     why = {n.id: n.why for n in report.not_checked}
-    for check in ("cold_start", "kv_cache_pressure", "queueing"):
+    for check in ("cold_start", "kv_cache_pressure", "queueing", "engine_front_cpu"):
         assert "no `vllm` job" in why[check], why
     assert "dcgm-exporter" in why["gpu_memory"]
     assert "no data" in why["ttft_high"]  # gateway metrics are read, there is just no traffic yet
     # A GPU is expected (GPUS_EXPECTED defaults to 1) and no dcgm-exporter is scraped: that is the one finding.
     assert [(f.id, f.evidence[-1].name) for f in report.findings] == [("target_down", "dcgm_targets")]
-    assert set(report.checked) | set(why) == {"target_down", "cold_start", "prompt_too_long", "kv_cache_pressure",
-                                              "queueing", "decode_slow", "server_errors", "empty_responses",
-                                              "gpu_memory", "ttft_high"}  # fmt: skip
+    assert set(report.checked) | set(why) == {check.id for check in PATH}
 
 
 @pytest.mark.unit

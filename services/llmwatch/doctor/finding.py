@@ -11,8 +11,8 @@ Severity = Literal["critical", "warning", "info"]
 SEVERITY_RANK: dict[str, int] = {"critical": 0, "warning": 1, "info": 2}
 # The ids of the findings; the order of the path is declared once, by checks/path.py (PATH).
 CheckId = Literal[
-    "target_down", "cold_start", "prompt_too_long", "kv_cache_pressure", "queueing", "decode_slow",
-    "server_errors", "empty_responses", "gpu_memory", "ttft_high",
+    "target_down", "cold_start", "prompt_too_long", "kv_cache_pressure", "queueing", "engine_front_cpu",
+    "decode_slow", "server_errors", "empty_responses", "gpu_memory", "ttft_high",
 ]  # fmt: skip
 
 

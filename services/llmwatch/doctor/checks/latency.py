@@ -14,7 +14,13 @@ COLD_FACTOR, COLD_EXTRA_S = 2.0, 0.1
 FLOOR = "threshold:engine_stream_decode_tokens_per_second:min"
 EFFECTIVE_FLOOR = FLOOR + "_effective"
 # The findings that delay a first token, most specific first.
-TTFT_CAUSES: tuple[CheckId, ...] = ("cold_start", "queueing", "kv_cache_pressure", "prompt_too_long")
+TTFT_CAUSES: tuple[CheckId, ...] = (
+    "cold_start",
+    "queueing",
+    "engine_front_cpu",
+    "kv_cache_pressure",
+    "prompt_too_long",
+)
 
 
 def cold_start(ctx: Context) -> Finding | None:

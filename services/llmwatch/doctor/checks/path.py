@@ -14,13 +14,13 @@ last, as it reads the findings before it.
 from __future__ import annotations
 
 from llmwatch.doctor.checks.base import Check
-from llmwatch.doctor.checks.capacity import KV_CACHE_PRESSURE, PROMPT_TOO_LONG, QUEUEING
+from llmwatch.doctor.checks.capacity import ENGINE_FRONT_CPU, KV_CACHE_PRESSURE, PROMPT_TOO_LONG, QUEUEING
 from llmwatch.doctor.checks.errors import EMPTY_RESPONSES, SERVER_ERRORS
 from llmwatch.doctor.checks.gpu import GPU_MEMORY
 from llmwatch.doctor.checks.latency import COLD_START, DECODE_SLOW, TTFT_HIGH
 from llmwatch.doctor.checks.targets import TARGET_DOWN
 
 PATH: tuple[Check, ...] = (
-    TARGET_DOWN, COLD_START, PROMPT_TOO_LONG, KV_CACHE_PRESSURE, QUEUEING, DECODE_SLOW, SERVER_ERRORS,
-    EMPTY_RESPONSES, GPU_MEMORY, TTFT_HIGH,
+    TARGET_DOWN, COLD_START, PROMPT_TOO_LONG, KV_CACHE_PRESSURE, QUEUEING, ENGINE_FRONT_CPU, DECODE_SLOW,
+    SERVER_ERRORS, EMPTY_RESPONSES, GPU_MEMORY, TTFT_HIGH,
 )  # fmt: skip

@@ -43,6 +43,13 @@ def targets(job_name: str) -> str:
     return f'count(up{{job="{job_name}"}})'
 
 
+# The engine's front end.
+def front_cpu(job: str, w: str) -> str:
+    """The busiest engine process's CPU, as a share of one core: vLLM's API server (prometheus_client counts its own
+    process, not the engine-core child that drives the GPU)."""
+    return f"max(rate(process_cpu_seconds_total{{{job}}}[{w}]))"
+
+
 # Cold start.
 def uptime(job: str) -> str:
     return f"time() - max(process_start_time_seconds{{{job}}})"

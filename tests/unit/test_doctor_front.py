@@ -1,0 +1,64 @@
+"""The doctor's `engine_front_cpu` finding: vLLM's API server at a full core sets the pace, and the flag to change is
+--api-server-count.
+
+MEASURED_H100_256 is a measurement: bench/gpu_check's KPI sweep on vLLM 0.26.0 with --max-num-seqs 256 on the lent
+H100 (docs/gpu-check.md), where the API-server process ran at 100-101% of a core in every cell from 64 streams up
+(read from /proc, the same counter prometheus_client exports as process_cpu_seconds_total). The quiet case is a
+scenario, not a measurement."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+import pytest
+
+from llmwatch.doctor.checks.capacity import FRONT_CORES, engine_front_cpu
+from llmwatch.doctor.context import Context, Skip
+from llmwatch.prom import Prometheus
+from tests.support import REPO
+
+pytestmark = pytest.mark.unit
+
+FIXTURES = REPO / "tests" / "fixtures"
+MEASURED_H100_256 = 1.01  # cores: the API server's share at 256 streams, one API server
+
+
+def prometheus(front_cores: float | None) -> Prometheus:
+    """A Prometheus scraping the stack's `vllm` job, whose process CPU rate is ``front_cores`` (None: no series)."""
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        query = parse_qs(request.content.decode())["query"][0]
+        result: list[dict[str, Any]] = []
+        if query == "up":
+            result = [{"metric": {"job": "vllm", "instance": "vllm:8000"}, "value": [0, "1"]}]
+        elif query.startswith("max(rate(process_cpu_seconds_total{") and front_cores is not None:
+            result = [{"metric": {}, "value": [0, str(front_cores)]}]
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+
+    return Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+
+
+def test_a_saturated_api_server_names_the_flag_that_splits_it() -> None:
+    found = engine_front_cpu(Context.load(prometheus(MEASURED_H100_256), "5m"))
+    assert found is not None and found.id == "engine_front_cpu" and found.severity == "warning"
+    assert found.action is not None and (found.action.flag, found.action.value) == ("--api-server-count", "2")
+    (evidence,) = found.evidence
+    assert evidence.value == MEASURED_H100_256
+    assert evidence.query == 'max(rate(process_cpu_seconds_total{job="vllm"}[5m]))'
+    assert "101% of a core" in found.title
+
+
+def test_an_api_server_with_room_is_quiet() -> None:
+    assert engine_front_cpu(Context.load(prometheus(FRONT_CORES - 0.3), "5m")) is None
+
+
+def test_without_the_engines_process_series_it_is_not_checked() -> None:
+    """llama.cpp exports no process_* series, nor does vLLM with several API servers (the multiprocess capture in
+    tests/fixtures has none): not checked, rather than quiet."""
+    with pytest.raises(Skip, match="process_cpu_seconds_total"):
+        engine_front_cpu(Context.load(prometheus(None), "5m"))
+    assert "\nprocess_cpu_seconds_total " in (FIXTURES / "vllm-0.26.0-metrics-after-load.txt").read_text()
+    several = (FIXTURES / "vllm-0.26.0-api-server-count-2-metrics-after-load.txt").read_text()
+    assert "\nprocess_cpu_seconds_total" not in several
