@@ -8,6 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.support import REPO
 
 _NAME_MATCHER = re.compile(r"__name__\s*(=~?)\s*\"([^\"]*)\"")
 # A quoted PromQL (or Lucene) string, with escapes: what name-scanning regexes must not look inside.
@@ -94,3 +97,14 @@ def vllm_names() -> set[str]:
     from llmwatch.vllm.metrics import VLLM_METRICS
 
     return {name for metric in VLLM_METRICS for name in exposed_names(metric.name, metric.type)}
+
+
+# vLLM 0.26.0's own /metrics after load, captured on the lent GPU (tests/unit/test_vllm_exposition.py checks it).
+VLLM_CAPTURE = REPO / "tests" / "fixtures" / "vllm-0.26.0-metrics-after-load.txt"
+
+
+def vllm_capture_names() -> set[str]:
+    """Every series name of the real vLLM exposition: its vllm: families and what else its API server exports
+    (process_*, http_*)."""
+    families = text_string_to_metric_families(VLLM_CAPTURE.read_text())
+    return {sample.name for family in families for sample in family.samples}

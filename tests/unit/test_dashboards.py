@@ -30,6 +30,7 @@ from tests.support.promql import (
     promql_metric_names,
     registry_names,
     variable_expr,
+    vllm_capture_names,
     vllm_names,
 )
 
@@ -187,7 +188,9 @@ def dashboards() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="module")
 def offline_names() -> set[str]:
-    return gateway_names() | vllm_names() | dcgm_names() | recording_rule_names() | capture_names()
+    return (
+        gateway_names() | vllm_names() | vllm_capture_names() | dcgm_names() | recording_rule_names() | capture_names()
+    )
 
 
 # --- Unit tests -------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from llmwatch.doctor.checks.capacity import FRONT_CORES, engine_front_cpu
+from llmwatch import thresholds
+from llmwatch.doctor.checks.capacity import engine_front_cpu
 from llmwatch.doctor.context import Context, Skip
 from llmwatch.prom import Prometheus
 from tests.support import REPO
@@ -44,14 +45,16 @@ def test_a_saturated_api_server_names_the_flag_that_splits_it() -> None:
     found = engine_front_cpu(Context.load(prometheus(MEASURED_H100_256), "5m"))
     assert found is not None and found.id == "engine_front_cpu" and found.severity == "warning"
     assert found.action is not None and (found.action.flag, found.action.value) == ("--api-server-count", "2")
-    (evidence,) = found.evidence
-    assert evidence.value == MEASURED_H100_256
-    assert evidence.query == 'max(rate(process_cpu_seconds_total{job="vllm"}[5m]))'
+    measured, line = found.evidence
+    assert measured.value == MEASURED_H100_256
+    assert measured.query == 'max(rate(process_cpu_seconds_total{job="vllm"}[5m]))'
+    assert (line.value, line.source) == (0.9, "default"), "no threshold series here: the stack's default"
     assert "101% of a core" in found.title
 
 
 def test_an_api_server_with_room_is_quiet() -> None:
-    assert engine_front_cpu(Context.load(prometheus(FRONT_CORES - 0.3), "5m")) is None
+    line = thresholds.value("threshold:engine_front_cpu_cores:max")
+    assert engine_front_cpu(Context.load(prometheus(line - 0.3), "5m")) is None
 
 
 def test_without_the_engines_process_series_it_is_not_checked() -> None:

@@ -17,10 +17,11 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import REPO
+from tests.support.promql import VLLM_CAPTURE
 
 FIXTURES = REPO / "tests" / "fixtures"
 IDLE = FIXTURES / "vllm-0.26.0-metrics-idle.txt"
-AFTER_LOAD = FIXTURES / "vllm-0.26.0-metrics-after-load.txt"
+AFTER_LOAD = VLLM_CAPTURE
 # The captures come from GPU runs (bench/gpu_check writes metrics-idle.txt and metrics-after-load.txt; prepend
 # one line `# vLLM 0.26.0 ... captured DATE on GPU, not edited`). The idle one is taken after the gateway's warm-up
 # requests, so its histograms have samples; the after-load one after 19,566 requests.

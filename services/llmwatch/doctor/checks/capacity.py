@@ -14,9 +14,6 @@ from llmwatch.doctor.finding import Action, Finding
 PROMPT_SHARE = 0.5
 # Queueing matters once requests wait, on average, this share of the TTFT target for a batch slot.
 QUEUE_SHARE = 0.25
-# vLLM's API server is one Python process: at this share of a core over the window it, not the GPU, sets the pace
-# (measured on the lent H100: 100-101% in every cell from 64 streams up, docs/gpu-check.md).
-FRONT_CORES = 0.9
 
 
 def prompt_too_long(ctx: Context) -> Finding | None:
@@ -121,11 +118,12 @@ def engine_front_cpu(ctx: Context) -> Finding | None:
     cpu_q = q.front_cpu(ctx.job(ENGINE), ctx.window)
     cpu = ctx.require(cpu_q, "the engine's process_cpu_seconds_total (llama.cpp and vLLM with several API servers "
                       "export none)")  # fmt: skip
-    if cpu < FRONT_CORES:
+    if cpu <= ctx.threshold("threshold:engine_front_cpu_cores:max"):
         return None
     return Finding("engine_front_cpu", "warning", f"vLLM's API server used {cpu:.0%} of a core over {ctx.window}: "
                    "its front end, not the GPU, sets the pace", [
         ev("engine_front_cores", cpu, cpu_q),
+        ctx.evidence("engine_front_cores_threshold", "threshold:engine_front_cpu_cores:max"),
     ], Action(
         "vLLM's API server is one Python process that takes every request, tokenizes it and streams every token "
         "back; its engine core drives the GPU in another. On a fast GPU with many streams that one core is the "
