@@ -179,3 +179,26 @@ async def test_warmup_batch_past_the_timeout_lets_users_in_with_a_warning(caplog
         assert gw.sample("llmwatch_warmup_timeouts_total") == 1
         await eventually(lambda: sum(line["kind"] == "warmup" for line in gw.log.lines) == 4, 5, "4 warm-up lines")
         release.set()
+
+
+COMPILE_MS = 1000.0  # the simulator's --sampler-compile-ms (at speed 1, so the users' streams overlap)
+
+
+async def _slowest_user_ms(warmup_batch: int) -> float:
+    """Ten users streaming R1-sampled chats at once, right after the gateway turns ready: the slowest one's time."""
+    async with (
+        simulator(sampler_compile_ms=COMPILE_MS, max_num_seqs=32, speed=1.0) as (url, _),
+        gateway(url, warmup=1, warmup_batch=warmup_batch) as gw,
+    ):
+        await _ready(gw)
+        chat = {**CHAT, **R1_SAMPLING, "max_tokens": 100}
+        users = [gw.client.post("/v1/chat/completions", json=chat) for _ in range(10)]
+        assert all(r.status_code == 200 for r in await asyncio.gather(*users))
+        return max(float(line["duration_ms"]) for line in gw.log.lines if line["kind"] == "chat")
+
+
+async def test_the_warmup_batch_takes_the_samplers_compile_from_users() -> None:
+    """The simulator models vLLM's first-use compile of its top-p kernel (8+ sampled rows); with --warmup-batch the
+    gateway's warm-up meets it, and ten users who arrive together do not."""
+    assert await _slowest_user_ms(0) > COMPILE_MS, "without the batch the users' first batch of 8+ pays the compile"
+    assert await _slowest_user_ms(17) < COMPILE_MS / 2

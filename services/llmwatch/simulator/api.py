@@ -171,7 +171,7 @@ class Routes:
                 listener = CompletionStreamListener(transport, chunked, cframes, include_usage)
         else:
             listener = CollectListener(request.transport)
-        seq = sim.sequence(request_id, prompt_tokens, plan, max_tokens, decision, listener)
+        seq = sim.sequence(request_id, prompt_tokens, plan, max_tokens, decision, listener, body.filters_tokens())
         sim.engine.submit(seq)
         try:
             reason = await asyncio.shield(seq.done)

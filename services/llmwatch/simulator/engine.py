@@ -22,6 +22,10 @@ from llmwatch.vllm.gpus import Gpu
 
 log = logging.getLogger(__name__)
 MAX_DEBT_S = 0.05  # when Python falls behind the modelled clock, forget debt beyond this instead of bursting
+# vLLM 0.26's sampler filters top-p/top-k with a Triton kernel from this many rows on (topk_topp_sampler.py), and
+# Triton compiles it apart for row counts divisible by 16.
+FILTER_KERNEL_ROWS = 8
+TRITON_DIVISIBILITY = 16
 IDLE_POLL_S = 0.005
 
 
@@ -31,6 +35,7 @@ class EngineConfig:
     max_num_batched_tokens: int
     num_gpu_blocks: int
     speed: float = 1.0
+    sampler_compile_s: float = 0.0  # --sampler-compile-ms
 
 
 class Engine:
@@ -51,6 +56,7 @@ class Engine:
         self.waiting: deque[Sequence] = deque()
         self.running: list[Sequence] = []
         self._wake = asyncio.Event()
+        self._compiled: set[bool] = set()  # the filter kernel's variants compiled so far (rows divisible by 16)
 
     def submit(self, seq: Sequence) -> None:
         seq.state = "waiting"
@@ -77,6 +83,7 @@ class Engine:
                 continue
             context = sum(seq.computed + n for seq, n in batch)
             step = self.profile.step_seconds(sum(n for _, n in batch), context)
+            extra += self._sampler_compile(batch)
             t += step * self.faults().latency_multiplier / self.config.speed + extra
             delay = t - self.clock()
             await asyncio.sleep(delay if delay > 0 else 0)
@@ -123,6 +130,20 @@ class Engine:
                 seq.extra_prefill_s = 0.0
         self._publish_state()
         return batch, extra
+
+    def _sampler_compile(self, batch: list[tuple[Sequence, int]]) -> float:
+        """Seconds this step spends compiling the sampler's filter kernel: the first time as many rows as make vLLM use
+        it are sampled together, with at least one filtered, once per variant."""
+        if not self.config.sampler_compile_s:
+            return 0.0
+        sampled = [seq for seq, n in batch if n == seq.pending]  # a token is sampled for each of these
+        variant = len(sampled) % TRITON_DIVISIBILITY == 0
+        if len(sampled) < FILTER_KERNEL_ROWS or variant in self._compiled or not any(s.filtered for s in sampled):
+            return 0.0
+        self._compiled.add(variant)
+        log.warning("Triton kernel JIT compilation during inference: _topk_topp_kernel (simulated, %d rows)",
+                    len(sampled))  # fmt: skip
+        return self.config.sampler_compile_s / self.config.speed
 
     def _reserve(self, seq: Sequence, n: int) -> bool:
         """Blocks for ``n`` more tokens of ``seq``, preempting the newest running sequences; False if ``seq``

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmwatch.openai_error import error_body
 from llmwatch.simulator.wire import phrase, validation_message
+from llmwatch.vllm.model import R1_SAMPLING
 
 
 class ApiError(Exception):
@@ -40,6 +41,16 @@ class _Base(BaseModel):
     seed: int | None = None
     n: int | None = 1
     request_id: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+
+    def filters_tokens(self) -> bool:
+        """Whether the sampler filters this request's logits by top-p or top-k. Unset fields take the model's
+        generation config (R1's sampling), as vLLM's do; greedy requests (temperature 0) are not filtered."""
+        temperature = R1_SAMPLING["temperature"] if self.temperature is None else self.temperature
+        top_p = R1_SAMPLING["top_p"] if self.top_p is None else self.top_p
+        return temperature > 0 and (top_p < 1 or (self.top_k or 0) > 0)
 
     def usage_flags(self) -> tuple[bool, bool]:
         """(include_usage, continuous_usage) as vLLM's should_include_usage decides them."""

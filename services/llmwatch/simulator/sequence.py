@@ -34,6 +34,7 @@ class Sequence:
     stall_at: int | None = None
     stall_seconds: float = 0.0
     drop_at: int | None = None
+    filtered: bool = False  # the sampler filters its logits by top-p/top-k (ChatRequest.filters_tokens)
 
     computed: int = 0  # tokens whose KV is in the cache
     generated: int = 0  # tokens sampled so far

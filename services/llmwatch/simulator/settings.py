@@ -45,6 +45,11 @@ class SimSettings(BaseSettings, FaultSettings):
     startup_seconds: float = Field(5.0, ge=0, description="/health answers 503 this long, like weights loading.")
     warmup_requests: int = Field(3, ge=0, description="First requests after start pay a warm-up penalty.")
     warmup_penalty_ms: float = Field(400.0, ge=0, description="Extra prefill time of the first request (tapers).")
+    sampler_compile_ms: float = Field(
+        0.0, ge=0, description="vLLM 0.26 compiles its top-p/top-k kernel the first time 8 or more sampled rows decode "
+        "together (once for batch sizes divisible by 16, once for the rest): the step that meets it takes this much "
+        "longer. 2140 stalled every stream on the lent H100. 0: off.",
+    )  # fmt: skip
     speed: float = Field(1.0, gt=0, description="Time scale: 2 runs the modelled card twice as fast.")
     enable_admin: bool = Field(False, description="Serve GET/POST /admin/faults (404 otherwise).")
     log_level: str = Field("INFO", description="Python log level.")

@@ -59,7 +59,10 @@ class Simulator:
         cache_info = cache_config_labels(settings.gpu_memory_utilization, blocks, settings.num_gpu_blocks_override)
         self.metrics = EngineMetrics(self.collectors, settings.served_model_name, cache_info)
         self.faults = Faults.model_validate(settings.fault_values())
-        config = EngineConfig(settings.max_num_seqs, settings.max_num_batched_tokens, blocks, settings.speed)
+        config = EngineConfig(
+            settings.max_num_seqs, settings.max_num_batched_tokens, blocks, settings.speed,
+            settings.sampler_compile_ms / 1000.0,
+        )  # fmt: skip
         self.engine = Engine(profile, config, self.metrics, lambda: self.faults, clock)
         self.rng = random.Random(settings.seed)
         self.ready_at = clock() + settings.startup_seconds
@@ -108,6 +111,7 @@ class Simulator:
         max_tokens: int | None,
         decision: Decision,
         listener: Listener,
+        filtered: bool = False,
     ) -> Sequence:
         now = self.clock()
         faults = self.faults
@@ -123,6 +127,7 @@ class Simulator:
             arrival=now,
             max_tokens_param=max_tokens,
             not_before=now + delay_ms / 1000.0,
+            filtered=filtered,
         )
         warmup = self.settings.warmup_requests
         if self.admitted < warmup:
