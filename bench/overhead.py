@@ -22,6 +22,7 @@ if __package__ in (None, ""):  # run as a script (make bench): make `bench.*` im
 import orjson
 
 from bench import outputs, paths, profile
+from bench.machine import machine_facts
 from bench.procs import cpu_layout, pinned
 from bench.runner import WORKLOADS, LoadGen, Plan, run_all, skipped_by
 from llmwatch.processes import Child, free_port
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     workloads = [w for w in WORKLOADS if w.name in names]
     if args.profile:
         workloads = [w for w in WORKLOADS if w.name == args.profile_workload]
-    machine = outputs.machine(paths.litellm_venv())  # before we load it: the load average says who else is busy
+    machine = machine_facts(paths.litellm_venv())  # before we load it: the load average says who else is busy
 
     with tempfile.TemporaryDirectory(prefix="llmwatch-bench-") as tmp:
         work = Path(tmp)
