@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 
 from llmwatch.stats import percentile
-from llmwatch.vllm.model import MODEL_ID
+from llmwatch.vllm.model import MODEL_ID, R1_SAMPLING
 
 MODEL_NAME = MODEL_ID
 # About 60 prompt tokens with the distill's template: a short chat question, as in the load test.
@@ -40,7 +40,7 @@ def chat_body(messages: list[dict[str, str]], max_tokens: int) -> dict[str, Any]
         "stream_options": {"include_usage": True},
         "ignore_eos": True,
         "cache_prompt": False,  # llama.cpp: every request pays its prefill, as distinct users' prompts do
-        "temperature": 0.6,
+        **R1_SAMPLING,
     }
 
 

@@ -21,6 +21,7 @@ from bench.distill import (
     Arch,
     read_gguf_vocab,
 )
+from llmwatch.vllm.model import R1_SAMPLING
 
 # Qwen2's pre-tokenizer split (tokenizer.json of the Qwen2 family and of the distill).
 QWEN2_SPLIT = (
@@ -124,8 +125,7 @@ def write_hf_model(folder: Path, vocab_gguf: Path, arch_name: str = "r1-distill-
             "bos_token_id": BOS_ID,
             "eos_token_id": EOS_ID,
             "do_sample": True,
-            "temperature": 0.6,
-            "top_p": 0.95,
+            **R1_SAMPLING,
         },
         "tokenizer.json": tokenizer_json(tokens, merges),
         "tokenizer_config.json": {
