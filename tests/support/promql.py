@@ -99,8 +99,10 @@ def vllm_names() -> set[str]:
     return {name for metric in VLLM_METRICS for name in exposed_names(metric.name, metric.type)}
 
 
-# vLLM 0.26.0's own /metrics after load, captured on the lent GPU (tests/unit/test_vllm_exposition.py checks it).
+# vLLM 0.26.0's own /metrics after load, captured on the lent GPU (tests/unit/test_vllm_exposition.py checks it),
+# with one API server and with two (prometheus_client's multiprocess mode: the same vllm: families, no process_*).
 VLLM_CAPTURE = REPO / "tests" / "fixtures" / "vllm-0.26.0-metrics-after-load.txt"
+VLLM_CAPTURE_TWO_API_SERVERS = REPO / "tests" / "fixtures" / "vllm-0.26.0-api-server-count-2-metrics-after-load.txt"
 
 
 def vllm_capture_names() -> set[str]:

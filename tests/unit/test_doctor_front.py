@@ -18,11 +18,10 @@ from llmwatch import thresholds
 from llmwatch.doctor.checks.capacity import engine_front_cpu
 from llmwatch.doctor.context import Context, Skip
 from llmwatch.prom import Prometheus
-from tests.support import REPO
+from tests.support.promql import VLLM_CAPTURE, VLLM_CAPTURE_TWO_API_SERVERS
 
 pytestmark = pytest.mark.unit
 
-FIXTURES = REPO / "tests" / "fixtures"
 MEASURED_H100_256 = 1.01  # cores: the API server's share at 256 streams, one API server
 
 
@@ -62,6 +61,5 @@ def test_without_the_engines_process_series_it_is_not_checked() -> None:
     tests/fixtures has none): not checked, rather than quiet."""
     with pytest.raises(Skip, match="process_cpu_seconds_total"):
         engine_front_cpu(Context.load(prometheus(None), "5m"))
-    assert "\nprocess_cpu_seconds_total " in (FIXTURES / "vllm-0.26.0-metrics-after-load.txt").read_text()
-    several = (FIXTURES / "vllm-0.26.0-api-server-count-2-metrics-after-load.txt").read_text()
-    assert "\nprocess_cpu_seconds_total" not in several
+    assert "\nprocess_cpu_seconds_total " in VLLM_CAPTURE.read_text()
+    assert "\nprocess_cpu_seconds_total" not in VLLM_CAPTURE_TWO_API_SERVERS.read_text()

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import REPO
-from tests.support.promql import VLLM_CAPTURE
+from tests.support.promql import VLLM_CAPTURE, VLLM_CAPTURE_TWO_API_SERVERS
 
 FIXTURES = REPO / "tests" / "fixtures"
 IDLE = FIXTURES / "vllm-0.26.0-metrics-idle.txt"
@@ -27,9 +27,6 @@ AFTER_LOAD = VLLM_CAPTURE
 # requests, so its histograms have samples; the after-load one after 19,566 requests.
 CAPTURES = [IDLE, AFTER_LOAD]
 LATEST = AFTER_LOAD
-# vLLM with --api-server-count 2 (what lifts its front end's limit at 256 streams, docs/gpu-check.md) exposes its
-# metrics through prometheus_client's multiprocess mode: the same vllm: families, no process_* ones.
-SEVERAL_API_SERVERS = FIXTURES / "vllm-0.26.0-api-server-count-2-metrics-after-load.txt"
 pytestmark = pytest.mark.unit
 # Families the simulator has because vLLM 0.33 (the version compose pins) registers them, and 0.26.0 does not. The
 # simulator's spec is checked against the 0.33 wheel's names elsewhere (services/llmwatch/simulator/metric_spec.py).
@@ -73,7 +70,7 @@ def simulator_text() -> str:
 
 
 def test_fixtures_are_vllm_0_26_0_captures() -> None:
-    for path in [*CAPTURES, SEVERAL_API_SERVERS]:
+    for path in [*CAPTURES, VLLM_CAPTURE_TWO_API_SERVERS]:
         head = path.read_text().splitlines()[0]
         assert head.startswith("# vLLM 0.26.0") and "not edited" in head, head
 
@@ -159,7 +156,7 @@ def matches(samples: list[Any], name: str, matchers: list[tuple[str, str, str]])
     return False
 
 
-@pytest.mark.parametrize("text", [real_text, SEVERAL_API_SERVERS.read_text], ids=["one API server", "two"])
+@pytest.mark.parametrize("text", [real_text, VLLM_CAPTURE_TWO_API_SERVERS.read_text], ids=["one API server", "two"])
 def test_every_vllm_selector_matches_a_real_series_with_its_label_values(text: Callable[[], str]) -> None:
     samples = [s for fam in text_string_to_metric_families(text()) for s in fam.samples]
     checked, missing = 0, []
