@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 import uvloop
 
-from llmwatch.gateway.engine_answer import Answer, BodyTooLarge, LinkClosed, LinkTimeout, LinkUnreachable
+from llmwatch.gateway.engine_answer import Answer, BodyTooLarge
 from llmwatch.gateway.engine_link import EngineLink
+from llmwatch.gateway.link_errors import LinkClosed, LinkTimeout, LinkUnreachable
 from tests.support import free_port
 
 # pytest-asyncio 1.x warns that overriding event_loop_policy is deprecated (its replacement is a conftest-wide hook).

@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import pytest
 
-from llmwatch.gateway.engine_answer import LinkClosed, LinkError, LinkTimeout, LinkUnreachable
-from llmwatch.gateway.link_errors import link_error, link_error_type
+from llmwatch.gateway.link_errors import (
+    LinkClosed,
+    LinkError,
+    LinkTimeout,
+    LinkUnreachable,
+    link_error,
+    link_error_type,
+)
 
 pytestmark = pytest.mark.unit
 

@@ -5,7 +5,7 @@ A streamed answer is relayed from `data_received`: each body piece goes through 
 and straight to the client (`write_now`), with no future, task wake-up or timer per event. Only when the client
 cannot take more does the relaying task step in: the engine's reading pauses, the task awaits the client's `send`,
 and reading resumes. The read timeout is one timer per request, re-armed only when it fires while bytes still
-arrive. Failures are the `LinkError`s below; link_errors.py maps them to the gateway's errors.
+arrive. Failures are link_errors.py's `LinkError`s, which it maps to the gateway's errors.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import cast
 
 import httptools
+
+from llmwatch.gateway.link_errors import LinkClosed, LinkTimeout
 
 # Called with each decoded body piece and when its bytes arrived (time.perf_counter); returns the bytes to forward to
 # the client now (b"": nothing).
@@ -28,22 +30,6 @@ MAX_HEAD_BYTES = 64 * 1024  # the engine's status line and headers together
 _EARLY_BYTES = 64 * 1024  # body bytes parsed before the caller reads the body: reading pauses past this
 _NO_BODY_STATUS = frozenset({204, 304})
 _NO_CONTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "DELETE"})  # without a body, no Content-Length: 0
-
-
-class LinkError(Exception):
-    """The link to an engine failed (link_errors.py says what each kind becomes)."""
-
-
-class LinkUnreachable(LinkError):
-    """No connection could be opened; the message is the operating system's reason."""
-
-
-class LinkTimeout(LinkError):
-    """Connecting took longer than the connect timeout, or the engine sent nothing for the read timeout."""
-
-
-class LinkClosed(LinkError):
-    """The engine closed the connection before its answer was complete, or broke HTTP's framing."""
 
 
 class _Stop(Exception):

@@ -13,7 +13,8 @@ import time
 
 from yarl import URL
 
-from llmwatch.gateway.engine_answer import Answer, LinkClosed, LinkTimeout, LinkUnreachable
+from llmwatch.gateway.engine_answer import Answer
+from llmwatch.gateway.link_errors import LinkClosed, LinkTimeout, LinkUnreachable
 
 # An idle pooled connection is closed after this long: before the engine closes it (vLLM's uvicorn and llama.cpp's
 # server both keep an idle connection 5 s), so a request rarely meets a connection the engine is closing.

@@ -1,11 +1,27 @@
-"""Failures of the link to an engine, in one place: what the engine link (engine_answer.py) raises while the gateway
-talks to an engine, and the error type each becomes. The proxy and the warm-up both relay through relay.py, which
-maps with this."""
+"""Failures of the link to an engine, in one place: what the engine link (engine_link.py, engine_answer.py) raises
+while the gateway talks to an engine, and the error type each becomes. The proxy and the warm-up both relay through
+relay.py, which maps with this."""
 
 from __future__ import annotations
 
-from llmwatch.gateway.engine_answer import LinkClosed, LinkError, LinkTimeout, LinkUnreachable
 from llmwatch.gateway.errors import ErrorTypeName, GatewayError
+
+
+class LinkError(Exception):
+    """The link to an engine failed (link_error_type below says what each kind becomes)."""
+
+
+class LinkUnreachable(LinkError):
+    """No connection could be opened; the message is the operating system's reason."""
+
+
+class LinkTimeout(LinkError):
+    """Connecting took longer than the connect timeout, or the engine sent nothing for the read timeout."""
+
+
+class LinkClosed(LinkError):
+    """The engine closed the connection before its answer was complete, or broke HTTP's framing."""
+
 
 # What the engine link raises while connecting, sending or reading (an end-to-end limit arrives as a cancellation).
 LINK_ERRORS = (LinkError,)

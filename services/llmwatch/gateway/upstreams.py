@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 
 import orjson
 
-from llmwatch.gateway.engine_answer import BodyTooLarge, LinkError
+from llmwatch.gateway.engine_answer import BodyTooLarge
 from llmwatch.gateway.engine_link import EngineLink
+from llmwatch.gateway.link_errors import LinkError
 from llmwatch.gateway.metrics import GatewayMetrics
 from llmwatch.gateway.settings import PoolConfig
 
