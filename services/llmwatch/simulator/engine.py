@@ -134,7 +134,7 @@ class Engine:
     def _sampler_compile(self, batch: list[tuple[Sequence, int]]) -> float:
         """Seconds this step spends compiling the sampler's filter kernel: the first time as many rows as make vLLM use
         it are sampled together, with at least one filtered, once per variant."""
-        if not self.config.sampler_compile_s:
+        if not self.config.sampler_compile_s or len(self._compiled) == 2:  # off, or both variants compiled
             return 0.0
         sampled = [seq for seq, n in batch if n == seq.pending]  # a token is sampled for each of these
         variant = len(sampled) % TRITON_DIVISIBILITY == 0
