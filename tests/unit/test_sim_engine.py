@@ -100,3 +100,30 @@ async def test_exhausted_kv_cache_preempts_and_recomputes() -> None:
     # every preemption lands in one finished request's vllm:request_num_preemptions observation
     assert _value(registry, "vllm:request_num_preemptions_count") == 3
     assert _value(registry, "vllm:request_num_preemptions_sum") == _value(registry, "vllm:num_preemptions_total")
+
+
+def _rows(engine: Engine, count: int, filtered: bool = True) -> list[tuple[Sequence, int]]:
+    """A step's batch of ``count`` sequences that each sample a token (their whole pending prefill runs)."""
+    seqs = [Sequence(f"r{i}", 20, ["x"], "stop", Recorder(), engine.clock(), filtered=filtered) for i in range(count)]
+    return [(seq, seq.pending) for seq in seqs]
+
+
+async def test_the_samplers_compile_follows_vllms_rule() -> None:
+    """--sampler-compile-ms, by vLLM 0.26.0's own rule: vllm/v1/sample/ops/topk_topp_sampler.py `apply_top_k_top_p`
+    filters with the Triton kernel when `logits.shape[0] >= 8` (below, a PyTorch sort) and only when a row asks for
+    top-p/top-k; topk_topp_triton.py passes BATCH_SIZE as a plain int argument, which Triton specializes by
+    divisibility by 16, so 16, 32, ... rows compile once and every other count once."""
+    registry = CollectorRegistry()
+    metrics = EngineMetrics(build_collectors(registry, 4096), MODEL, cache_config_labels(0.9, 1000, None, 4096))
+    config = EngineConfig(max_num_seqs=64, max_num_batched_tokens=4096, num_gpu_blocks=1000, speed=2.0,
+                          sampler_compile_s=3.0)  # fmt: skip
+    engine = Engine(GPUS["h100"], config, metrics, lambda: Faults())
+    stall = 3.0 / 2.0  # on the simulator's clock
+    assert engine._sampler_compile(_rows(engine, 7)) == 0, "below 8 rows vLLM sorts in PyTorch: nothing to compile"
+    assert engine._sampler_compile(_rows(engine, 9, filtered=False)) == 0, "no row filtered: no kernel at all"
+    half_prefill = [(seq, seq.pending - 1) for seq, _ in _rows(engine, 20)]
+    assert engine._sampler_compile(half_prefill) == 0, "an unfinished prefill samples nothing"
+    assert engine._sampler_compile(_rows(engine, 9)) == stall
+    assert engine._sampler_compile(_rows(engine, 12)) == 0, "the same variant"
+    assert engine._sampler_compile(_rows(engine, 32)) == stall, "rows divisible by 16: the other variant"
+    assert engine._sampler_compile(_rows(engine, 16)) == 0
