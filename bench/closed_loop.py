@@ -80,9 +80,9 @@ async def one_request(
     }
 
 
-# One client process carried 64 streams at an H100's 16,000 tok/s at 96-97% of its core, so near its limit; 4 of them
-# at 256 streams ran at 33% each (docs/gpu-check.md). 32 streams a process leaves it half a core of room.
-STREAMS_PER_PROCESS = 32
+# One client process carried 64 streams at an H100's 16,000 tok/s at 96-97% of its core, so near its limit; and on a
+# slower H100 host two processes of 32 streams ran at 88-92% (docs/gpu-check.md). 16 streams a process leaves room.
+STREAMS_PER_PROCESS = 16
 _UNANSWERED = "without sending a response"  # httpx: the connection closed before any byte of an answer
 
 

@@ -36,6 +36,13 @@ def _client_cpu(cells: list[dict[str, Any]]) -> str:
     return f"{100 * max(shares):.0f}% ({cells[0]['client_processes']} proc.)" if shares else "–"
 
 
+def _front_cpu(cells: list[dict[str, Any]], mean: dict[str, float]) -> str:
+    """The busiest engine front process's share of a core, with their count when the engine has several."""
+    share = _share(mean.get("engine_front_cpu_share"))
+    count = cells[0].get("engine_front_processes", 1)
+    return f"{share} ({count} proc.)" if count > 1 and share != "–" else share
+
+
 def _proxies(row: dict[str, Any]) -> list[str]:
     """The gateway paths of a sweep row: today's gateway, and a baseline when one ran."""
     return [p for p in ("gateway", "baseline") if p in row]
@@ -83,12 +90,12 @@ def report_markdown(data: dict[str, Any]) -> str:
                     f"| {row['streams']} | {path} | {2 * row['requests_per_cell']} | {fmt(m['ttft_ms_p50'])} "
                     f"| {fmt(m['ttft_ms_p99'])} | {fmt(m['itl_ms_p50'], 2)} | {fmt(m['tpot_ms_p50'], 2)} "
                     f"| {fmt(m['stream_tok_s_median'])} | {fmt(m['aggregate_tok_s'])} | {fmt(m['req_s'], 2)} "
-                    f"| {_errors(row[path])} | {_client_cpu(row[path])} | {_share(m.get('engine_front_cpu_share'))} |"
+                    f"| {_errors(row[path])} | {_client_cpu(row[path])} | {_front_cpu(row[path], m)} |"
                 )
         lines += ["", "Client CPU: the busiest measuring client process's share of its core; near 100% means the "
                   "client, not the path, set the pace (more streams get more client processes). Engine front CPU: "
-                  "the engine's own process (vLLM's API server; not its engine-core child) as a share of one core; "
-                  "near 100% means that process, not the GPU, set the pace.",
+                  "the busiest of the engine's API-server processes (vLLM's `--api-server-count`; not its engine-core "
+                  "child) as a share of one core; near 100% means that process, not the GPU, set the pace.",
                   "", "Gateway / direct (1.00x = no cost); drift = the second direct cell / the first (tok/s total); "
                   "the gateway process's CPU per forwarded event and its share of one core.", "",
                   "| streams | path | ITL p50 | TTFT p50 | TTFT p99 | tok/s total | req/s | direct drift "

@@ -1,7 +1,7 @@
 """The KPI sweep: closed-loop cells alternated direct, gateway, gateway, direct at each concurrency (with a baseline
 gateway: direct, gateway, baseline, baseline, gateway, direct), each gateway cell with its CPU per forwarded event,
-and every cell with the engine's front process's share of a core (vLLM's API server; its engine core is a child
-process and not counted), the one vLLM process that can saturate a CPU core before the GPU is busy."""
+and every cell with the engine's front processes' share of a core (vLLM's API servers; its engine core is a child
+process and not counted): the vLLM processes that can saturate a CPU core before the GPU is busy."""
 
 from __future__ import annotations
 
@@ -13,7 +13,12 @@ from loadtest import prompts as load_prompts
 
 from bench.closed_loop import measure
 from bench.gpu_check.record import Record, say
-from bench.procs import cpu_seconds
+from bench.procs import cpu_seconds, tree
+
+# With --api-server-count above 1, vLLM names each API-server process "VLLM::APIServer_<i>" (vllm/v1/utils.py,
+# run_api_server_worker_proc, through setproctitle) under an idle launcher; with one, the engine's own process serves
+# the API (and llama-server is one process).
+API_SERVER_TITLE = b"VLLM::APIServer"
 
 # Events of one streamed answer besides its tokens: vLLM's role chunk, the usage chunk and `data: [DONE]`.
 EXTRA_EVENTS = 3
@@ -25,7 +30,7 @@ def sweep(
     """Cells alternated (direct, each gateway, then back) at each concurrency; the same prompts and answer length.
 
     ``gateways``: path name -> (URL, pid); a gateway cell records its process's CPU seconds per forwarded event.
-    ``engine_pid``: the engine's own process (not its children), whose share of a core every cell records.
+    ``engine_pid``: the engine's own process; every cell records the busiest front process's share of a core.
     """
     prompt_list = [p.messages for p in load_prompts.load()]
     auth = {"Authorization": f"Bearer {key}"}
@@ -37,10 +42,12 @@ def sweep(
             url, headers = (direct, None) if path == "direct" else (gateways[path][0], auth)
             pid = gateways[path][1] if path != "direct" else None
             before = cpu_seconds(pid) if pid else 0.0
-            engine_before = cpu_seconds(engine_pid, descendants=False)
+            fronts = front_processes(engine_pid)
+            engine_before = [cpu_seconds(p, descendants=False) for p in fronts]
             cell = asyncio.run(measure(url, n, requests, args.max_tokens, prompt_list, headers))
-            engine_cpu = cpu_seconds(engine_pid, descendants=False) - engine_before
-            cell["engine_front_cpu_share"] = engine_cpu / cell["seconds"]
+            engine_cpu = [cpu_seconds(p, descendants=False) - b for p, b in zip(fronts, engine_before, strict=True)]
+            cell["engine_front_cpu_share"] = max(engine_cpu) / cell["seconds"]
+            cell["engine_front_processes"] = len(fronts)
             if pid:
                 events = cell["requests"] * (cell["completion_tokens"] + EXTRA_EVENTS)
                 proxy_cpu = cpu_seconds(pid) - before
@@ -49,7 +56,7 @@ def sweep(
             cells[path].append(cell)
             cpu = f", gateway CPU {cell['proxy_cpu_us_per_event']:.1f} us/event" if pid else ""
             cpu += f", client {cell['client_processes']} process(es), busiest at {cell['client_cpu_max_share']:.0%}"
-            cpu += f", engine front process at {cell['engine_front_cpu_share']:.0%}"
+            cpu += f", busiest engine front process ({len(fronts)}) at {cell['engine_front_cpu_share']:.0%}"
             if cell["errors"]:
                 cpu += f"; {cell['errors']} failed, the first: {cell['first_error']}"
             say(
@@ -58,3 +65,17 @@ def sweep(
                 f"({cell['seconds']:.1f} s){cpu}"
             )
         rec.data["sweep"].append({"streams": n, "requests_per_cell": requests, **cells})
+
+
+def front_processes(engine_pid: int) -> list[int]:
+    """The engine's processes that answer its HTTP API: vLLM's named API servers, else the engine's own process."""
+    servers = []
+    for pid in tree(engine_pid)[1:]:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                title = f.read()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if title.startswith(API_SERVER_TITLE):
+            servers.append(pid)
+    return servers or [engine_pid]

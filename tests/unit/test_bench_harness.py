@@ -9,11 +9,15 @@ from __future__ import annotations
 import asyncio
 import itertools
 import re
+import subprocess
+import time
+from pathlib import Path
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import pytest
 from bench import vllm_wire
+from bench.gpu_check.sweep import front_processes
 from bench.stream_check import StreamCheck
 from bench.upstream import Ticker, _Conn, _Paced, _tick_ms
 from hypothesis import given, settings
@@ -251,3 +255,25 @@ def test_ttft_is_taken_at_the_first_text_not_the_role_chunk() -> None:
     check = StreamCheck(N, 0.0)
     assert check.feed(role) is None and check.ttft is None and check.events == 1
     assert check.feed(STREAM[len(role) :]) is None and check.ttft is not None
+
+
+# --- the GPU check's engine front -----------------------------------------------------------------------------------
+
+
+def test_the_engine_front_is_vllms_named_api_servers_else_the_engine_itself() -> None:
+    """vLLM's titles as setproctitle leaves them in /proc/<pid>/cmdline; a launcher with no named child is itself."""
+    script = " ".join(f"(exec -a VLLM::{name} sleep 30) &" for name in ("APIServer_0", "APIServer_1", "EngineCore"))
+    launcher = subprocess.Popen(["bash", "-c", script + " wait"])
+    alone = subprocess.Popen(["sleep", "30"])
+    try:
+        deadline = time.monotonic() + 10
+        while len(found := front_processes(launcher.pid)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        titles = sorted(Path(f"/proc/{p}/cmdline").read_bytes().split(b"\0")[0] for p in found)
+        assert titles == [b"VLLM::APIServer_0", b"VLLM::APIServer_1"]
+        assert front_processes(alone.pid) == [alone.pid]
+    finally:
+        subprocess.run(["pkill", "-P", str(launcher.pid)], check=False)
+        for proc in (launcher, alone):
+            proc.kill()
+            proc.wait()
