@@ -1,4 +1,4 @@
-"""The bench harness's own parts: the upstream's decode-step ticker, and the load generator's stream check.
+"""The bench harness's own parts: the upstream's decode-step ticker, and the load generator's stream check, and the GPU check's engine front.
 
 The ticker is driven by a fake loop (its clock and timers), so the tests say exactly which tick wrote what. The
 stream check is fed the bench upstream's real wire format (bench.vllm_wire), split every way.
@@ -11,8 +11,8 @@ import itertools
 import re
 import subprocess
 import time
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
