@@ -1,4 +1,5 @@
-"""The bench harness's own parts: the upstream's decode-step ticker, and the load generator's stream check, and the GPU check's engine front.
+"""The bench harness's own parts: the upstream's decode-step ticker, the load generator's stream check, and the GPU
+check's engine front.
 
 The ticker is driven by a fake loop (its clock and timers), so the tests say exactly which tick wrote what. The
 stream check is fed the bench upstream's real wire format (bench.vllm_wire), split every way.
