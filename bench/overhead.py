@@ -3,6 +3,7 @@
     python bench/overhead.py --out bench/out            # full run (make bench): a few minutes
     python bench/overhead.py --quick --out /tmp/b       # smoke run: seconds, numbers meaningless
     python bench/overhead.py --profile --out bench/out  # py-spy profile of the gateway under streaming load
+    python bench/overhead.py --perf --profile-workload sse-rate --out bench/out  # kernel vs own code, with nginx
 
 Writes results.json and RESULTS.md into --out; see docs/benchmark.md for how to read them.
 """
@@ -21,7 +22,7 @@ if __package__ in (None, ""):  # run as a script (make bench): make `bench.*` im
 
 import orjson
 
-from bench import outputs, paths, profile
+from bench import outputs, paths, perf_split, profile
 from bench.machine import machine_facts
 from bench.procs import cpu_layout, pinned
 from bench.runner import WORKLOADS, LoadGen, Plan, run_all, skipped_by
@@ -56,10 +57,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also run the gateway as it was at git revision REV, in the same run (before/after a change)",
     )
     p.add_argument("--profile", action="store_true", help="profile the gateway with py-spy instead of benchmarking")
-    p.add_argument("--profile-seconds", type=float, default=10.0, help="how long --profile samples")
+    p.add_argument("--profile-seconds", type=float, default=10.0, help="how long --profile and --perf sample")
     p.add_argument("--profile-format", choices=("speedscope", "flamegraph"), default="speedscope")
     p.add_argument("--profile-workload", default="sse-c64", help="the load --profile puts on the gateway")
     p.add_argument("--profile-native", action="store_true", help="--profile with C frames (py-spy --native)")
+    p.add_argument(
+        "--perf",
+        action="store_true",
+        help="split each proxy's CPU into the kernel's network work and "
+        "its own code with Linux perf, under --profile-workload for --profile-seconds (perf-split.md)",
+    )
     return p.parse_args(argv)
 
 
@@ -98,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s: no workload %s; choose from %s", flag, what, ", ".join(w.name for w in WORKLOADS))
         return 2
     workloads = [w for w in WORKLOADS if w.name in names]
-    if args.profile:
+    if args.profile or args.perf:
         workloads = [w for w in WORKLOADS if w.name == args.profile_workload]
     machine = machine_facts(paths.litellm_venv())  # before we load it: the load average says who else is busy
 
@@ -117,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for port in ports:
                 upstream.wait_http(f"http://127.0.0.1:{port}/health", 15.0)
+            if args.perf:
+                return perf_split.run(
+                    ports, workloads[0], wanted, work, args.out, args.profile_seconds, proxy_cpus, load_cpus
+                )
             if args.profile:
                 seconds, fmt = args.profile_seconds, args.profile_format
                 return profile.run(

@@ -118,3 +118,31 @@ def test_outputs_table_goals_and_a_production_like_gateway(quick_run: tuple[dict
     engines = Counter(json.loads(line)["upstream"] for line in (out / "logs" / "gateway-x4-access.log").open())
     assert len(engines) == 4 and min(engines.values()) >= 32, engines
     assert len({json.loads(line)["upstream"] for line in (out / "logs" / "gateway-access.log").open()}) == 1
+
+
+def test_perf_splits_each_proxys_cpu_into_kernel_and_own_code(tmp_path: Path) -> None:
+    """`--perf` end to end under real perf: a row per proxy whose parts add up to its CPU per event; the gateway's
+    Python shows in the interpreter's column, nginx's own code in its own."""
+    need_binary("nginx")
+    need_binary("perf")
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "overhead.py"), "--perf", "--paths", "gateway,nginx",
+         "--profile-workload", "sse-c16", "--profile-seconds", "2", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, f"overhead.py --perf exited {proc.returncode}:\n{proc.stderr[-4000:]}"
+    lines = (tmp_path / "perf-split.md").read_text().splitlines()
+    header = next(line for line in lines if line.startswith("| path |"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    rows = {}
+    for line in lines:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[0] in ("gateway", "nginx"):
+            rows[cells[0]] = {c: 0.0 if v == "–" else float(v) for c, v in zip(columns[1:], cells[1:], strict=True)}
+    assert set(rows) == {"gateway", "nginx"}
+    for row in rows.values():
+        total = row.pop("CPU µs per event")
+        assert total > 0 and row["kernel: send"] > 0 and row["kernel: receive"] > 0
+        assert sum(row.values()) == pytest.approx(total, abs=0.1 * len(row))  # each part rounded to 0.1
+    assert rows["gateway"]["interpreter"] > 0 and rows["gateway"]["nginx"] == 0
+    assert rows["nginx"]["nginx"] > 0 and rows["nginx"]["interpreter"] == 0
