@@ -43,7 +43,7 @@ def prometheus(front_cores: float | None) -> Prometheus:
 def test_a_saturated_api_server_names_the_flag_that_splits_it() -> None:
     found = engine_front_cpu(Context.load(prometheus(MEASURED_H100_256), "5m"))
     assert found is not None and found.id == "engine_front_cpu" and found.severity == "warning"
-    assert found.action is not None and (found.action.flag, found.action.value) == ("--api-server-count", "2")
+    assert found.action is not None and (found.action.flag, found.action.value) == ("--api-server-count", "4")
     measured, line = found.evidence
     assert measured.value == MEASURED_H100_256
     assert measured.query == 'max(rate(process_cpu_seconds_total{job="vllm"}[5m]))'
