@@ -158,3 +158,18 @@ def test_client_disconnect_mid_stream_cancels_upstream_and_logs_499(
     wait_until(lambda: httpx.get(fake_vllm + "/stats").json()["cancelled"] == 1, 5, "the upstream to see the cancel")
     assert total(gw.metrics(), "llmwatch_requests_total", status="499") == 1
     assert total(gw.metrics(), "llmwatch_requests_in_flight") == 0
+
+
+def test_a_line_past_the_log_queue_limit_is_dropped_and_counted(start_gateway: GatewayFactory) -> None:
+    """--log-max-queued-bytes, wired: with room for no line at all, a request is still answered and counted in the
+    metrics, and its dropped line is counted by reason (the writer's limit itself is tested in test_access_log)."""
+    gw = start_gateway(f"http://127.0.0.1:{free_port()}", "--log-max-queued-bytes", "1")
+    before = gw.metrics()
+    assert total(before, "llmwatch_access_log_lines_dropped_total", reason="queue_full") == 0
+    assert total(before, "llmwatch_access_log_lines_dropped_total", reason="write_error") == 0
+    response = httpx.get(gw.url + "/v1/nothing-here", timeout=10)
+    assert response.status_code == 404
+    metrics = gw.metrics()
+    assert total(metrics, "llmwatch_access_log_lines_dropped_total", reason="queue_full") == 1
+    assert total(metrics, "llmwatch_request_errors_total", error_type="route_not_allowed") == 1
+    assert gw.lines() == []

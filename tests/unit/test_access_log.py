@@ -1,5 +1,6 @@
 """The access log's writer (gateway/access_log.py): the standard library's rotation to the byte, every line once and
-in order, and a failing destination that costs its lines a message on stderr, never the writer."""
+in order, a failing destination that costs its lines a message on stderr (and a count), never the writer, and a
+stalled one that holds at most the queue's limit in memory."""
 
 from __future__ import annotations
 
@@ -107,3 +108,67 @@ def test_a_failing_destination_costs_a_message_not_the_writer(
     assert [orjson.loads(x)["i"] for x in (tmp_path / "a.log").read_text().splitlines()] == [1, 2]
     err = capsys.readouterr().err
     assert "access log" in err and "No space left on device" in err
+
+
+class _Stalled(io.StringIO):
+    """A destination that blocks until released, as a stalled disk or an unread stdout does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered = threading.Event()
+        self.release = threading.Event()
+
+    def write(self, text: str) -> int:
+        self.entered.set()
+        self.release.wait(10)
+        return super().write(text)
+
+
+def test_a_stalled_destination_holds_at_most_the_limit_and_the_rest_is_counted(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Memory stays bounded while the writer is stuck: lines past --log-max-queued-bytes are dropped, each counted,
+    and every line accepted is written, in order, once the destination moves again."""
+    out = _Stalled()
+    drops: list[tuple[str, int]] = []
+    entries = [{"i": f"{i:03d}", "pad": "x" * 80} for i in range(31)]  # lines of one length
+    line = orjson.dumps(entries[0], option=orjson.OPT_APPEND_NEWLINE)
+    log = AccessLog(None, stream=out, max_queued_bytes=10 * len(line), on_drop=lambda r, n: drops.append((r, n)))
+    log.start()
+    log.write(entries[0])
+    assert out.entered.wait(5), "the writer took the first line and blocked on it"
+    for entry in entries[1:]:
+        log.write(entry)
+    assert drops == [("queue_full", 1)] * 20  # 10 lines' worth waited; the other 20 were refused at once
+    out.release.set()
+    log.stop()
+    assert [int(orjson.loads(x)["i"]) for x in out.getvalue().splitlines()] == list(range(11))
+    assert "20 line(s) dropped while the destination was stalled" in capsys.readouterr().err
+
+
+def test_the_limit_counts_what_waits_not_what_was_ever_written(tmp_path: Path) -> None:
+    """Lines the writer has taken free their room: far more than the limit passes through a healthy destination."""
+    drops: list[tuple[str, int]] = []
+    line = orjson.dumps(LINES[0], option=orjson.OPT_APPEND_NEWLINE)
+    log = AccessLog(
+        tmp_path / "a.log", stream=None, max_queued_bytes=50 * len(line), on_drop=lambda r, n: drops.append((r, n))
+    )
+    log.start()
+    for start in range(0, len(LINES), 25):
+        for entry in LINES[start : start + 25]:
+            log.write(entry)
+        time.sleep(3 * FLUSH_SECONDS)  # the writer drains between bursts
+    log.stop()
+    assert drops == []
+    assert len((tmp_path / "a.log").read_text().splitlines()) == len(LINES)
+
+
+def test_a_refused_write_is_counted_per_destination(tmp_path: Path) -> None:
+    drops: list[tuple[str, int]] = []
+    log = AccessLog(tmp_path / "a.log", stream=_Broken(), on_drop=lambda r, n: drops.append((r, n)))
+    log.start()
+    log.write({"i": 1})
+    log.write({"i": 2})
+    log.stop()
+    assert {r for r, _ in drops} == {"write_error"} and sum(n for _, n in drops) == 2  # stdout's; the file has both
+    assert len((tmp_path / "a.log").read_text().splitlines()) == 2

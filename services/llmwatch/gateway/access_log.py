@@ -7,6 +7,11 @@ per destination: a busy gateway pays one wake-up and one write per interval, not
 switch was a tenth of a non-streamed request's CPU). A line reaches the file at most ``FLUSH_SECONDS`` after its
 request ended; ``stop`` writes everything accepted before it returns.
 
+The queue has a limit in bytes: a destination that blocks (a stalled disk, a stdout nobody reads) holds the writer,
+and lines would pile up in memory for as long as it does. Past the limit a new line is dropped and counted
+(``on_drop("queue_full", 1)``), as are the lines of a batch a destination refused (``"write_error"``: a full disk),
+so a lost line is never a silent one.
+
 Rotation is the standard library's RotatingFileHandler's, on the same file names (Filebeat's config and the
 operators' habits know them): before a line that would take the file to ``max_bytes`` or more, the file becomes
 `.1`, `.1` becomes `.2` ..., the oldest beyond ``backup_count`` is deleted; with either number 0 the file is never
@@ -19,12 +24,20 @@ import collections
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO, TextIO
 
 import orjson
 
 FLUSH_SECONDS = 0.05
+MAX_QUEUED_BYTES = 64 * 1024 * 1024  # at 1 KB a line, a minute of 1,000 requests/s waiting on a stalled destination
+DROP_REASONS = ("queue_full", "write_error")
+OnDrop = Callable[[str, int], None]  # (a DROP_REASONS reason, lines)
+
+
+def _ignore(reason: str, lines: int) -> None:
+    pass
 
 
 class _RotatingFile:
@@ -106,6 +119,8 @@ class AccessLog:
         max_bytes: int = 100 * 1024 * 1024,
         backup_count: int = 5,
         stream: TextIO | None = sys.stdout,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
+        on_drop: OnDrop = _ignore,
     ) -> None:
         self._sinks: list[_RotatingFile | _Stream] = []
         if stream is not None:
@@ -114,6 +129,13 @@ class AccessLog:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._sinks.append(_RotatingFile(path, max_bytes, backup_count))
         self._queue: collections.deque[bytes] = collections.deque()  # append and popleft are atomic
+        self._max_queued = max_queued_bytes
+        self._on_drop = on_drop
+        # Bytes queued so far, and bytes taken by the writer: each written by one thread only, so no lock.
+        self._queued_bytes = 0
+        self._taken_bytes = 0
+        self._dropped = 0  # lines refused for a full queue (the caller's thread), and how many of them the writer
+        self._dropped_reported = 0  # has reported on stderr (the writer's thread)
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -132,7 +154,13 @@ class AccessLog:
 
     def write(self, line: dict[str, Any]) -> None:
         # default=str: a value of an unexpected type is logged as text rather than losing the line
-        self._queue.append(orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE))
+        data = orjson.dumps(line, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        if self._queued_bytes - self._taken_bytes + len(data) > self._max_queued:
+            self._dropped += 1
+            self._on_drop("queue_full", 1)
+            return
+        self._queued_bytes += len(data)
+        self._queue.append(data)
 
     def _run(self) -> None:
         while True:
@@ -145,8 +173,17 @@ class AccessLog:
         queued, take = self._queue, self._queue.popleft
         while queued:
             lines = [take() for _ in range(min(len(queued), 4096))]
+            self._taken_bytes += sum(map(len, lines))
             for sink in self._sinks:
                 try:
                     sink.write(lines)
                 except (OSError, ValueError) as exc:  # a full disk or a closed stdout must not end the writer
+                    self._on_drop("write_error", len(lines))
                     sys.stderr.write(f"llmwatch gateway: access log: {len(lines)} line(s) not written: {exc}\n")
+        dropped = self._dropped - self._dropped_reported
+        if dropped:
+            self._dropped_reported += dropped
+            sys.stderr.write(
+                f"llmwatch gateway: access log: {dropped} line(s) dropped while the destination was stalled "
+                f"({self._max_queued} bytes of lines were waiting)\n"
+            )

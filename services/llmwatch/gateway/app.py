@@ -84,7 +84,10 @@ def create_app(
     registry = registry if registry is not None else CollectorRegistry()
     metrics = GatewayMetrics(registry)
     a = config.access_log
-    log = access_log or AccessLog(a.file, a.max_bytes, a.backup_count, sys.stdout if a.stdout else None)
+    log = access_log or AccessLog(
+        a.file, a.max_bytes, a.backup_count, sys.stdout if a.stdout else None, a.max_queued_bytes,
+        lambda reason, lines: metrics.log_lines_dropped.labels(reason).inc(lines),
+    )  # fmt: skip
     pool = UpstreamPool(config.pool, metrics)
     reporter = OutcomeRecorder(metrics, log, pool, config.content_chars)
     relay = Relay(config.max_response_bytes, config.max_sse_line_bytes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from llmwatch.answers import ANSWER_KINDS
+from llmwatch.gateway.access_log import DROP_REASONS
 from llmwatch.vllm.buckets import INTER_TOKEN_LATENCY_BUCKETS, TIME_TO_FIRST_TOKEN_BUCKETS
 
 # TTFT: vLLM 0.33's time-to-first-token buckets plus 0.8 s, the operator's TTFT target, so the TTFT alert's quantile
@@ -84,6 +85,13 @@ class GatewayMetrics:
             "llmwatch_report_failures", "Steps of reporting a request that failed (a bug: the gateway's log has the "
             "traceback); the access-log line is written anyway.", ("step",), registry=registry,
         )  # fmt: skip
+        self.log_lines_dropped = Counter(
+            "llmwatch_access_log_lines_dropped", "Access-log lines not written: `queue_full` (a destination stalled "
+            "while --log-max-queued-bytes of lines waited, so new ones were dropped) or `write_error` (a destination "
+            "refused them, e.g. a full disk; counted once per destination).", ("reason",), registry=registry,
+        )  # fmt: skip
+        for reason in DROP_REASONS:
+            self.log_lines_dropped.labels(reason)
         self.upstream_up = Gauge(
             "llmwatch_upstream_up", "1 when the upstream's /health answered 200 at the last probe.", ("upstream",),
             registry=registry,

@@ -46,6 +46,12 @@ class GatewaySettings(BaseSettings):
     log_max_bytes: int = Field(100 * 1024 * 1024, gt=0, description="Rotate the access-log file at this size.")
     log_backup_count: int = Field(5, ge=0, description="Rotated access-log files to keep.")
     log_stdout: bool = Field(True, description="Also write access-log lines to stdout.")
+    log_max_queued_bytes: int = Field(
+        64 * 1024 * 1024,
+        gt=0,
+        description="Access-log lines that may wait for a stalled destination (disk, stdout), in bytes; past it new "
+        "lines are dropped and counted in llmwatch_access_log_lines_dropped_total.",
+    )
     log_content: bool = Field(False, description="Opt in to logging prompt, reasoning and answer text (truncated).")
     log_content_max_chars: int = Field(2000, gt=0, description="Truncate logged texts to this many characters.")
     api_keys: Path | None = Field(
@@ -142,7 +148,9 @@ class GatewaySettings(BaseSettings):
                 max_connections=self.max_connections,
                 health_interval=self.health_interval,
             ),
-            access_log=AccessLogConfig(self.log_file, self.log_max_bytes, self.log_backup_count, self.log_stdout),
+            access_log=AccessLogConfig(
+                self.log_file, self.log_max_bytes, self.log_backup_count, self.log_stdout, self.log_max_queued_bytes
+            ),
             max_response_bytes=self.max_response_bytes,
             max_sse_line_bytes=self.max_sse_line_bytes,
             content_chars=content_chars,
@@ -185,6 +193,7 @@ class AccessLogConfig:
     max_bytes: int
     backup_count: int
     stdout: bool
+    max_queued_bytes: int
 
 
 @dataclass(frozen=True)
