@@ -36,7 +36,6 @@ class EngineLink:
         url = URL(base)
         if url.scheme not in ("http", "https") or not url.raw_host:
             raise ValueError(f"an engine URL must be http:// or https:// with a host: {base}")
-        self.base = base
         self.host = url.raw_host
         self.port = url.port or (443 if url.scheme == "https" else 80)
         host = f"[{self.host}]" if ":" in self.host else self.host
