@@ -127,14 +127,14 @@ def main(argv: list[str] | None = None) -> int:
                 direct = f"http://127.0.0.1:{engine_port}"
                 row["direct"] = asyncio.run(measure(direct, n, n * args.rounds, args.max_tokens))
             rows.append(row)
-        memory = {"peak_rss_bytes": peak_rss_bytes(engine.pid), "gpu_bytes": gpu_bytes(engine.pid)}
+        rss, gpu = peak_rss_bytes(engine.pid), gpu_bytes(engine.pid)
     finally:
         gateway.stop()
         engine.stop(timeout=30)
-    result = {"label": args.label, "model": str(args.model), "max_tokens": args.max_tokens, "rows": rows, **memory}
+    result = {"label": args.label, "model": str(args.model), "max_tokens": args.max_tokens, "rows": rows,
+              "peak_rss_bytes": rss, "gpu_bytes": gpu}  # fmt: skip
     (args.out / "kpis.json").write_text(json.dumps(result, indent=2) + "\n")
-    gpu = memory["gpu_bytes"]
-    mem = f"{memory['peak_rss_bytes'] / 1e9:.2f} GB RSS" + (f", {gpu / 1e9:.2f} GB GPU" if gpu else "")
+    mem = f"{rss / 1e9:.2f} GB RSS" + (f", {gpu / 1e9:.2f} GB GPU" if gpu else "")
     print(f"\n{args.label}: prompt {rows[0]['prompt_tokens']} tokens, {args.max_tokens} generated per request, {mem}")
     print("| streams | TTFT median (client / gateway) | TTFT max | tok/s per stream | tok/s aggregate | req/s |")
     print("| ---: | ---: | ---: | ---: | ---: | ---: |")

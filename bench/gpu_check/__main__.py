@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
                                                    else [])]:  # fmt: skip
                 port, mport = (gateway_port, metrics_port) if name == "gateway" else (free_port(), free_port())
                 log = access_log if name == "gateway" else args.out / f"access-{name}.log"
-                env = {"PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])} if src else None
+                ppath = {"PYTHONPATH": os.pathsep.join([str(src), os.environ.get("PYTHONPATH", "")])} if src else None
                 child = Child([
                     sys.executable, "-m", "llmwatch.cli", "gateway", "--upstream", engine_url, "--host", "127.0.0.1",
                     "--port", str(port), "--log-file", str(log), "--no-log-stdout",
@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
                     # The engine's first-use compiles are paid by the first gateway's batch; a baseline from before
                     # --warmup-batch existed would refuse the flag.
                     *(["--warmup-batch", "17"] if name == "gateway" else []),
-                ], args.out / f"{name}.log", env=env)  # fmt: skip
+                ], args.out / f"{name}.log", env=ppath)  # fmt: skip
                 children.append(child)
                 # /readyz is on the management listener, as in compose (--metrics-port).
                 child.wait_http(f"http://127.0.0.1:{mport}/readyz", 600)

@@ -6,10 +6,13 @@ import json
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench.gpu_check.record import Record
 from llmwatch.processes import wait_until
+
+if TYPE_CHECKING:
+    from openai.types.chat import ChatCompletionMessageParam
 
 
 def access_line(log: Path, request_id: str) -> dict[str, Any]:
@@ -33,7 +36,9 @@ def correctness(
 
     gw = openai.OpenAI(base_url=gateway + "/v1", api_key=key, max_retries=0, timeout=120)
     direct = openai.OpenAI(base_url=engine + "/v1", api_key="none", max_retries=0, timeout=120)
-    ask = [{"role": "user", "content": "Explain in three sentences why batching makes GPU inference faster."}]
+    ask: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "Explain in three sentences why batching makes GPU inference faster."}
+    ]
     fixed = {"ignore_eos": True}
     n = 32
 
@@ -43,8 +48,8 @@ def correctness(
     # Not streamed: usage through the gateway = the engine's own; the log line carries the same numbers.
     r1 = rid()
     via = gw.chat.completions.create(model=model, messages=ask, max_tokens=n, extra_body=fixed,
-                                     extra_headers={"X-Request-Id": r1})  # type: ignore[arg-type]  # fmt: skip
-    own = direct.chat.completions.create(model=model, messages=ask, max_tokens=n, extra_body=fixed)  # type: ignore[arg-type]
+                                     extra_headers={"X-Request-Id": r1})  # fmt: skip
+    own = direct.chat.completions.create(model=model, messages=ask, max_tokens=n, extra_body=fixed)
     line = access_line(log, r1)
     u, d = via.usage, own.usage
     assert u is not None and d is not None
@@ -77,7 +82,7 @@ def correctness(
     stream = gw.chat.completions.create(
         model=model, messages=ask, max_tokens=n, stream=True, stream_options={"include_usage": True},
         extra_body=fixed, extra_headers={"X-Request-Id": r2},
-    )  # type: ignore[call-overload]  # fmt: skip
+    )  # fmt: skip
     for chunk in stream:
         usage = chunk.usage or usage
         for choice in chunk.choices:
@@ -106,7 +111,7 @@ def correctness(
     rec.data["facts"]["empty_response_of_reasoning_only"] = line["empty_response"]
 
     # Errors: a prompt over the context (400 context_length) and an unknown model (404 model_not_found).
-    too_long = [{"role": "user", "content": "hello " * (max_len + 100)}]
+    too_long: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hello " * (max_len + 100)}]
     cases = [("context_length", 400, model, too_long), ("model_not_found", 404, "no-such-model", ask)]
     if kind == "llamacpp":  # llama-server serves its one model whatever name a request gives
         cases = cases[:1]

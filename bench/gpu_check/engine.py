@@ -24,7 +24,7 @@ _VAR = re.compile(r"\$\{([A-Z0-9_]+)(?:(:?)([-?+])([^{}]*))?\}")
 
 def compose_command(service: str, env: dict[str, str]) -> list[str]:
     """The service's `command:` with ${...} filled from ``env`` (the .env stand-in) as compose does, split on spaces."""
-    text = yaml.safe_load(COMPOSE.read_text())["services"][service]["command"]
+    text = str(yaml.safe_load(COMPOSE.read_text())["services"][service]["command"])
 
     def fill(match: re.Match[str]) -> str:
         name, colon, op, word = match.group(1), match.group(2), match.group(3), match.group(4) or ""

@@ -85,8 +85,8 @@ def main() -> int:
             print(f"GOT {wheel.name} {wheel.stat().st_size // 1024} KB", flush=True)
         for line in requires(wheel):
             sub = Requirement(line)
-            extras = ["", *sorted(done[name][1])]
-            if sub.marker is None or any(sub.marker.evaluate({**MARKERS, "extra": e}) for e in extras):
+            asked = ["", *sorted(done[name][1])]
+            if sub.marker is None or any(sub.marker.evaluate({**MARKERS, "extra": e}) for e in asked):
                 queue.append(sub)
     return 0
 
