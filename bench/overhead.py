@@ -134,7 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                     ports, workloads[0], work, args.out, seconds, fmt, proxy_cpus, load_cpus, args.profile_native
                 )
             if args.baseline:
-                paths.baseline_source(args.baseline, work)
+                try:
+                    paths.baseline_source(args.baseline, work)
+                except ValueError as exc:
+                    log.error("%s", exc)
+                    return 2
                 wanted.append(f"gateway@{args.baseline}")
             out_of = skipped_by(workloads, wanted)
             for engines in sorted({w.engines for w in workloads}):

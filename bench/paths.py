@@ -7,14 +7,19 @@ never silently.
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import shlex
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+from packaging.requirements import Requirement
 
 from bench.procs import pinned
 from llmwatch.processes import Child, free_port
@@ -87,7 +92,30 @@ def baseline_source(rev: str, work: Path) -> Path:
     if archive.returncode != 0:
         raise ValueError(f"--baseline {rev}: {archive.stderr.decode(errors='replace').strip()}")
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    missing = missing_requirements(rev)
+    if missing:
+        raise ValueError(f"--baseline {rev}: its gateway needs {', '.join(missing)}, which this environment lacks: "
+                         f"{shlex.join([sys.executable, '-m', 'pip', 'install', *missing])}")  # fmt: skip
     return dest / "services"
+
+
+def missing_requirements(rev: str) -> list[str]:
+    """The dependencies of the project at ``rev`` (its pyproject.toml) that are not installed here."""
+    shown = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:pyproject.toml"], capture_output=True, check=True)
+    return not_installed(tomllib.loads(shown.stdout.decode())["project"]["dependencies"])
+
+
+def not_installed(requirements: Sequence[str]) -> list[str]:
+    """Those of ``requirements`` (PEP 508 strings) that apply here and have no installed distribution."""
+    missing = []
+    for req in map(Requirement, requirements):
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            importlib.metadata.version(req.name)
+        except importlib.metadata.PackageNotFoundError:
+            missing.append(str(req))
+    return missing
 
 
 def _gateway(upstreams: Sequence[str], work: Path, cpus: Sequence[int] | None, name: str, tag: str) -> Target:

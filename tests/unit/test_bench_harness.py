@@ -1,5 +1,5 @@
-"""The bench harness's own parts: the upstream's decode-step ticker, the load generator's stream check, and the GPU
-check's engine front.
+"""The bench harness's own parts: the upstream's decode-step ticker, the load generator's stream check, the GPU
+check's engine front, and the baseline's dependencies.
 
 The ticker is driven by a fake loop (its clock and timers), so the tests say exactly which tick wrote what. The
 stream check is fed the bench upstream's real wire format (bench.vllm_wire), split every way.
@@ -19,6 +19,7 @@ from typing import Any, cast
 import pytest
 from bench import vllm_wire
 from bench.gpu_check.sweep import front_processes
+from bench.paths import missing_requirements, not_installed
 from bench.stream_check import StreamCheck
 from bench.upstream import Ticker, _Conn, _Paced, _tick_ms
 from hypothesis import given, settings
@@ -278,3 +279,14 @@ def test_the_engine_front_is_vllms_named_api_servers_else_the_engine_itself() ->
         for proc in (launcher, alone):
             proc.kill()
             proc.wait()
+
+
+# --- the benchmark's baseline ---------------------------------------------------------------------------------------
+
+
+def test_a_baseline_names_the_dependencies_it_lacks_here() -> None:
+    """`--baseline REV` stops with the pip command for what REV's gateway needs and this environment lacks, instead
+    of a gateway that dies at import; today's dependencies are all installed (make install)."""
+    assert missing_requirements("HEAD") == []
+    asked = ["orjson>=3", "llmwatch-surely-absent>=1.0", "llmwatch-other-python>=1; python_version < '3'"]
+    assert not_installed(asked) == ["llmwatch-surely-absent>=1.0"]
