@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _version(dist: str) -> str | None:
+def installed_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist``; None when it is not installed."""
     try:
         return importlib.metadata.version(dist)
     except importlib.metadata.PackageNotFoundError:
@@ -44,12 +45,12 @@ def machine_facts(litellm_venv: Path) -> dict[str, Any]:
         "cpu_model": _cpu_model(),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "uvicorn": _version("uvicorn"),
-        "uvloop": _version("uvloop"),
-        "aiohttp": _version("aiohttp"),
-        "fastapi": _version("fastapi"),
-        "httpx": _version("httpx"),
-        "llmwatch": _version("llmwatch"),
+        "uvicorn": installed_version("uvicorn"),
+        "uvloop": installed_version("uvloop"),
+        "aiohttp": installed_version("aiohttp"),
+        "fastapi": installed_version("fastapi"),
+        "httpx": installed_version("httpx"),
+        "llmwatch": installed_version("llmwatch"),
         "nginx": _nginx_version(),
         "litellm": litellm[-1].name.removeprefix("litellm-").removesuffix(".dist-info") if litellm else None,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],

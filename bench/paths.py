@@ -7,7 +7,6 @@ never silently.
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import os
 import shlex
@@ -21,6 +20,7 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
+from bench.machine import installed_version
 from bench.procs import pinned
 from llmwatch.processes import Child, free_port
 
@@ -109,11 +109,7 @@ def not_installed(requirements: Sequence[str]) -> list[str]:
     """Those of ``requirements`` (PEP 508 strings) that apply here and have no installed distribution."""
     missing = []
     for req in map(Requirement, requirements):
-        if req.marker is not None and not req.marker.evaluate():
-            continue
-        try:
-            importlib.metadata.version(req.name)
-        except importlib.metadata.PackageNotFoundError:
+        if (req.marker is None or req.marker.evaluate()) and installed_version(req.name) is None:
             missing.append(str(req))
     return missing
 

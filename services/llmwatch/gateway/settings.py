@@ -10,6 +10,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings
 
 from llmwatch.config import CommaList, settings_config
+from llmwatch.gateway.access_log import MAX_QUEUED_BYTES
 from llmwatch.gateway.auth import KeyRing, load_api_keys
 from llmwatch.gateway.routes import RouteTable, parse_routes
 
@@ -47,7 +48,7 @@ class GatewaySettings(BaseSettings):
     log_backup_count: int = Field(5, ge=0, description="Rotated access-log files to keep.")
     log_stdout: bool = Field(True, description="Also write access-log lines to stdout.")
     log_max_queued_bytes: int = Field(
-        64 * 1024 * 1024,
+        MAX_QUEUED_BYTES,
         gt=0,
         description="Access-log lines that may wait for a stalled destination (disk, stdout), in bytes; past it new "
         "lines are dropped and counted in llmwatch_access_log_lines_dropped_total.",
