@@ -37,7 +37,7 @@ Rendered = dict[str, Service]
 # How each profile is started: the default reads COMPOSE_PROFILES=gpu from .env; the flag replaces it.
 PROFILES = {"gpu": (), "sim": ("sim",), "cpu": ("cpu",), "gpu-q4": ("gpu-q4",)}
 BOTH = tuple(PROFILES)
-GPU_ONLY = {"vllm", "dcgm-exporter"}
+GPU_ONLY = {"vllm", "vllm-processes", "dcgm-exporter"}
 SIM_ONLY = {"sim"}
 ENGINES = {"vllm", "sim", "llama", "llama-gpu"}
 # What each profile runs beyond the services every profile shares: its engine, and what that engine needs.
@@ -57,7 +57,7 @@ LISTEN = {
     "vllm": {8000}, "sim": {8000}, "llama": {8000}, "llama-gpu": {8000}, "gateway": {4000, 9464}, "relay": {9099},
     "prometheus": {9090}, "alertmanager": {9093}, "node-exporter": {9100}, "dcgm-exporter": {9400}, "grafana": {3000},
     "elasticsearch": {9200}, "logstash": {5044, 9600}, "kibana": {5601}, "open-webui": {8080},
-    "filebeat": {5066}, "setup": set(), "kibana-setup": set(), "llama-model": set(),
+    "filebeat": {5066}, "setup": set(), "kibana-setup": set(), "llama-model": set(), "vllm-processes": {9256},
 }  # fmt: skip
 # One-shot jobs: `no` runs once per `up`; `on-failure` retries until it has done its work.
 ONE_SHOT_RESTART = {"no", "on-failure"}
@@ -434,8 +434,9 @@ def test_prometheus_targets_are_services(rendered: dict[str, Rendered]) -> None:
             assert job == "prometheus" and int(target.split(":")[1]) in LISTEN["prometheus"], target
             continue
         host = target.split(":")[0]
-        # dcgm-exporter exists only with a GPU (found by DNS, so the sim profile simply has no such target).
-        profiles = GPU_PROFILES if host == "dcgm-exporter" else BOTH
+        # dcgm-exporter exists only with a GPU, vllm-processes only beside vLLM (both found by DNS, so the profiles
+        # without them simply have no such target).
+        profiles = {"dcgm-exporter": GPU_PROFILES, "vllm-processes": ("gpu",)}.get(host, BOTH)
         assert_reaches(rendered, target, f"prometheus job {job}", profiles)
 
 
@@ -790,6 +791,25 @@ def test_dockerfile_passes_hadolint() -> None:
     args = [str(hadolint), "--no-color", str(DOCKERFILE)]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- vllm-processes: process-exporter in vLLM's process namespace -------------------------------------------------
+
+
+def test_vllm_processes_sees_vllms_processes_and_nothing_more(rendered: dict[str, Rendered]) -> None:
+    """It shares vLLM's PIDs, as the image's non-root user with no added capability: /proc/<pid>/stat and cmdline
+    are readable, vLLM's environ (HF_TOKEN) and memory are not. Its binary and config are the ones the image copies."""
+    service = rendered["gpu"]["vllm-processes"]
+    assert service["pid"] == "service:vllm" and service["depends_on"]["vllm"]["condition"] == "service_healthy"
+    assert "user" not in service and not service.get("cap_add") and not service.get("privileged")
+    assert not service.get("ports") and not service.get("volumes")
+    final = dockerfile_stages()[-1]
+    copied = {c.value[-1] for c in final if c.cmd == "COPY"}
+    binary, config = service["command"][0], service["command"][1]
+    assert f"/usr/local/bin/{binary}" in copied
+    assert config.startswith("-config.path=") and config.split("=", 1)[1] in copied
+    source = next(c.value[0] for c in final if c.cmd == "COPY" and c.value[-1] == config.split("=", 1)[1])
+    assert (REPO / source).is_file()
 
 
 # ---- dcgm-exporter ----------------------------------------------------------------------------------------------
