@@ -192,6 +192,7 @@ PROBE_PATHS = {
     "gateway": {"/healthz", "/readyz", "/health"},
     "relay": {"/healthz"},
     "open-webui": {"/health"},
+    "vllm-processes": {"/metrics"},
 }
 
 
@@ -409,8 +410,7 @@ def test_probes_use_named_ports_and_paths_the_server_answers(name: str) -> None:
 
 def test_engine_has_startup_readiness_and_liveness_on_health_and_one_gpu() -> None:
     engine = find(build("overlays/gpu"), "StatefulSet", "engine")
-    [vllm] = containers(engine)
-    assert vllm["name"] == "vllm"
+    vllm = by_name(containers(engine))["vllm"]
     for kind in ("startupProbe", "readinessProbe", "livenessProbe"):
         assert vllm[kind]["httpGet"]["path"] == "/health"
     assert vllm["resources"]["limits"]["nvidia.com/gpu"] == 1
@@ -538,8 +538,8 @@ def test_gateway_metrics_port_is_the_flag_it_is_given() -> None:
 def test_container_names_are_compose_service_names(name: str) -> None:
     services = set(_compose()["services"])
     names = {c["name"] for owner in pod_owners(build(name)) for c in containers(owner)}
-    engine = "vllm" if name.endswith("gpu") else "sim"
-    assert names == {engine, "gateway", "open-webui", "relay"}
+    engine = {"vllm", "vllm-processes"} if name.endswith("gpu") else {"sim"}
+    assert names == engine | {"gateway", "open-webui", "relay"}
     assert names <= services
 
 
@@ -559,8 +559,25 @@ def test_engine_flags_are_compose_flags_with_env_example_defaults() -> None:
         assert k8s_flags == compose_flags, f"{service}: compose {compose_flags ^ k8s_flags} differ"
 
 
+def by_name(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in found}
+
+
+def test_vllm_processes_runs_as_compose_runs_it_in_the_engines_process_namespace() -> None:
+    """The sidecar is compose's vllm-processes: the same command, word for word, in a pod that shares its process
+    namespace (the sim overlay drops both: no API servers to watch)."""
+    engine = find(build("overlays/gpu"), "StatefulSet", "engine")
+    sidecar = by_name(containers(engine))["vllm-processes"]
+    compose = _compose()["services"]["vllm-processes"]
+    assert sidecar["command"] + sidecar["args"] == compose["command"].split()
+    assert pod_template(engine)["spec"]["shareProcessNamespace"] is True
+    assert sidecar["securityContext"]["runAsNonRoot"] and sidecar["securityContext"]["capabilities"]["drop"] == ["ALL"]
+    sim = find(build("overlays/sim"), "StatefulSet", "engine")
+    assert [c["name"] for c in containers(sim)] == ["sim"] and "shareProcessNamespace" not in pod_template(sim)["spec"]
+
+
 def test_vllm_takes_the_model_positionally() -> None:
-    [vllm] = containers(find(build("overlays/gpu"), "StatefulSet", "engine"))
+    vllm = by_name(containers(find(build("overlays/gpu"), "StatefulSet", "engine")))["vllm"]
     words = vllm["args"][0].split()
     assert words[:4] == ["exec", "vllm", "serve", '"${VLLM_MODEL:?set'], "vllm serve MODEL, not --model"
     assert "--model" not in words
@@ -641,7 +658,9 @@ def test_monitors_select_the_serving_pods_on_named_ports_with_compose_job_names(
             else:
                 [owner] = [o for o, labels in _pods(objects) if selects(spec["selector"], labels)]
                 ports = {p["name"] for c in containers(owner) for p in c.get("ports", [])}
-            assert {e["port"] for e in endpoints} <= ports, f"{name}: {monitor['metadata']['name']} ports {ports}"
+            # An endpoint on a port the pod lacks finds no target: the simulator's pods have no vllm-processes.
+            optional = {"processes"} if name == "overlays/sim" else set()
+            assert {e["port"] for e in endpoints} - optional <= ports, f"{name}: {monitor['metadata']['name']} {ports}"
 
 
 def _unscoped(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ PROM = REPO / "prometheus"
 RULES = sorted((PROM / "rules").glob("*.yml"))
 TESTS = sorted((PROM / "tests").glob("*.yml"))
 DOCS = REPO / "docs" / "alerting.md"
-JOBS = {"gateway", "vllm", "node", "dcgm", "alertmanager", "relay", "prometheus"}
+JOBS = {"gateway", "vllm", "vllm-processes", "node", "dcgm", "alertmanager", "relay", "prometheus"}
 # dcgm-exporter default counters we use, plus the clock-event field under its DCGM >= 3.3 and older names.
 # What dcgm-exporter collects in the compose stack (its counters file), plus the pre-DCGM-3.3 name of the clock
 # reasons field that the rules read as a fallback.
@@ -214,12 +214,14 @@ def test_prometheus_yml_scrapes_every_service_with_one_label_scheme() -> None:
     expected = {
         "gateway": "gateway:9464", "vllm": "engine:8000", "node": "node-exporter:9100", "dcgm": "dcgm-exporter:9400",
         "alertmanager": "alertmanager:9093", "relay": "relay:9099", "prometheus": "localhost:9090",
+        "vllm-processes": "vllm-processes:9256",
     }  # fmt: skip
     for name, job in jobs.items():
-        if name == "dcgm":  # found by DNS: the sim profile has no dcgm-exporter to list
+        if name in {"dcgm", "vllm-processes"}:  # found by DNS: profiles without the exporter have none to list
             (sd,) = job["dns_sd_configs"]
-            assert f"{sd['names'][0]}:{sd['port']}" == expected[name]
-            assert job["relabel_configs"] == [{"target_label": "service", "replacement": "dcgm-exporter"}]
+            host = sd["names"][0]
+            assert f"{host}:{sd['port']}" == expected[name]
+            assert job["relabel_configs"] == [{"target_label": "service", "replacement": host}]
             continue
         (static,) = job["static_configs"]
         assert static["targets"] == [expected[name]]
