@@ -15,7 +15,8 @@ mkdir -p "$cache"
 apt_install prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager \
   amtool:prometheus-alertmanager
 if [ "$what" != demo ]; then
-  apt_install prometheus-node-exporter:prometheus-node-exporter nginx:nginx-light perf:linux-perf
+  apt_install prometheus-node-exporter:prometheus-node-exporter nginx:nginx-light perf:linux-perf \
+    prometheus-process-exporter:prometheus-process-exporter
 fi
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -384,6 +384,10 @@ def test_gpu_memory_with_llamacpp_as_the_engine(stack: Stack) -> None:
     with serving(ThreadingHTTPServer(("127.0.0.1", stack.ports.engine), LlamaMetrics)):
         stack.both_see('count(llamacpp:requests_processing{job="vllm"}) unless count(vllm:cache_config_info)',
                        "llama.cpp in the engine's place")  # fmt: skip
+        # The simulator's last samples out of the doctor's window: else the scenario run just before this one (on this
+        # worker) still counts, e.g. prompt_too_long's long prompts.
+        left = f"absent_over_time(vllm:request_prompt_tokens_count[{WINDOW}])"
+        stack.both_see(left, "no simulator sample in the window")
         try:
             framebuffer(4.4)
             _, report = stack.doctor("gpu_memory_llamacpp")

@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import REPO
+from tests.support.llamacpp import series_names
 
 _NAME_MATCHER = re.compile(r"__name__\s*(=~?)\s*\"([^\"]*)\"")
 # A quoted PromQL (or Lucene) string, with escapes: what name-scanning regexes must not look inside.
@@ -103,6 +104,15 @@ def vllm_names() -> set[str]:
 # with one API server and with two (prometheus_client's multiprocess mode: the same vllm: families, no process_*).
 VLLM_CAPTURE = REPO / "tests" / "fixtures" / "vllm-0.26.0-metrics-after-load.txt"
 VLLM_CAPTURE_TWO_API_SERVERS = REPO / "tests" / "fixtures" / "vllm-0.26.0-api-server-count-2-metrics-after-load.txt"
+
+
+# process-exporter's /metrics as compose's vllm-processes serves it over two API servers and an engine core
+# (tests/integration/test_vllm_processes.py checks a live scrape has the same series names).
+PROCESS_EXPORTER_CAPTURE = REPO / "tests" / "fixtures" / "process-exporter-0.7.10-vllm-api-servers.txt"
+
+
+def process_exporter_names() -> set[str]:
+    return series_names(PROCESS_EXPORTER_CAPTURE.read_text())
 
 
 def vllm_capture_names() -> set[str]:

@@ -27,6 +27,7 @@ from tests.support.promql import (
     QUOTED,
     exposed_names,
     panels_of,
+    process_exporter_names,
     promql_metric_names,
     registry_names,
     variable_expr,
@@ -189,7 +190,13 @@ def dashboards() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def offline_names() -> set[str]:
     return (
-        gateway_names() | vllm_names() | vllm_capture_names() | dcgm_names() | recording_rule_names() | capture_names()
+        gateway_names()
+        | vllm_names()
+        | vllm_capture_names()
+        | dcgm_names()
+        | recording_rule_names()
+        | capture_names()
+        | process_exporter_names()
     )
 
 

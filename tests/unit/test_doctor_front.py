@@ -46,7 +46,10 @@ def test_a_saturated_api_server_names_the_flag_that_splits_it() -> None:
     assert found.action is not None and (found.action.flag, found.action.value) == ("--api-server-count", "4")
     measured, line = found.evidence
     assert measured.value == MEASURED_H100_256
-    assert measured.query == 'max(rate(process_cpu_seconds_total{job="vllm"}[5m]))'
+    assert measured.query == (
+        'max(rate(process_cpu_seconds_total{job="vllm"}[5m]) or sum without (mode) '
+        '(rate(namedprocess_namegroup_cpu_seconds_total{groupname=~"APIServer_[0-9]+"}[5m])))'
+    )
     assert (line.value, line.source) == (0.9, "default"), "no threshold series here: the stack's default"
     assert "101% of a core" in found.title
 
@@ -58,8 +61,9 @@ def test_an_api_server_with_room_is_quiet() -> None:
 
 def test_without_the_engines_process_series_it_is_not_checked() -> None:
     """llama.cpp exports no process_* series, nor does vLLM with several API servers (the multiprocess capture in
-    tests/fixtures has none): not checked, rather than quiet."""
-    with pytest.raises(Skip, match="process_cpu_seconds_total"):
+    tests/fixtures has none; compose's vllm-processes fills that in, tests/integration/test_vllm_processes.py): with
+    neither, not checked rather than quiet."""
+    with pytest.raises(Skip, match="the engine's process CPU"):
         engine_front_cpu(Context.load(prometheus(None), "5m"))
     assert "\nprocess_cpu_seconds_total " in VLLM_CAPTURE.read_text()
     assert "\nprocess_cpu_seconds_total" not in VLLM_CAPTURE_TWO_API_SERVERS.read_text()

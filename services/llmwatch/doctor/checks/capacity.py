@@ -116,8 +116,8 @@ def queueing(ctx: Context) -> Finding | None:
 
 def engine_front_cpu(ctx: Context) -> Finding | None:
     cpu_q = q.front_cpu(ctx.job(ENGINE), ctx.window)
-    cpu = ctx.require(cpu_q, "the engine's process_cpu_seconds_total (llama.cpp and vLLM with several API servers "
-                      "export none)")  # fmt: skip
+    cpu = ctx.require(cpu_q, "the engine's process CPU (vLLM's process_cpu_seconds_total with one API server, "
+                      "the vllm-processes job with several; llama.cpp exports none)")  # fmt: skip
     if cpu <= ctx.threshold("threshold:engine_front_cpu_cores:max"):
         return None
     return Finding("engine_front_cpu", "warning", f"vLLM's API server used {cpu:.0%} of a core over {ctx.window}: "
@@ -129,8 +129,8 @@ def engine_front_cpu(ctx: Context) -> Finding | None:
         "back; its engine core drives the GPU in another. On a fast GPU with many streams that one core is the "
         "limit: on the lent H100 at 256 streams it ran at 100% and vLLM gave 13,300 tokens/s with TTFT p99 near 3 s; "
         "with two API servers, 23,900 tokens/s and 473 ms, but both were again at 96-99% of a core; with four, the "
-        "busiest was at 76-79%. In compose: VLLM_EXTRA_ARGS=--api-server-count 4. vLLM then exports no process_* "
-        "series, so this check and cold_start go unchecked.",
+        "busiest was at 76-79%. In compose: VLLM_EXTRA_ARGS=--api-server-count 4, or more if it runs several "
+        "already: this check then reads the busiest of them (compose's vllm-processes).",
         "--api-server-count", "4",
     ))  # fmt: skip
 

@@ -25,7 +25,7 @@ TTFT_CAUSES: tuple[CheckId, ...] = (
 
 def cold_start(ctx: Context) -> Finding | None:
     uptime_q = q.uptime(ctx.job(ENGINE))
-    uptime = ctx.require(uptime_q, "the engine's process_start_time_seconds")
+    uptime = ctx.require(uptime_q, "the engine's start (process_start_time_seconds, or vllm-processes' API servers)")
     if uptime > ctx.window_s:
         return None
     # Only samples of this process: the means since its start, the first of which are its first requests'.

@@ -43,16 +43,23 @@ def targets(job_name: str) -> str:
     return f'count(up{{job="{job_name}"}})'
 
 
-# The engine's front end.
+# The engine's front end. vLLM's API servers as process-exporter/vllm.yml groups them (compose's vllm-processes): vLLM
+# exports no process series of its own once --api-server-count splits its front end. Matched by group, not job name.
+API_SERVER_GROUPS = 'groupname=~"APIServer_[0-9]+"'
+
+
 def front_cpu(job: str, w: str) -> str:
-    """The busiest engine process's CPU, as a share of one core: vLLM's API server (prometheus_client counts its own
-    process, not the engine-core child that drives the GPU)."""
-    return f"max(rate(process_cpu_seconds_total{{{job}}}[{w}]))"
+    """The busiest front-end process's CPU, as a share of one core: vLLM's one API server (prometheus_client counts
+    its own process, not the engine-core child that drives the GPU), else the busiest of several (user + system)."""
+    groups = f"namedprocess_namegroup_cpu_seconds_total{{{API_SERVER_GROUPS}}}"
+    return f"max(rate(process_cpu_seconds_total{{{job}}}[{w}]) or sum without (mode) (rate({groups}[{w}])))"
 
 
 # Cold start.
 def uptime(job: str) -> str:
-    return f"time() - max(process_start_time_seconds{{{job}}})"
+    """Since the engine's front end started: vLLM's process, else its newest API server."""
+    groups = f"namedprocess_namegroup_oldest_start_time_seconds{{{API_SERVER_GROUPS}}}"
+    return f"time() - max(process_start_time_seconds{{{job}}} or {groups})"
 
 
 _MEAN_TTFT = "sum(vllm:time_to_first_token_seconds_sum) / sum(vllm:time_to_first_token_seconds_count)"
