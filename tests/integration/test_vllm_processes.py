@@ -94,6 +94,7 @@ class Stack:
     prom: Prometheus
     exporter: str  # its /metrics URL
     started: float  # when the titled processes started (epoch seconds)
+    engine: list[int]  # the titled processes' ids
 
 
 @pytest.fixture(scope="module")
@@ -119,7 +120,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             need_binary("prometheus"), f"--config.file={tmp / 'prometheus.yml'}",
             f"--storage.tsdb.path={tmp / 'data'}", f"--web.listen-address=127.0.0.1:{prom_port}",
         ], f"http://127.0.0.1:{prom_port}/-/ready", 30)  # fmt: skip
-        yield Stack(Prometheus(f"http://127.0.0.1:{prom_port}"), f"http://127.0.0.1:{exporter_port}/metrics", started)
+        yield Stack(Prometheus(f"http://127.0.0.1:{prom_port}"), f"http://127.0.0.1:{exporter_port}/metrics", started,
+                    [proc.pid for proc in engine])  # fmt: skip
     finally:
         local.stop()
         for proc in engine:
@@ -187,3 +189,16 @@ def test_the_dashboard_draws_one_line_per_api_server(stack: Stack) -> None:
         concrete = expr.replace("$__rate_interval", "10s")
         lines = wait_until(lambda q=concrete: len(stack.prom.query(q)) == 2 and stack.prom.query(q), 20, concrete)
         assert {s.labels["groupname"] for s in lines} == {"APIServer_0", "APIServer_1"}, concrete
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the engine's processes must belong to another user")
+def test_the_image_user_reads_what_it_needs_and_not_the_engines_environment(stack: Stack) -> None:
+    """What the docs promise of vllm-processes: as the image's user it reads a root-owned engine process's stat and
+    cmdline, not its environ (where HF_TOKEN lives) or memory; Linux asks ptrace rights for those two."""
+    as_user = [need_binary("setpriv"), f"--reuid={IMAGE_USER}", f"--regid={IMAGE_USER}", "--clear-groups"]
+    pid = stack.engine[0]
+    for readable in ("stat", "cmdline"):
+        assert subprocess.run([*as_user, "cat", f"/proc/{pid}/{readable}"], capture_output=True).returncode == 0
+    for private in ("environ", "mem", "maps"):
+        refused = subprocess.run([*as_user, "cat", f"/proc/{pid}/{private}"], capture_output=True, text=True)
+        assert refused.returncode != 0 and "Permission denied" in refused.stderr, private
