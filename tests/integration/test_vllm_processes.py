@@ -45,15 +45,19 @@ IMAGE_USER = "10001"  # services/Dockerfile: USER 10001:10001
 CONFIG = "process-exporter/vllm.yml"
 
 
-def titled(title: str, busy: bool) -> subprocess.Popen[bytes]:
-    """A process that titles itself as vLLM does, then spins (a saturated API server) or sleeps; returned once the
-    title is in /proc, where process-exporter reads it."""
-    work = "while True:\n    pass" if busy else "time.sleep(300)"
-    code = f"import setproctitle, time\nsetproctitle.setproctitle({title!r})\n{work}\n"
+# A busy API server computes for 20 ms of every 40 (half a core, if the machine has it to give); an idle one sleeps.
+BUSY = "while True:\n    t = time.monotonic()\n    while time.monotonic() - t < 0.02: pass\n    time.sleep(0.02)"
+IDLE = "time.sleep(300)"
+
+
+def titled(title: str, busy: bool, started: list[subprocess.Popen[bytes]]) -> None:
+    """A process that titles itself as vLLM does, then works or sleeps; appended to ``started`` at once (so that it
+    is stopped whatever happens next), and returned from once its title is in /proc, where process-exporter reads it."""
+    code = f"import setproctitle, time\nsetproctitle.setproctitle({title!r})\n{BUSY if busy else IDLE}\n"
     proc = subprocess.Popen([sys.executable, "-c", code])
+    started.append(proc)
     cmdline = Path(f"/proc/{proc.pid}/cmdline")
     wait_until(lambda: cmdline.read_bytes().startswith(title.encode()), 10, f"the title {title}")
-    return proc
 
 
 def exporter_command(config: Path, port: int) -> list[str]:
@@ -110,10 +114,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         yaml.safe_dump(prometheus_config(f"127.0.0.1:{exporter_port}", lowered_thresholds(tmp / "thresholds.yml")))
     )
     started = time.time()
-    engine = [titled("VLLM::APIServer_0", busy=True), titled("VLLM::APIServer_1", busy=False),
-              titled("VLLM::EngineCore", busy=False)]  # fmt: skip
+    engine: list[subprocess.Popen[bytes]] = []
     local = LocalStack(tmp)
     try:
+        for title, busy in (("VLLM::APIServer_0", True), ("VLLM::APIServer_1", False), ("VLLM::EngineCore", False)):
+            titled(title, busy, engine)
         local.start("process-exporter", exporter_command(readable / "vllm.yml", exporter_port),
                     f"http://127.0.0.1:{exporter_port}/metrics", 20)  # fmt: skip
         local.start("prometheus", [
@@ -168,7 +173,7 @@ def test_the_doctor_finds_the_busiest_api_server_and_its_start(stack: Stack) -> 
     found = engine_front_cpu(Context.load(prom, "10s"))
     assert found is not None and found.action is not None and found.action.flag == "--api-server-count"
     cores, line = found.evidence
-    assert THRESHOLD < cores.value <= 1.1, "one single-threaded process: at most about one core"
+    assert THRESHOLD < cores.value <= 0.6, "a process that computes half of the time: at most about half a core"
     groups = f"namedprocess_namegroup_cpu_seconds_total{{{queries.API_SERVER_GROUPS}}}"
     per_server = f"sum by (groupname) (rate({groups}[10s]))"
     idle = {s.labels["groupname"]: s.value for s in prom.query(per_server)}["APIServer_1"]
