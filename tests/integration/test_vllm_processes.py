@@ -117,7 +117,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     engine: list[subprocess.Popen[bytes]] = []
     local = LocalStack(tmp)
     try:
-        for title, busy in (("VLLM::APIServer_0", True), ("VLLM::APIServer_1", False), ("VLLM::EngineCore", False)):
+        # APIServer_2 as an operator's VLLM_PROCESS_NAME_PREFIX titles it.
+        for title, busy in (("VLLM::APIServer_0", True), ("VLLM::APIServer_1", False), ("VLLM::EngineCore", False),
+                            ("llm-a::APIServer_2", False)):  # fmt: skip
             titled(title, busy, engine)
         local.start("process-exporter", exporter_command(readable / "vllm.yml", exporter_port),
                     f"http://127.0.0.1:{exporter_port}/metrics", 20)  # fmt: skip
@@ -138,7 +140,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def test_one_group_per_api_server_and_none_for_the_engine_core(stack: Stack) -> None:
     prom = stack.prom
     counted = wait_until(lambda: prom.query("namedprocess_namegroup_num_procs"), 20, "process-exporter's groups")
-    assert {s.labels["groupname"]: s.value for s in counted} == {"APIServer_0": 1, "APIServer_1": 1}
+    wanted = {"APIServer_0": 1, "APIServer_1": 1, "APIServer_2": 1}
+    assert {s.labels["groupname"]: s.value for s in counted} == wanted
     assert {s.labels["job"] for s in counted} == {"vllm-processes"}
     assert {s.labels["service"] for s in counted} == {"vllm-processes"}
 
@@ -192,8 +195,8 @@ def test_the_dashboard_draws_one_line_per_api_server(stack: Stack) -> None:
     assert exprs
     for expr in exprs:
         concrete = expr.replace("$__rate_interval", "10s")
-        lines = wait_until(lambda q=concrete: len(stack.prom.query(q)) == 2 and stack.prom.query(q), 20, concrete)
-        assert {s.labels["groupname"] for s in lines} == {"APIServer_0", "APIServer_1"}, concrete
+        lines = wait_until(lambda q=concrete: len(stack.prom.query(q)) == 3 and stack.prom.query(q), 20, concrete)
+        assert {s.labels["groupname"] for s in lines} == {"APIServer_0", "APIServer_1", "APIServer_2"}, concrete
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the engine's processes must belong to another user")
