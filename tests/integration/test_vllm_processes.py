@@ -6,9 +6,9 @@ processes titled as vLLM 0.26.0 titles them (setproctitle, the library vLLM call
 VLLM::EngineCore). A real Prometheus 2.42 scrapes it as prometheus.yml's job with the stack's alert rules, and both
 EngineAPIServerCPUHigh and the doctor's engine_front_cpu must find the busy API server, and nothing else.
 
-The threshold is lowered to 0.01 of a core (an operator's edit of thresholds.yml). The alert's 5-minute rate divides
-what a few seconds of a test counted by the whole five minutes, and one busy process on this shared 2-core machine
-gets well under a core while the suite runs in parallel; the idle API server's CPU is 0 either way.
+The threshold is lowered to 0.002 of a core (an operator's edit of thresholds.yml). The alert's 5-minute rate divides
+what a few seconds of a test counted by the whole five minutes, and the busy process here takes a tenth of a core, so
+as not to slow the rest of the suite; the idle API servers' CPU is 0 either way.
 """
 
 from __future__ import annotations
@@ -40,20 +40,26 @@ from tests.support.promql import PROCESS_EXPORTER_CAPTURE, panels_of, process_ex
 
 pytestmark = pytest.mark.integration
 
-THRESHOLD = 0.01  # cores
+THRESHOLD = 0.002  # cores
+# This test's API servers, numbered after this test process (unique on the machine while it runs): other tests title
+# processes too (test_bench_harness: APIServer_0 and _1), and here all share one process namespace, unlike vLLM's
+# container. The last one is titled under an operator's own prefix.
+BUSY, IDLE, PREFIXED = (f"APIServer_{os.getpid()}{n}" for n in range(3))
+OURS = {BUSY, IDLE, PREFIXED}
 IMAGE_USER = "10001"  # services/Dockerfile: USER 10001:10001
 CONFIG = "process-exporter/vllm.yml"
 
 
-# A busy API server computes for 20 ms of every 40 (half a core, if the machine has it to give); an idle one sleeps.
-BUSY = "while True:\n    t = time.monotonic()\n    while time.monotonic() - t < 0.02: pass\n    time.sleep(0.02)"
-IDLE = "time.sleep(300)"
+# A busy API server computes for 5 ms of every 50 (a tenth of a core: the suite's other tests keep the rest, and the
+# load test's timing needs it); an idle one sleeps.
+WORK = "while True:\n    t = time.monotonic()\n    while time.monotonic() - t < 0.005: pass\n    time.sleep(0.045)"
+SLEEP = "time.sleep(300)"
 
 
 def titled(title: str, busy: bool, started: list[subprocess.Popen[bytes]]) -> None:
     """A process that titles itself as vLLM does, then works or sleeps; appended to ``started`` at once (so that it
     is stopped whatever happens next), and returned from once its title is in /proc, where process-exporter reads it."""
-    code = f"import setproctitle, time\nsetproctitle.setproctitle({title!r})\n{BUSY if busy else IDLE}\n"
+    code = f"import setproctitle, time\nsetproctitle.setproctitle({title!r})\n{WORK if busy else SLEEP}\n"
     proc = subprocess.Popen([sys.executable, "-c", code])
     started.append(proc)
     cmdline = Path(f"/proc/{proc.pid}/cmdline")
@@ -117,9 +123,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     engine: list[subprocess.Popen[bytes]] = []
     local = LocalStack(tmp)
     try:
-        # APIServer_2 as an operator's VLLM_PROCESS_NAME_PREFIX titles it.
-        for title, busy in (("VLLM::APIServer_0", True), ("VLLM::APIServer_1", False), ("VLLM::EngineCore", False),
-                            ("llm-a::APIServer_2", False)):  # fmt: skip
+        for title, busy in ((f"VLLM::{BUSY}", True), (f"VLLM::{IDLE}", False), ("VLLM::EngineCore", False),
+                            (f"llm-a::{PREFIXED}", False)):  # fmt: skip
             titled(title, busy, engine)
         local.start("process-exporter", exporter_command(readable / "vllm.yml", exporter_port),
                     f"http://127.0.0.1:{exporter_port}/metrics", 20)  # fmt: skip
@@ -140,8 +145,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 def test_one_group_per_api_server_and_none_for_the_engine_core(stack: Stack) -> None:
     prom = stack.prom
     counted = wait_until(lambda: prom.query("namedprocess_namegroup_num_procs"), 20, "process-exporter's groups")
-    wanted = {"APIServer_0": 1, "APIServer_1": 1, "APIServer_2": 1}
-    assert {s.labels["groupname"]: s.value for s in counted} == wanted
+    assert {s.labels["groupname"]: s.value for s in counted if s.labels["groupname"] in OURS} == dict.fromkeys(OURS, 1)
+    assert all(s.labels["groupname"].startswith("APIServer_") for s in counted), "only API servers, no engine core"
     assert {s.labels["job"] for s in counted} == {"vllm-processes"}
     assert {s.labels["service"] for s in counted} == {"vllm-processes"}
 
@@ -159,15 +164,16 @@ def test_the_alert_names_the_busy_api_server(stack: Stack) -> None:
 
     def pending() -> list[dict[str, Any]]:
         alerts = httpx.get(f"{prom.url}/api/v1/alerts", timeout=5).json()["data"]["alerts"]
-        return [a for a in alerts if a["labels"]["alertname"] == "EngineAPIServerCPUHigh"]
+        return [a for a in alerts if a["labels"]["alertname"] == "EngineAPIServerCPUHigh"
+                and a["labels"]["groupname"] in OURS]  # fmt: skip
 
     [alert] = wait_until(pending, 90, "EngineAPIServerCPUHigh pending")  # a few seconds, unless the box is very busy
     assert alert["state"] == "pending", "15 minutes of `for:` have not passed"
-    assert alert["labels"]["groupname"] == "APIServer_0" and alert["labels"]["job"] == "vllm-processes"
-    assert alert["annotations"]["summary"].startswith(
-        f"vLLM's API server APIServer_0 on {alert['labels']['instance']} uses "
-    )
-    assert alert["annotations"]["summary"].endswith(f"of a CPU core (threshold {THRESHOLD:.0%})"), "1%"
+    assert alert["labels"]["groupname"] == BUSY and alert["labels"]["job"] == "vllm-processes"
+    summary = alert["annotations"]["summary"]
+    assert summary.startswith(f"vLLM's API server {BUSY} on {alert['labels']['instance']} uses ")
+    # The threshold comes through the template's own query (humanizePercentage writes 0.002 as 0.2%).
+    assert summary.endswith("of a CPU core (threshold 0.2%)")
 
 
 def test_the_doctor_finds_the_busiest_api_server_and_its_start(stack: Stack) -> None:
@@ -176,10 +182,10 @@ def test_the_doctor_finds_the_busiest_api_server_and_its_start(stack: Stack) -> 
     found = engine_front_cpu(Context.load(prom, "10s"))
     assert found is not None and found.action is not None and found.action.flag == "--api-server-count"
     cores, line = found.evidence
-    assert THRESHOLD < cores.value <= 0.6, "a process that computes half of the time: at most about half a core"
+    assert THRESHOLD < cores.value <= 0.3, "a process that computes a tenth of the time: about a tenth of a core"
     groups = f"namedprocess_namegroup_cpu_seconds_total{{{queries.API_SERVER_GROUPS}}}"
     per_server = f"sum by (groupname) (rate({groups}[10s]))"
-    idle = {s.labels["groupname"]: s.value for s in prom.query(per_server)}["APIServer_1"]
+    idle = {s.labels["groupname"]: s.value for s in prom.query(per_server)}[IDLE]
     assert idle < THRESHOLD < cores.value, "the busy server's share is the finding's"
     assert cores.query == queries.front_cpu('job="vllm"', "10s")
     assert line.value == THRESHOLD and line.source != "default", "the live threshold series, not the default"
@@ -195,8 +201,11 @@ def test_the_dashboard_draws_one_line_per_api_server(stack: Stack) -> None:
     assert exprs
     for expr in exprs:
         concrete = expr.replace("$__rate_interval", "10s")
-        lines = wait_until(lambda q=concrete: len(stack.prom.query(q)) == 3 and stack.prom.query(q), 20, concrete)
-        assert {s.labels["groupname"] for s in lines} == {"APIServer_0", "APIServer_1", "APIServer_2"}, concrete
+
+        def ours(q: str = concrete) -> set[str]:
+            return {s.labels["groupname"] for s in stack.prom.query(q)} & OURS
+
+        assert wait_until(lambda: ours() == OURS, 20, concrete)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the engine's processes must belong to another user")
