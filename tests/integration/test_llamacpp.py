@@ -27,9 +27,9 @@ from tests.support.llamacpp import (
     capture_names,
     llama_binary,
     llama_server,
-    series_names,
     tiny_model,
 )
+from tests.support.promql import series_names
 
 pytestmark = pytest.mark.integration
 

@@ -35,8 +35,7 @@ from llmwatch.doctor.checks.capacity import engine_front_cpu
 from llmwatch.doctor.context import Context
 from llmwatch.prom import Prometheus
 from tests.support import REPO, free_port, need_binary, wait_until
-from tests.support.llamacpp import series_names
-from tests.support.promql import PROCESS_EXPORTER_CAPTURE, panels_of, process_exporter_names
+from tests.support.promql import PROCESS_EXPORTER_CAPTURE, panels_of, process_exporter_names, series_names
 
 pytestmark = pytest.mark.integration
 

@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
-import re
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from tests.support import REPO, free_port, running
+from tests.support.promql import series_names
 
 CACHE = Path(os.environ.get("LLMWATCH_CACHE", Path.home() / ".cache" / "llmwatch"))
 LLAMA_BIN = CACHE / "llama.cpp" / "bin"
@@ -20,7 +20,6 @@ METRICS_CAPTURE = REPO / "tests" / "fixtures" / "llamacpp-metrics.txt"
 MODEL = "deepseek-ai/DeepSeek-R1-Distill-Qwen-1.5B"
 # The distill's token ids (scripts/make-gguf.py cites where they are published).
 THINK_CLOSE_ID = 151649
-_SAMPLE_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def llama_binary(name: str) -> Path:
@@ -63,22 +62,6 @@ def llama_server(log_path: Path, *flags: str, timeout: float = 120.0) -> Iterato
     url = f"http://127.0.0.1:{port}"
     with running(server_cmd(tiny_model(), port, *flags), log_path, url + "/health", timeout=timeout):
         yield url
-
-
-def series_names(exposition: str) -> set[str]:
-    """Series names as Prometheus stores them: the literal name on each sample line.
-
-    Not client_python's parser: it appends `_total` to every sample of a `counter` family, and llama.cpp declares
-    `llamacpp:n_tokens_max` a counter without the suffix, which Prometheus keeps as written.
-    """
-    names = set()
-    for line in exposition.splitlines():
-        if line and not line.startswith("#"):
-            match = _SAMPLE_NAME.match(line)
-            if match is None:
-                raise ValueError(f"not a sample line: {line!r}")
-            names.add(match.group(0))
-    return names
 
 
 def capture_names() -> set[str]:

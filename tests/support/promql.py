@@ -11,8 +11,8 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import REPO
-from tests.support.llamacpp import series_names
 
+_SAMPLE_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _NAME_MATCHER = re.compile(r"__name__\s*(=~?)\s*\"([^\"]*)\"")
 # A quoted PromQL (or Lucene) string, with escapes: what name-scanning regexes must not look inside.
 QUOTED = re.compile(r"\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])*'|`[^`]*`")
@@ -98,6 +98,22 @@ def vllm_names() -> set[str]:
     from llmwatch.vllm.metrics import VLLM_METRICS
 
     return {name for metric in VLLM_METRICS for name in exposed_names(metric.name, metric.type)}
+
+
+def series_names(exposition: str) -> set[str]:
+    """Series names as Prometheus stores them: the literal name on each sample line.
+
+    Not client_python's parser: it appends `_total` to every sample of a `counter` family, and llama.cpp declares
+    `llamacpp:n_tokens_max` a counter without the suffix, which Prometheus keeps as written.
+    """
+    names = set()
+    for line in exposition.splitlines():
+        if line and not line.startswith("#"):
+            match = _SAMPLE_NAME.match(line)
+            if match is None:
+                raise ValueError(f"not a sample line: {line!r}")
+            names.add(match.group(0))
+    return names
 
 
 # vLLM 0.26.0's own /metrics after load, captured on the lent GPU (tests/unit/test_vllm_exposition.py checks it),
