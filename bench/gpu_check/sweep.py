@@ -7,18 +7,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 from typing import Any
 
+import yaml
 from loadtest import prompts as load_prompts
 
 from bench.closed_loop import measure
 from bench.gpu_check.record import Record, say
+from bench.paths import REPO
 from bench.procs import cpu_seconds, tree
 
-# With --api-server-count above 1, vLLM names each API-server process "VLLM::APIServer_<i>" (vllm/v1/utils.py,
-# run_api_server_worker_proc, through setproctitle) under an idle launcher; with one, the engine's own process serves
-# the API (and llama-server is one process).
-API_SERVER_TITLE = b"VLLM::APIServer"
+# With --api-server-count above 1, vLLM titles each API-server process VLLM::APIServer_<i> under an idle launcher; with
+# one, the engine's own process serves the API (and llama-server is one process). The title's pattern is the one the
+# stack's vllm-processes watches (process-exporter/vllm.yml says where vLLM sets it), matched as process-exporter does:
+# against the command line's words joined by spaces.
+_CONFIG = yaml.safe_load((REPO / "process-exporter/vllm.yml").read_text())
+API_SERVER_TITLE = re.compile(_CONFIG["process_names"][0]["cmdline"][0])
 
 # Events of one streamed answer besides its tokens: vLLM's role chunk, the usage chunk and `data: [DONE]`.
 EXTRA_EVENTS = 3
@@ -73,9 +78,9 @@ def front_processes(engine_pid: int) -> list[int]:
     for pid in tree(engine_pid)[1:]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                title = f.read()
+                words = f.read().decode(errors="replace").split("\0")
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if title.startswith(API_SERVER_TITLE):
+        if API_SERVER_TITLE.match(" ".join(w for w in words if w)):
             servers.append(pid)
     return servers or [engine_pid]
