@@ -20,8 +20,8 @@ from bench.procs import cpu_seconds, tree
 
 # With --api-server-count above 1, vLLM titles each API-server process VLLM::APIServer_<i> under an idle launcher; with
 # one, the engine's own process serves the API (and llama-server is one process). The title's pattern is the one the
-# stack's vllm-processes watches (process-exporter/vllm.yml says where vLLM sets it), matched as process-exporter does:
-# against the command line's words joined by spaces.
+# stack's vllm-processes watches (process-exporter/vllm.yml says where vLLM sets it), matched as process-exporter does
+# (config/config.go, cmdlineMatcher: the command line's words joined by spaces).
 _CONFIG = yaml.safe_load((REPO / "process-exporter/vllm.yml").read_text())
 API_SERVER_TITLE = re.compile(_CONFIG["process_names"][0]["cmdline"][0])
 
@@ -78,9 +78,9 @@ def front_processes(engine_pid: int) -> list[int]:
     for pid in tree(engine_pid)[1:]:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                words = f.read().decode(errors="replace").split("\0")
+                words = f.read().decode(errors="replace").rstrip("\0").split("\0")  # as prometheus/procfs reads it
         except (FileNotFoundError, ProcessLookupError):
             continue
-        if API_SERVER_TITLE.match(" ".join(w for w in words if w)):
+        if API_SERVER_TITLE.match(" ".join(words)):
             servers.append(pid)
     return servers or [engine_pid]
