@@ -812,6 +812,45 @@ def test_vllm_processes_sees_vllms_processes_and_nothing_more(rendered: dict[str
     assert (REPO / source).is_file()
 
 
+# Compose v2 pkg/compose/convergence.go (resolveServiceReferences): `pid: service:NAME` becomes `container:<ID>` of
+# NAME's first container, and fails with "cannot share PID namespace with service NAME: container missing" when NAME
+# has none; the compose binary's own loader adds the implicit depends_on (its `config` output above).
+def test_every_pid_service_reference_names_one_container_of_the_same_profile(rendered: dict[str, Rendered]) -> None:
+    shared = 0
+    for profile, name, service in all_services(rendered):
+        mode = str(service.get("pid", ""))
+        if not mode.startswith("service:"):
+            continue
+        target = mode.removeprefix("service:")
+        assert target in rendered[profile], f"{name} ({profile}): no {target} to share a PID namespace with"
+        replicas = (rendered[profile][target].get("deploy") or {}).get("replicas", 1)
+        assert replicas == 1, f"{name} would see only the first of {target}'s {replicas} containers"
+        assert target in service["depends_on"], f"{name}: compose must start {target} first"
+        shared += 1
+    assert shared == 1, "vllm-processes, in the gpu profile"
+
+
+# The image's process-exporter is the one the tests run: apt's version rule (apt-pkg/versionmatch.cc, pkgVersionMatch:
+# a version ending in `*` is a case-insensitive prefix) holds for the package installed here (scripts/install.sh, from
+# the same Debian bookworm), and the file the final stage copies is the one that package installs.
+def test_the_images_process_exporter_is_the_package_the_tests_run() -> None:
+    build, final = dockerfile_stages()[-2:]
+    run = " ".join(" ".join(c.value) for c in build if c.cmd == "RUN" and "apt-get download" in " ".join(c.value))
+    match = re.search(r'apt-get download "?([\w.+-]+)=([^"\s]+)"?', run)
+    assert match, run
+    package, wanted = match.groups()
+    installed = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", package], capture_output=True, text=True)
+    assert installed.returncode == 0, f"{package} is not installed here: scripts/install.sh test installs it"
+    prefix = wanted.removesuffix("*")
+    assert (installed.stdout.lower().startswith(prefix.lower()) if wanted.endswith("*")
+            else installed.stdout == wanted), f"the image pins {wanted}, the tests run {installed.stdout}"  # fmt: skip
+    root = re.search(rf"dpkg-deb -x {re.escape(package)}_\*\.deb (\S+)", run)
+    assert root, run
+    files = subprocess.run(["dpkg", "-L", package], capture_output=True, text=True, check=True).stdout.split()
+    copied = [c.value[0] for c in final if c.cmd == "COPY" and c.value[0].startswith(root.group(1) + "/")]
+    assert copied and all(path.removeprefix(root.group(1)) in files for path in copied), copied
+
+
 # ---- dcgm-exporter ----------------------------------------------------------------------------------------------
 
 # dcgm-exporter 4.7.1, internal/pkg/counters/counter_config.go: ReadCSVFile reads with encoding/csv, Comment '#';
