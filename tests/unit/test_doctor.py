@@ -8,11 +8,8 @@ import json
 import os
 import subprocess
 from pathlib import Path
-from typing import Any
 from unittest.mock import patch
-from urllib.parse import parse_qs
 
-import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -27,6 +24,7 @@ from llmwatch.doctor.sources import Limit, Thresholds, assumption
 from llmwatch.prom import Prometheus
 from llmwatch.render import engine_sizing, interpolate
 from tests.fakes.dcgm import FakeDcgm, Gpu, counters
+from tests.fakes.prometheus import THRESHOLDS_QUERY, Row, sample, stand_in, threshold_rows, up
 from tests.support import REPO, free_port, llmwatch_cmd
 
 
@@ -79,18 +77,16 @@ def fake_prometheus(
     series = [*thresholds.load(), *thresholds.load(engine_sizing.write(REPO, tmp))] if rules else []
     series += [thresholds.Threshold(name, value) for name, value in (extra or {}).items()]
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        query = parse_qs(request.content.decode())["query"][0]
-        result: list[dict[str, Any]] = []
+    def rows(query: str) -> list[Row]:
         if query in (answers or {}):
-            result = [{"metric": {"gpu": "0"}, "value": [0, str(v)]} for v in (answers or {})[query]]
-        elif query == "up":
-            result = [{"metric": {"job": job, "instance": f"{job}:1"}, "value": [0, "1"]} for job in jobs]
-        elif query.startswith('{__name__=~"threshold:'):
-            result = [{"metric": {"__name__": t.record, **t.labels}, "value": [0, str(t.value)]} for t in series]
-        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+            return [sample(v, gpu="0") for v in (answers or {})[query]]
+        if query == "up":
+            return up(*jobs)
+        if query.startswith(THRESHOLDS_QUERY):
+            return threshold_rows(series)
+        return []
 
-    return Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+    return stand_in(rows)
 
 
 @pytest.mark.unit
@@ -241,18 +237,13 @@ def test_jobs_are_found_by_their_metrics_whatever_another_prometheus_names_them(
     jobs = {"default/vllm-r1": "vllm:num_requests_running", "llm-gateway": "llmwatch_requests_in_flight"}
     asked: list[str] = []
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        query = parse_qs(request.content.decode())["query"][0]
-        asked.append(query)
-        result: list[dict[str, Any]] = []
+    def rows(query: str) -> list[Row]:
         if query == "up":
-            result = [{"metric": {"job": job, "instance": f"{job}:1"}, "value": [0, "1"]} for job in jobs]
-        for job, metric in jobs.items():
-            if query == f"group by (job) (last_over_time({metric}[1h]))":
-                result = [{"metric": {"job": job}, "value": [0, "1"]}]
-        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+            return up(*jobs)
+        found = [job for job, metric in jobs.items() if query == f"group by (job) (last_over_time({metric}[1h]))"]
+        return [sample(1, job=job) for job in found]
 
-    prom = Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+    prom = stand_in(rows, asked)
     report = diagnose(prom, "5m")
     why = {n.id: n.why for n in report.not_checked}
     assert not [w for w in why.values() if "scrapes no" in w], why  # the engine and the gateway were found

@@ -8,16 +8,13 @@ scenario, not a measurement."""
 
 from __future__ import annotations
 
-from typing import Any
-from urllib.parse import parse_qs
-
-import httpx
 import pytest
 
 from llmwatch import thresholds
 from llmwatch.doctor.checks.capacity import engine_front_cpu
 from llmwatch.doctor.context import Context, Skip
 from llmwatch.prom import Prometheus
+from tests.fakes.prometheus import Row, sample, stand_in, up
 from tests.support.promql import VLLM_CAPTURE, VLLM_CAPTURE_TWO_API_SERVERS
 
 pytestmark = pytest.mark.unit
@@ -28,16 +25,14 @@ MEASURED_H100_256 = 1.01  # cores: the API server's share at 256 streams, one AP
 def prometheus(front_cores: float | None) -> Prometheus:
     """A Prometheus scraping the stack's `vllm` job, whose process CPU rate is ``front_cores`` (None: no series)."""
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        query = parse_qs(request.content.decode())["query"][0]
-        result: list[dict[str, Any]] = []
+    def rows(query: str) -> list[Row]:
         if query == "up":
-            result = [{"metric": {"job": "vllm", "instance": "vllm:8000"}, "value": [0, "1"]}]
-        elif query.startswith("max(rate(process_cpu_seconds_total{") and front_cores is not None:
-            result = [{"metric": {}, "value": [0, str(front_cores)]}]
-        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+            return up("vllm")
+        if query.startswith("max(rate(process_cpu_seconds_total{") and front_cores is not None:
+            return [sample(front_cores)]
+        return []
 
-    return Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+    return stand_in(rows)
 
 
 def test_a_saturated_api_server_names_the_flag_that_splits_it() -> None:

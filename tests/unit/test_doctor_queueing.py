@@ -9,10 +9,7 @@ request_queue_time_seconds after the run (0.0371 s over 673 requests)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs
 
-import httpx
 import pytest
 
 from llmwatch import thresholds
@@ -20,6 +17,7 @@ from llmwatch.doctor.checks.capacity import batch_for, queueing
 from llmwatch.doctor.context import Context
 from llmwatch.prom import Prometheus
 from llmwatch.render import engine_sizing
+from tests.fakes.prometheus import THRESHOLDS_QUERY, Row, sample, stand_in, threshold_rows, up
 from tests.support import REPO
 
 pytestmark = pytest.mark.unit
@@ -48,18 +46,15 @@ def measured_prometheus(tmp: Path, seqs: int, measured: dict[str, float] = MEASU
             return measured["kv_cache_usage_max"]
         return None
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        query = parse_qs(request.content.decode())["query"][0]
-        result: list[dict[str, Any]] = []
+    def rows(query: str) -> list[Row]:
         if query == "up":
-            result = [{"metric": {"job": "vllm", "instance": "vllm:8000"}, "value": [0, "1"]}]
-        elif query.startswith('{__name__=~"threshold:'):
-            result = [{"metric": {"__name__": t.record, **t.labels}, "value": [0, str(t.value)]} for t in series]
-        elif (v := value(query)) is not None:
-            result = [{"metric": {}, "value": [0, str(v)]}]
-        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+            return up("vllm")
+        if query.startswith(THRESHOLDS_QUERY):
+            return threshold_rows(series)
+        v = value(query)
+        return [] if v is None else [sample(v)]
 
-    return Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+    return stand_in(rows)
 
 
 def test_queueing_makes_room_for_the_requests_held_at_the_peak(tmp_path: Path) -> None:
