@@ -8,9 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qs
 
-import httpx
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, generate_latest
@@ -173,21 +171,19 @@ def test_every_vllm_selector_matches_a_real_series_with_its_label_values(text: C
 def test_the_doctor_reads_cache_config_info_from_the_real_labels() -> None:
     from llmwatch import thresholds
     from llmwatch.doctor.context import Context
-    from llmwatch.prom import Prometheus
+    from tests.fakes.prometheus import THRESHOLDS_QUERY, Row, sample, stand_in, threshold_rows
 
     info = families(LATEST.read_text())["vllm:cache_config_info"]["samples"]
     assert len(info) == 1
     series = thresholds.load()  # no engine-sizing series: the share must come from the engine's own labels
 
-    def answer(request: httpx.Request) -> httpx.Response:
-        query = parse_qs(request.content.decode())["query"][0]
-        result: list[dict[str, Any]] = []
+    def rows(query: str) -> list[Row]:
         if query == "vllm:cache_config_info":
-            result = [{"metric": {"__name__": "vllm:cache_config_info", **info[0].labels}, "value": [0, "1"]}]
-        elif query.startswith('{__name__=~"threshold:'):
-            result = [{"metric": {"__name__": t.record, **t.labels}, "value": [0, str(t.value)]} for t in series]
-        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": result}})
+            return [sample(1, __name__="vllm:cache_config_info", **info[0].labels)]
+        if query.startswith(THRESHOLDS_QUERY):
+            return threshold_rows(series)
+        return []
 
-    prom = Prometheus("http://prometheus:9090", httpx.Client(transport=httpx.MockTransport(answer)))
+    prom = stand_in(rows)
     share = Context.load(prom, "5m").limit("threshold:gpu_vllm_memory_share:max")
     assert share.value == float(info[0].labels["gpu_memory_utilization"]) and share.source == "engine"
